@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Build the project's virtual environment (default .venv) from nothing; safe to re-run.
+#
+# - torch 2.14.1 / torchvision 0.29.1 come from this machine's local wheels: pinned exactly so that no
+#   resolver ever pulls a second multi-GB torch.
+# - SpikingJelly 2.0.0 (current upstream) is the venv's default line. It declares torchaudio, whose newest
+#   release pins another torch, so it and torchaudio go in with --no-deps and its runtime deps by name.
+# - SpikingJelly 0.0.0.0.14 (the CuPy line) goes to $VENV/sj014; put it first on PYTHONPATH to use it
+#   (scripts/run_tests.sh runs the suite on both lines).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${SJ_SEW_VENV:-.venv}
+STAMP="$VENV/.sj_sew-env-v1"
+if [ -f "$STAMP" ]; then exit 0; fi
+[ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+pip install torch==2.14.1 torchvision==0.29.1
+pip install numpy scipy tqdm matplotlib tensorboard scikit-learn pytest h5py 'loguru<1,>=0.7' packaging requests SciencePlots cupy-cuda12x
+pip install --no-deps spikingjelly==2.0.0 torchaudio==2.11.0
+pip install --no-deps --target "$VENV/sj014" spikingjelly==0.0.0.0.14
+pip install --no-deps -e .
+"$VENV/bin/python" - <<'PY'
+import torch, torchvision, spikingjelly.activation_based.neuron, sj_sew
+assert torch.__version__.startswith("2.14.1"), torch.__version__
+print(f"sj_sew {sj_sew.__version__}: torch {torch.__version__}, SpikingJelly {sj_sew.SJ_VERSION}")
+PY
+PYTHONPATH="$VENV/sj014" "$VENV/bin/python" -c "import sj_sew; assert sj_sew.SJ_VERSION == '0.0.0.0.14', sj_sew.SJ_VERSION"
+touch "$STAMP"

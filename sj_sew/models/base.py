@@ -1,0 +1,91 @@
+"""What every sj_sew network shares: the input contract, the static-input stem, backend sync."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from spikingjelly.activation_based import base
+
+from ..neurons import NeuronSpec
+
+
+class SpikingNetwork(nn.Module):
+    """Base of the sj_sew networks.
+
+    Input is a sequence ``[T, N, C, H, W]``, or a static batch ``[N, C, H, W]`` when the model was
+    built with ``T``: then :meth:`stem` (the stateless layers before the first neuron) runs once and
+    its output is repeated T times, which gives the same result as repeating the image first.
+    Output is the logits averaged over time, ``[N, num_classes]``.
+    Subclasses implement :meth:`stem`, :meth:`body` and :meth:`head`.
+    """
+
+    def __init__(self, neuron: NeuronSpec, in_channels: int, num_classes: int, T: int | None):
+        super().__init__()
+        if T is not None and (not isinstance(T, int) or T < 1):
+            raise ValueError(f"T must be a positive int or None, got {T!r}")
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.neuron_spec = neuron
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.T = T
+        self._backend_device = None
+
+    # --- subclass hooks -------------------------------------------------------------------------
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Stateless layers before the first neuron, on ``[T, N, ...]`` (T may be 1)."""
+        raise NotImplementedError
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """From the stem's output to the last feature map, ``[T, N, C, H, W]``."""
+        raise NotImplementedError
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Per-step logits ``[T, N, num_classes]`` from the features."""
+        raise NotImplementedError
+
+    # --- shared behaviour -----------------------------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() not in (4, 5):
+            raise ValueError(f"input must be [T, N, C, H, W] or, for a model built with T, [N, C, H, W]; "
+                             f"got shape {tuple(x.shape)}")
+        if x.shape[-3] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channels at dim {x.dim() - 3} "
+                             f"(shape [T, N, C, H, W] or [N, C, H, W]); got shape {tuple(x.shape)}")
+        if x.dim() == 4 and self.T is None:
+            raise ValueError(f"static input {tuple(x.shape)} needs a model built with T=<time steps>; "
+                             "or pass a sequence [T, N, C, H, W]")
+        if x.dim() == 5 and self.T is not None and x.shape[0] != self.T:
+            raise ValueError(f"model was built with T={self.T} but the sequence has {x.shape[0]} steps "
+                             f"(shape {tuple(x.shape)}); build it with T=None to accept any length")
+
+    def sync_backend(self, device: torch.device) -> None:
+        """Point every neuron at the backend the spec picks for ``device`` (no-op once per device)."""
+        if device == self._backend_device:
+            return
+        self._backend_device = device
+        for m in self.modules():
+            if isinstance(m, base.MemoryModule) and hasattr(m, "backend") and isinstance(m, self.neuron_spec.cls):
+                wanted = self.neuron_spec.backend_for(device)
+                if wanted is not None and m.backend != wanted:
+                    m.backend = wanted
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map ``[T, N, C, H, W]``."""
+        self.check_input(x)
+        self.sync_backend(x.device)
+        if x.dim() == 4:  # static image: stem once, then repeat over T (the authors' trick)
+            s = self.stem(x.unsqueeze(0))
+            s = s.expand(self.T, *s.shape[1:])
+        else:
+            s = self.stem(x)
+        return self.body(s)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features).mean(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

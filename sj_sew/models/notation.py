@@ -1,0 +1,189 @@
+"""Networks written in the SEW paper's own notation, e.g. the 7B-Net of DVS128 Gesture::
+
+    c32k3s1-BN-PLIF-{SEW Block(c32)-MPk2s2}*7-FC11
+
+Tokens (separated by ``-``; ``{...}*n`` repeats a group):
+
+=================== =====================================================================
+``c32k3s1``         conv, 32 channels, kernel 3, stride 1, padding k//2, no bias
+``BN``              BatchNorm over the current channels
+``IF|LIF|PLIF|SN``  a spiking neuron (the first one named is the net's default neuron)
+``Block(c32)``      a residual block of the chosen family (``SEW Block(c32)`` is the same)
+``MPk2s2``          max pooling, kernel 2, stride 2 (``APk2s2``: average pooling)
+``DP``              dropout, p = 0.5
+``FC11``            flatten, then a linear layer to 11 features (the last FC gets ``num_classes``)
+=================== =====================================================================
+"""
+from __future__ import annotations
+
+import re
+
+import torch.nn as nn
+from spikingjelly.activation_based import layer
+
+from ..blocks import BasicBlock, check_family
+from ..neurons import NeuronSpec
+from ._registry import register_model
+from .base import SpikingNetwork
+from .resnet import init_like_torchvision
+
+_NEURON_TOKENS = {"IF": "if", "LIF": "lif", "PLIF": "plif", "SN": None}
+_PATTERNS = {
+    "conv": re.compile(r"c(\d+)k(\d+)s(\d+)$"),
+    "block": re.compile(r"(?:SEW\s*)?Block\s*\(\s*c(\d+)\s*\)$", re.IGNORECASE),
+    "pool": re.compile(r"(MP|AP)k(\d+)s(\d+)$"),
+    "fc": re.compile(r"FC(\d+)$"),
+}
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts, depth, current = [], 0, []
+    for ch in text:
+        if ch in "{(":
+            depth += 1
+        elif ch in "})":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"unbalanced brackets in {text!r}")
+        if ch == "-" and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    if depth != 0:
+        raise ValueError(f"unbalanced brackets in {text!r}")
+    parts.append("".join(current).strip())
+    if any(not p for p in parts):
+        raise ValueError(f"empty token in {text!r}")
+    return parts
+
+
+def parse_notation(text: str) -> list[tuple]:
+    """Flatten the notation into a token list: ('conv', c, k, s), ('bn',), ('neuron', name),
+    ('block', c), ('pool', 'MP'|'AP', k, s), ('dropout',), ('fc', features)."""
+    tokens: list[tuple] = []
+    for part in _split_top_level(text):
+        group = re.fullmatch(r"\{(.*)\}\s*\*\s*(\d+)", part, re.DOTALL)
+        if group:
+            tokens += parse_notation(group.group(1)) * int(group.group(2))
+        elif part == "BN":
+            tokens.append(("bn",))
+        elif part == "DP":
+            tokens.append(("dropout",))
+        elif part in _NEURON_TOKENS:
+            tokens.append(("neuron", _NEURON_TOKENS[part]))
+        else:
+            for kind, pattern in _PATTERNS.items():
+                m = pattern.match(part)
+                if m:
+                    args = [int(g) if g.isdigit() else g for g in m.groups()]
+                    tokens.append((kind, *args))
+                    break
+            else:
+                raise ValueError(f"cannot parse {part!r} in {text!r}; tokens are cCkKsS, BN, IF, LIF, PLIF, SN, "
+                                 "Block(cC), MPkKsS, APkKsS, DP, FCn and {...}*n")
+    return tokens
+
+
+class NotationNet(SpikingNetwork):
+    """A network built from the paper's notation; residual blocks take ``family`` and ``connect``.
+
+    ``neuron=None`` uses the first neuron named in the notation for every neuron. ``input_size`` is
+    the side of the (square) input, needed to size the first FC layer.
+    """
+
+    def __init__(self, notation: str, family: str = "sew", connect: str = "ADD", neuron=None,
+                 backend: str = "auto", in_channels: int = 2, num_classes: int | None = None,
+                 zero_init_residual: bool = False, T: int | None = None, input_size: int = 128,
+                 **neuron_kwargs):
+        tokens = parse_notation(notation)
+        if neuron is None:
+            named = [t[1] for t in tokens if t[0] == "neuron" and t[1] is not None]
+            neuron = named[0] if named else "if"
+        spec = NeuronSpec(neuron, backend, **neuron_kwargs)
+        fc_positions = [i for i, t in enumerate(tokens) if t[0] == "fc"]
+        if not fc_positions:
+            raise ValueError(f"notation {notation!r} has no FC layer to classify with")
+        if num_classes is None:
+            num_classes = tokens[fc_positions[-1]][1]
+        super().__init__(spec, in_channels, num_classes, T)
+        self.notation = notation
+        self.family = check_family(family)
+        modules, channels, flat, size = [], in_channels, False, input_size
+        self._stem_len = self._head_start = None
+        for i, tok in enumerate(tokens):
+            kind = tok[0]
+            if kind in ("conv", "block", "pool", "bn") and flat:
+                raise ValueError(f"{kind} after FC in {notation!r}: FC layers must come last")
+            if kind == "neuron" and self._stem_len is None:
+                self._stem_len = len(modules)
+            if kind == "fc" and not flat:
+                self._head_start = len(modules)
+                modules.append(layer.Flatten(start_dim=1, step_mode="m"))
+                flat, channels = True, channels * size * size
+            if kind == "conv":
+                modules.append(layer.Conv2d(channels, tok[1], tok[2], stride=tok[3], padding=tok[2] // 2,
+                                            bias=False, step_mode="m"))
+                channels, size = tok[1], (size + 2 * (tok[2] // 2) - tok[2]) // tok[3] + 1
+            elif kind == "bn":
+                modules.append(layer.BatchNorm2d(channels, step_mode="m"))
+            elif kind == "neuron":
+                modules.append(spec.make())
+            elif kind == "block":
+                modules.append(BasicBlock(channels, tok[1], 1, family, connect, spec))
+                channels = tok[1]
+            elif kind == "pool":
+                cls = layer.MaxPool2d if tok[1] == "MP" else layer.AvgPool2d
+                modules.append(cls(tok[2], tok[3], step_mode="m"))
+                size = (size - tok[2]) // tok[3] + 1
+            elif kind == "dropout":
+                modules.append(layer.Dropout(0.5, step_mode="m"))
+            elif kind == "fc":
+                out = num_classes if i == fc_positions[-1] else tok[1]
+                modules.append(layer.Linear(channels, out, step_mode="m"))
+                channels = out
+            if size < 1:
+                raise ValueError(f"{notation!r} shrinks a {input_size}x{input_size} input to nothing at {tok}; "
+                                 "pass a larger input_size")
+        if self._stem_len is None:
+            self._stem_len = self._head_start
+        self.layers = nn.Sequential(*modules)
+        init_like_torchvision(self, zero_init_residual)
+
+    def stem(self, x):
+        return self.layers[: self._stem_len](x)
+
+    def body(self, x):
+        return self.layers[self._stem_len: self._head_start](x)
+
+    def head(self, features):
+        return self.layers[self._head_start:](features)
+
+    def extra_repr(self) -> str:
+        return f"notation={self.notation!r}"
+
+
+#: The paper's small networks: name -> (notation, default input channels, input size, what it is for).
+PAPER_NETS = {
+    "net7b": ("c32k3s1-BN-PLIF-{SEW Block(c32)-MPk2s2}*7-FC11", 2, 128,
+              "7B-Net, DVS128 Gesture 128x128 (Table 5, 0.13M parameters)"),
+    "wide_net7b": ("c64k3s1-BN-PLIF-{SEW Block(c64)-MPk2s2}*4-c128k3s1-BN-PLIF-{SEW Block(c128)-MPk2s2}*3-FC10", 2, 128,
+                   "Wide-7B-Net, CIFAR10-DVS 128x128 (Table 6)"),
+    "surrogate_net": ("c32k3s1-BN-IF-{{SEW Block(c32)}*2-MPk2s2}*5-FC10", 3, 32,
+                      "the lightweight CIFAR-10 net of the surrogate study (Appendix A.5, Table 9)"),
+}
+
+
+def _notation_factory(name: str, notation: str, in_channels: int, input_size: int, doc: str):
+    def factory(**kwargs) -> NotationNet:
+        kwargs.setdefault("in_channels", in_channels)
+        kwargs.setdefault("input_size", input_size)
+        return NotationNet(notation, **kwargs)
+
+    factory.__name__ = name
+    factory.__doc__ = f"{doc}: ``{notation}``; kwargs: see NotationNet."
+    return factory
+
+
+for _name, (_notation, _channels, _size, _doc) in PAPER_NETS.items():
+    register_model(_notation_factory(_name, _notation, _channels, _size, _doc))

@@ -1,0 +1,156 @@
+"""Neuron, surrogate and backend selection over both SpikingJelly lines.
+
+:class:`NeuronSpec` turns the keyword arguments every sj_sew factory takes (``neuron``, ``backend``,
+``v_threshold``, ``v_reset``, ``tau``/``init_tau``, ``detach_reset``, ``surrogate_function``) into
+a factory of fresh multi-step SpikingJelly neurons. Defaults are the paper's: Vth = 1, Vreset = 0,
+ATan(alpha = 2), detached reset.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+import torch
+from spikingjelly.activation_based import base, surrogate as sj_surrogate
+
+from . import _compat
+from .surrogate import Constant, Rectangular
+
+BACKENDS = ("auto", "torch", "cupy")
+
+PAPER_DEFAULTS: dict[str, Any] = {"v_threshold": 1.0, "v_reset": 0.0, "detach_reset": True}
+
+_SURROGATES = {
+    "atan": sj_surrogate.ATan,
+    "sigmoid": sj_surrogate.Sigmoid,
+    "rectangular": Rectangular,
+    "rect": Rectangular,
+    "constant": Constant,
+}
+
+
+def make_surrogate(spec) -> sj_surrogate.SurrogateFunctionBase:
+    """A surrogate from an instance or a name in ``atan|sigmoid|rectangular|rect|constant``."""
+    if spec is None:
+        return sj_surrogate.ATan(alpha=2.0)
+    if isinstance(spec, torch.nn.Module):
+        return spec
+    if isinstance(spec, str) and spec.lower() in _SURROGATES:
+        return _SURROGATES[spec.lower()]()
+    raise ValueError(f"unknown surrogate_function {spec!r}; give an instance or one of {sorted(_SURROGATES)}")
+
+
+def list_neurons() -> list[str]:
+    return sorted(_compat.default_neuron_classes())
+
+
+def _neuron_class(neuron):
+    if isinstance(neuron, str):
+        classes = _compat.default_neuron_classes()
+        try:
+            return classes[neuron.lower()]
+        except KeyError:
+            raise ValueError(f"unknown neuron {neuron!r}; valid: {list_neurons()} or a SpikingJelly neuron class") from None
+    if inspect.isclass(neuron) and issubclass(neuron, base.MemoryModule):
+        return neuron
+    raise TypeError(f"neuron must be one of {list_neurons()} or a SpikingJelly neuron class, got {neuron!r}")
+
+
+def _has_cuda_code(surrogate_function) -> bool:
+    try:
+        surrogate_function.cuda_codes("y", "x", "float")
+        return True
+    except (NotImplementedError, AttributeError, TypeError):
+        return False
+
+
+class NeuronSpec:
+    """A neuron model with its parameters and backend policy; :meth:`make` builds one neuron.
+
+    Args:
+        neuron: ``'if'``, ``'lif'``, ``'plif'`` or a SpikingJelly neuron class.
+        backend: ``'auto'`` (fastest for the device the model runs on), ``'torch'`` or ``'cupy'``
+            (SpikingJelly 0.0.0.0.14 only).
+        **kwargs: neuron parameters; ``tau`` is accepted as ``init_tau`` for PLIF.
+    """
+
+    def __init__(self, neuron="if", backend: str = "auto", **kwargs):
+        self.cls = _neuron_class(neuron)
+        params = inspect.signature(self.cls.__init__).parameters
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        if "tau" in kwargs and "tau" not in params and "init_tau" in params:
+            kwargs["init_tau"] = kwargs.pop("tau")
+        unknown = [k for k in kwargs if k not in params and not accepts_any]
+        if unknown or "backend" in kwargs or "step_mode" in kwargs:
+            valid = sorted(k for k in params if k not in ("self", "step_mode", "backend"))
+            raise TypeError(f"{self.cls.__name__} does not take {unknown or ['backend/step_mode']}; valid: {valid}")
+        merged = {k: v for k, v in PAPER_DEFAULTS.items() if k in params or accepts_any}
+        merged.update(kwargs)
+        merged["surrogate_function"] = make_surrogate(merged.get("surrogate_function"))
+        for key in ("v_threshold", "v_reset", "tau", "init_tau"):  # SpikingJelly 2.x asserts floats
+            if merged.get(key) is not None and key in merged:
+                merged[key] = float(merged[key])
+        self.kwargs = merged
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; valid: {list(BACKENDS)}")
+        if backend == "cupy":
+            self._check_cupy()
+        self.backend = backend
+
+    def _check_cupy(self) -> None:
+        if _compat.SJ2 or not _compat.neuron_takes_backend(self.cls):
+            raise RuntimeError(_compat.CUPY_REMOVED_MESSAGE.format(v=_compat.SJ_VERSION))
+        if "cupy" not in _compat.backends_for(self.cls):
+            raise ValueError(f"{self.cls.__name__} has no CuPy backend in multi-step mode; use backend='torch'")
+        if not _compat.cupy_importable():
+            raise ImportError("backend='cupy' needs CuPy and an NVIDIA GPU: pip install 'sj_sew[cupy]' "
+                              "(cupy-cuda12x), or use backend='auto'")
+        if not _has_cuda_code(self.kwargs["surrogate_function"]):
+            raise ValueError(f"surrogate {type(self.kwargs['surrogate_function']).__name__} has no CUDA code "
+                             "for the CuPy backend; use backend='torch'")
+
+    def backend_for(self, device: torch.device | str | None) -> str | None:
+        """The SpikingJelly backend name to use on ``device``; None where the line picks by itself (2.x)."""
+        if not _compat.neuron_takes_backend(self.cls):
+            return None
+        if self.backend != "auto":
+            return self.backend
+        on_gpu = device is not None and torch.device(device).type == "cuda"
+        if (on_gpu and _compat.cupy_importable() and "cupy" in _compat.backends_for(self.cls)
+                and _has_cuda_code(self.kwargs["surrogate_function"])):
+            return "cupy"
+        return "torch"
+
+    def make(self) -> base.MemoryModule:
+        """A new multi-step neuron with its own copy of every parameter (surrogates included)."""
+        extra = {"step_mode": "m"}
+        initial = self.backend_for(None)
+        if initial is not None:
+            extra["backend"] = initial
+        return self.cls(**copy.deepcopy(self.kwargs), **extra)
+
+    @property
+    def v_threshold(self) -> float:
+        return float(self.kwargs.get("v_threshold", 1.0))
+
+    def firing_input(self, steps: int = 16) -> float:
+        """A constant input that makes this neuron fire at every one of ``steps`` steps.
+
+        Used to hold the last neuron of an AND block at A == 1. Found by running the neuron
+        itself on candidates Vth * 1.25 * 2^k, so it holds for any neuron model.
+        """
+        probe = self.cls(**copy.deepcopy(self.kwargs), step_mode="m")
+        candidate = 1.25 * max(abs(self.v_threshold), 1e-3)
+        for _ in range(20):
+            probe.reset()
+            with torch.no_grad():
+                out = probe(torch.full((steps, 1), candidate))
+            if bool((out == 1).all()):
+                return candidate
+            candidate *= 2
+        raise ValueError(f"{self.cls.__name__} with {self.kwargs} does not fire at every step for any "
+                         "constant input up to 1e6; AND blocks cannot be initialised to identity")
+
+    def __repr__(self) -> str:
+        return f"NeuronSpec({self.cls.__name__}, backend={self.backend!r}, {self.kwargs})"
