@@ -11,6 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${SJ_SEW_VENV:-.venv}
 STAMP="$VENV/.sj_sew-env-v1"
+# Fashion-MNIST (real data, no download from a data host) comes as a Debian package.
+FASHION=/usr/share/datasets/fashion-mnist
+if [ ! -d "$FASHION" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+    || echo "note: could not apt-get install dataset-fashion-mnist; Fashion-MNIST runs will be skipped"
+fi
 if [ -f "$STAMP" ]; then exit 0; fi
 [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
