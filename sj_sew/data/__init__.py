@@ -1,0 +1,1 @@
+"""Data sets for sj_sew: registry, embedded offline sets, DVS loaders, transforms."""
