@@ -1,0 +1,79 @@
+"""Per-block probes for the SEW paper's analyses: firing rates of S, A, O (Figs. 4, 5, 11) and the
+gradient amplitude ||dL/dS^l|| at each block input (Figs. 6-8)."""
+from __future__ import annotations
+
+import torch
+
+from ..blocks import ResidualBlock
+
+
+class BlockProbe:
+    """Hooks on every :class:`ResidualBlock` of a model; use as a context manager around one forward
+    (and backward, with ``gradients=True``).
+
+    For block l it records the mean of its input S^l, of its residual spikes A^l (the last neuron of the
+    branch; for Spiking/Plain blocks that neuron's output is O^l) and of its output O^l, averaged over
+    all time steps, samples and positions, and after ``backward`` the L2 norm of dL/dS^l.
+    """
+
+    def __init__(self, model: torch.nn.Module, gradients: bool = False):
+        self.blocks = [m for m in model.modules() if isinstance(m, ResidualBlock)]
+        if not self.blocks:
+            raise ValueError("the model has no sj_sew ResidualBlock to probe")
+        self.gradients = gradients
+        self._inputs: list[torch.Tensor | None] = [None] * len(self.blocks)
+        self.rate_s = [float("nan")] * len(self.blocks)
+        self.rate_a = [float("nan")] * len(self.blocks)
+        self.rate_o = [float("nan")] * len(self.blocks)
+        self._handles = []
+
+    @property
+    def downsample(self) -> list[bool]:
+        """Whether block l changes shape (its shortcut is a conv, not the identity)."""
+        return [b.downsample is not None or b.family == "plain" and b.conv1.stride != (1, 1) for b in self.blocks]
+
+    def __enter__(self) -> "BlockProbe":
+        for i, block in enumerate(self.blocks):
+            self._handles.append(block.register_forward_pre_hook(self._on_input(i)))
+            self._handles.append(block.register_forward_hook(self._on_output(i)))
+            self._handles.append(block.residual_neuron.register_forward_hook(self._on_residual(i)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _on_input(self, i):
+        def hook(module, args):
+            x = args[0]
+            self.rate_s[i] = x.detach().float().mean().item()
+            if self.gradients and x.requires_grad:
+                x.retain_grad()
+                self._inputs[i] = x
+        return hook
+
+    def _on_output(self, i):
+        def hook(module, args, out):
+            self.rate_o[i] = out.detach().float().mean().item()
+        return hook
+
+    def _on_residual(self, i):
+        def hook(module, args, out):
+            self.rate_a[i] = out.detach().float().mean().item()
+        return hook
+
+    def grad_norms(self) -> list[float]:
+        """||dL/dS^l||_2 per block; call after ``loss.backward()``."""
+        if not self.gradients:
+            raise RuntimeError("create the probe with gradients=True to record dL/dS")
+        norms = []
+        for x in self._inputs:
+            norms.append(float("nan") if x is None or x.grad is None else x.grad.norm().item())
+        return norms
+
+    def summary(self) -> dict:
+        out = {"rate_s": self.rate_s, "rate_a": self.rate_a, "rate_o": self.rate_o, "downsample": self.downsample}
+        if self.gradients:
+            out["grad_norm"] = self.grad_norms()
+        return out
