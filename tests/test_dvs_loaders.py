@@ -1,4 +1,5 @@
 """DVS128 Gesture and CIFAR10-DVS through SpikingJelly's own loaders, on tiny files in the exact raw formats."""
+import contextlib
 import pickle
 import shutil
 import socket
@@ -10,6 +11,7 @@ import torch
 
 import dvs_files
 from dvs_files import frames_of, sample_key, write_cifar10_dvs, write_gesture
+from sj_sew._compat import SJ2
 from sj_sew.data import dvs
 
 T = 4
@@ -161,9 +163,10 @@ def test_dataset_pickles(tmp_path):
 # ------------------------------------------------------------------------------------ missing / corrupt
 
 
-def test_missing_gesture_files_say_what_to_put_where(tmp_path):
+@pytest.mark.parametrize("allow_download", [False, True])  # no public download: the same message either way
+def test_missing_gesture_files_say_what_to_put_where(tmp_path, allow_download):
     with pytest.raises(dvs.MissingDatasetFiles) as info:
-        dvs.dvs128_gesture(tmp_path, train=True, T=T)
+        dvs.dvs128_gesture(tmp_path, train=True, T=T, allow_download=allow_download)
     message = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
     for part in (str(tmp_path / "download" / "DvsGesture.tar.gz"), str(tmp_path / "extract" / "DvsGesture"),
@@ -194,7 +197,7 @@ def test_missing_cifar10_dvs_files_say_what_to_put_where(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncate", "no_header_end", "bad_csv", "csv_without_header"])
 def test_corrupt_gesture_file_is_named(tmp_path, damage):
-    raw = write_gesture(tmp_path, dvs_files.every_class_trials())
+    write_gesture(tmp_path, dvs_files.every_class_trials())
     folder = tmp_path / "extract" / "DvsGesture"
     aedat, csv = folder / "user01_fluorescent.aedat", folder / "user01_fluorescent_labels.csv"
     if damage == "truncate":
@@ -210,7 +213,6 @@ def test_corrupt_gesture_file_is_named(tmp_path, damage):
     assert isinstance(info.value, ValueError)
     assert str(aedat if damage in ("truncate", "no_header_end") else csv) in str(info.value)
     assert not (tmp_path / "events_np").exists()
-    del raw
 
 
 def test_corrupt_cifar10_dvs_file_is_named(tmp_path):
@@ -255,15 +257,65 @@ def test_bad_arguments(tmp_path, bad):
         dvs.dvs128_gesture(tmp_path, **args)
 
 
+def fail_on_one_cifar10_dvs_file(monkeypatch, victim: str):
+    """Make SpikingJelly's own CIFAR10-DVS reader raise inside its worker threads for one file."""
+    import spikingjelly.datasets.cifar10_dvs as sj_cifar
+
+    name = "_load_origin_data" if hasattr(sj_cifar, "_load_origin_data") else "load_origin_data"
+    owner = sj_cifar if name == "_load_origin_data" else sj_cifar.CIFAR10DVS
+    original = getattr(owner, name)
+
+    def reader(file_name):
+        if Path(file_name).stem == victim:
+            raise OSError("simulated read failure")
+        return original(file_name)
+
+    monkeypatch.setattr(owner, name, reader if owner is sj_cifar else staticmethod(reader))
+
+
+def test_failures_inside_spikingjellys_threads_are_reported(tmp_path, monkeypatch):
+    """0.0.0.0.14 never looks at its worker threads' results, so a failing sample just goes missing;
+    2.x re-raises the first failure. Either way: one clear error naming it, and no cache left behind."""
+    write_cifar10_dvs(tmp_path, per_class=1)
+    fail_on_one_cifar10_dvs_file(monkeypatch, "cifar10_bird_0")
+    with pytest.raises(dvs.CorruptDatasetFiles, match="bird/cifar10_bird_0.npz"):
+        dvs.cifar10_dvs(tmp_path, train=True, T=T)
+    assert not (tmp_path / "events_np").exists() and not (tmp_path / "frames_number_4_split_by_number").exists()
+    monkeypatch.undo()
+    assert len(dvs.cifar10_dvs(tmp_path, train=True, T=T)) == 10
+
+
+@pytest.mark.skipif(SJ2, reason="SpikingJelly 0.0.0.0.14 only")
+def test_sj014_cifar10_dvs_reader_needs_the_numpy2_fix(tmp_path, monkeypatch):
+    """Without the fix, NumPy >= 2.3 breaks 0.0.0.0.14's reader for every file (np.fromstring is gone)."""
+    try:
+        np.fromstring(b"\0\0\0\0", dtype=">u4")
+        pytest.skip("this NumPy still has binary np.fromstring")
+    except ValueError:
+        pass
+    write_cifar10_dvs(tmp_path, per_class=1)
+    monkeypatch.setattr(dvs, "_numpy2_fromstring_fix", lambda raw: contextlib.nullcontext())
+    with pytest.raises(dvs.CorruptDatasetFiles, match="10 sample"):
+        dvs.cifar10_dvs(tmp_path, train=True, T=T)
+    monkeypatch.undo()
+    assert len(dvs.cifar10_dvs(tmp_path, train=True, T=T)) == 10
+
+
 # ------------------------------------------------------------------------------------ leftovers
 
 
 def test_next_run_works_after_spikingjellys_own_failed_run(tmp_path):
     from spikingjelly.datasets.dvs128_gesture import DVS128Gesture
 
-    with pytest.raises(NotImplementedError):  # no raw files: SpikingJelly gives up, leaving traces behind
+    def spikingjelly_alone():
         DVS128Gesture(str(tmp_path), train=True, data_type="frame", frames_number=T, split_by="number")
+
+    with pytest.raises(NotImplementedError):  # no raw files: SpikingJelly gives up, leaving traces behind
+        spikingjelly_alone()
     raw = write_gesture(tmp_path, dvs_files.every_class_trials())
+    if SJ2:  # 2.x left 'events_np.building' and now refuses to run at all
+        with pytest.raises(RuntimeError, match="events_np.building"):
+            spikingjelly_alone()
     check_samples(dvs.dvs128_gesture(tmp_path, train=True, T=T), raw.samples["train"])
     assert not list(tmp_path.glob("*.building"))
 

@@ -111,7 +111,7 @@ def cifar10_dvs(root, train: bool, T: int, split_by: str = "number", allow_downl
     before the cut, so the split is deterministic and independent of how many samples other classes have.
     ``split_seed=None`` keeps SpikingJelly's sample order (file names sorted as strings) and cuts there: exactly
     ``spikingjelly.datasets.split_to_train_test_set(0.9, dataset, 10)``, as the SEW authors' scripts use it.
-    ``allow_download=True`` lets SpikingJelly fetch the ten class zips (about 7 GB) from figshare.
+    ``allow_download=True`` lets SpikingJelly fetch the ten class zips from figshare when no raw files are found.
     """
     _check_args(train=train, T=T, split_by=split_by)
     if split_seed is not None and (isinstance(split_seed, bool) or not isinstance(split_seed, int)):
@@ -392,13 +392,14 @@ class _Cifar10DvsFiles(_RawFiles):
     extracts_every_download = True
 
     def help(self, root: Path) -> str:
-        archives = ", ".join(name for name, _ in self.archives())
-        return (f"CIFAR10-DVS (figshare, https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671): put either\n"
-                f"  the ten class zips in {root / 'download'}: {archives}\n"
+        archives = self.archives()
+        return (f"CIFAR10-DVS: put either\n"
+                f"  the ten class zips in {root / 'download'}: {', '.join(name for name, _ in archives)}\n"
+                f"  (SpikingJelly's sources, e.g. {archives[0][0]} from {archives[0][1]})\n"
                 f"or their extracted files\n"
                 f"  {root / 'extract'}/<class>/cifar10_<class>_<i>.aedat for the classes "
                 f"{', '.join(CIFAR10_DVS_CLASSES)}\n"
-                f"or pass allow_download=True to let SpikingJelly download them (about 7 GB)")
+                f"or pass allow_download=True to let SpikingJelly download the zips")
 
     def extracted_present(self, extract_root: Path) -> bool:
         return extract_root.is_dir() and any(extract_root.iterdir())
@@ -619,7 +620,7 @@ def _missing_samples_error(raw: _RawFiles, cache: _Cache, expected: Sequence[str
     absent = sorted(set(expected) - cache.files()) + cache.unreadable(sorted(set(expected) & cache.files()))
     hint = (" With split_by='time' SpikingJelly fails on a sample when one of its T time windows holds no "
             "event; use split_by='number' or a smaller T." if split_by == "time" and cache.path.name != "events_np"
-            else " The raw files behind them are unreadable; replace them with the original ones.")
+            else " Its reader failed on the raw files behind them (see its log above); replace those files.")
     return CorruptDatasetFiles(f"{raw.title}: SpikingJelly could not build {len(absent)} sample(s) of {cache.path}:"
                                f"\n{_listing(absent)}\n{hint.strip()} The partial cache was removed.")
 
