@@ -1,0 +1,160 @@
+"""MS-ResNet: the neuron preset, the membrane-shortcut block, zero init, depth 482, SpikingJelly 2.0's zoo."""
+import pytest
+import torch
+import torch.nn as nn
+from conftest import run
+from spikingjelly.activation_based import functional
+
+import sj_sew
+from sj_sew.models.ms_resnet import MSBlock, MSResNet, ms_neuron_spec
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP spin on a shared CPU (10x faster here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _scalar_conv_bn(conv, bn, weight, bn_weight, bn_bias):
+    """Make conv+BN (1 channel, eval, eps 0) compute bn_weight * weight * x + bn_bias on a 1x1 map."""
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, conv.weight.shape[2] // 2, conv.weight.shape[3] // 2] = weight
+        bn.weight.fill_(bn_weight)
+        bn.bias.fill_(bn_bias)
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0)
+    bn.eps = 0.0
+
+
+def test_neuron_preset_is_u_quarter_decay_vth_half_hard_reset():
+    sn = ms_neuron_spec().make()
+    x = torch.tensor([0.3, 0.3, 0.6, 0.1, 0.45]).reshape(5, 1)
+    # u: 0.3, 0.375, 0.69375 -> fire -> 0, 0.1, 0.475
+    assert run(sn, x).flatten().tolist() == [0.0, 0.0, 1.0, 0.0, 0.0]
+    functional.reset_net(sn)
+    sn(x)
+    assert sn.v.item() == pytest.approx(0.25 * 0.1 + 0.45)
+
+
+def test_rectangular_window_around_threshold_half():
+    sn = ms_neuron_spec().make()
+    u = torch.tensor([-0.02, 0.05, 0.3, 0.7, 0.98, 1.2], requires_grad=True)
+    run(sn, u.reshape(1, -1)).sum().backward()
+    assert u.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 0.0]  # 1[|u - 0.5| < 0.5]
+
+
+def test_block_forward_carries_real_membrane_through_the_shortcut():
+    block = MSBlock(1, 1, 1).eval()
+    _scalar_conv_bn(block.conv1, block.bn1, 2.0, 1.0, 0.1)
+    _scalar_conv_bn(block.conv2, block.bn2, 3.0, 0.5, -0.2)
+    x = torch.tensor([0.7, 0.2, -0.3]).reshape(3, 1, 1, 1, 1)
+    # sn1: u = 0.7 (fire), 0.2, 0.05 - 0.3 -> s1 = 1, 0, 0; bn1(conv1) = 2.1, 0.1, 0.1
+    # sn2: u = 2.1 (fire), 0.1, 0.125 -> s2 = 1, 0, 0; bn2(conv2) = 1.3, -0.2, -0.2; + x
+    assert run(block, x).flatten().tolist() == pytest.approx([2.0, 0.0, -0.5])
+
+
+def test_downsample_block_shortcut_is_conv_bn_without_neuron():
+    block = MSBlock(1, 2, 2).eval()
+    assert isinstance(block.downsample[0], nn.Conv2d) and len(block.downsample) == 2
+    pooled = MSBlock(1, 2, 2, shortcut="avgpool")
+    assert isinstance(pooled.downsample[0], nn.AvgPool2d)
+    x = torch.randn(2, 1, 1, 6, 6)
+    assert pooled(x).shape == (2, 1, 2, 3, 3)
+    with pytest.raises(ValueError, match="conv"):
+        MSBlock(1, 2, 2, shortcut="maxpool")
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_zero_init_block_is_identity_on_membrane_input(mode):
+    block = MSBlock(4, 4, 1)
+    block.zero_init_last()
+    getattr(block, mode)()
+    x = torch.randn(3, 2, 4, 5, 5) * 2  # real-valued, negative included
+    assert torch.equal(run(block, x), x)
+
+
+def test_zero_init_residual_default_and_paper_alternative():
+    net = sj_sew.create_model("ms_resnet", depth=8, T=2)
+    block = net.layer1[0]
+    assert block.bn2.weight.abs().sum() == 0 and block.bn1.weight.eq(0.5).all()
+    net = sj_sew.create_model("ms_resnet", depth=8, zero_init_residual=False)
+    assert net.layer1[0].bn2.weight.eq(0.1).all()  # 0.2 * Vth, the authors' last-BN init
+
+
+def test_482_layer_cifar_net_runs_forward_and_backward():
+    net = sj_sew.create_model("ms_resnet", depth=482, num_classes=10, T=1)
+    assert net.depth == 482 and len(net.layer1) == len(net.layer3) == 80
+    x = torch.rand(1, 3, 8, 8) * 3
+    out = run(net, x)
+    out.sum().backward()
+    assert out.shape == (1, 10) and torch.isfinite(out).all()
+    assert net.conv1.weight.grad is not None and net.conv1.weight.grad.abs().sum() > 0
+
+
+def test_layouts_and_kwargs_from_create_model():
+    assert sj_sew.create_model("ms_resnet104", num_classes=10).depth == 106  # 3 stem convs + 102 + FC
+    net = sj_sew.create_model("ms_resnet34", num_classes=7, in_channels=2, T=None)
+    assert [len(getattr(net, f"layer{i}")) for i in range(1, 5)] == [3, 4, 6, 3]
+    out = run(net, torch.rand(2, 1, 2, 32, 32))
+    assert out.shape == (1, 7)
+    with pytest.raises(ValueError, match="6n \\+ 2"):
+        sj_sew.create_model("ms_resnet", depth=21)
+    with pytest.raises(ValueError, match="conv7"):
+        MSResNet((1,), (8,), stem="conv5")
+
+
+# --- SpikingJelly 2.0 ships model.ms_resnet: same weights must give the same outputs ----------------
+def _zoo():
+    return pytest.importorskip("spikingjelly.activation_based.model.ms_resnet",
+                               reason="model.ms_resnet exists on SpikingJelly 2.x only")
+
+
+def _zoo_to_ours(key: str) -> str:
+    for theirs, ours in (("stem.0.", "conv1."), ("stem.1.", "bn1."), ("head.", "fc.")):
+        if key.startswith(theirs):
+            return ours + key[len(theirs):]
+    return key
+
+
+def test_same_weights_same_outputs_as_spikingjelly_ms_resnet18():
+    zoo = _zoo()
+    ref = zoo.ms_resnet18(T=3, num_classes=10)
+    ours = sj_sew.create_model("ms_resnet18", num_classes=10, T=3)
+    bns = [[m.weight for m in net.modules() if isinstance(m, nn.BatchNorm2d)] for net in (ref, ours)]
+    assert all(torch.equal(a, b) for a, b in zip(*bns))  # the same BN init: 0.5, last BN of each block 0
+    with torch.no_grad():  # random BN so every block contributes and neurons fire at varied rates
+        for m in ref.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.uniform_(-0.2, 0.3)
+                m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 1.5)
+    ours.load_state_dict({_zoo_to_ours(k): v for k, v in ref.state_dict().items()}, strict=True)
+    x = torch.rand(2, 3, 64, 64) * 4
+    rates = []
+    ours.sn.register_forward_hook(lambda m, i, o: rates.append(o.mean().item()))
+    for mode in ("eval", "train"):
+        ref.train(mode == "train"), ours.train(mode == "train")
+        expected, got = run(ref, x), run(ours, x)
+        assert torch.allclose(expected, got, atol=1e-5), (mode, (expected - got).abs().max())
+    assert 0.01 < rates[0] < 0.99  # the comparison exercises real spiking, not silence
+
+
+def test_documented_difference_spikingjelly_surrogate_is_narrower():
+    """SpikingJelly 2.0's MS neuron uses Rect(alpha=2): gradient 2 on |u - 0.5| < 0.25. The paper and the
+    authors' code use height 1 on |u - 0.5| < 0.5 (``sj_sew.Rectangular(1)``), which sj_sew follows.
+    Forward (spikes, reset) is identical, so outputs match; training gradients differ."""
+    zoo = _zoo()
+    theirs = zoo._MSBlock._make_lif()
+    ours = ms_neuron_spec().make()
+    grads = []
+    for sn in (theirs, ours):
+        u = torch.tensor([0.1, 0.3, 0.6, 0.9], requires_grad=True)
+        out = run(sn, u.reshape(1, -1))
+        out.sum().backward()
+        grads.append((out.flatten().tolist(), u.grad.tolist()))
+    assert grads[0][0] == grads[1][0] == [0.0, 0.0, 1.0, 1.0]
+    assert grads[0][1] == [0.0, 2.0, 2.0, 0.0]
+    assert grads[1][1] == [1.0, 1.0, 1.0, 1.0]
