@@ -17,12 +17,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from spikingjelly.activation_based import functional, surrogate
+from spikingjelly.activation_based import surrogate
 from tqdm import tqdm
 
 import sj_sew
-from sj_sew.analysis.probes import BlockProbe
+from sj_sew.analysis.probes import probe, real_image_batch
 
 NETWORKS = [("spiking", None), ("sew", "ADD"), ("sew", "AND"), ("sew", "IAND")]
 SETTINGS = [(1.0, 2.0), (0.5, 2.0), (1.0, 3.0)]
@@ -32,32 +31,12 @@ def label(family, connect):
     return "Spiking ResNet" if family == "spiking" else f"SEW {connect}"
 
 
-def real_batch(n: int, size: int, seed: int):
-    """n real images [n, 3, size, size] and labels, normalised."""
-    from sj_sew.data import build_dataset
-
-    try:
-        ds = build_dataset("fashion_mnist", train=False)
-    except Exception:
-        ds = build_dataset("digits", train=False)
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(ds), generator=g)[:n].tolist()
-    xs, ys = zip(*(ds[i] for i in idx))
-    x = torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in xs])
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-    x = (x - x.mean()) / (x.std() + 1e-8)
-    return x.expand(-1, 3, -1, -1).contiguous(), torch.as_tensor(ys)
-
-
 def measure(depth, family, connect, zero_init, vth, alpha, x, y, T, seed):
     torch.manual_seed(seed)  # the same initial weights for every network
     model = sj_sew.create_model(f"{family}_resnet{depth}", connect=connect or "ADD", neuron="if", T=T,
                                 num_classes=10, v_threshold=vth, surrogate_function=surrogate.ATan(alpha=alpha),
                                 zero_init_residual=zero_init)
-    functional.reset_net(model)
-    with BlockProbe(model, gradients=True) as probe:
-        F.cross_entropy(model(x), y).backward()
-    return probe.summary()
+    return probe(model, x, y)
 
 
 def plot(results, path: Path):
@@ -105,7 +84,7 @@ def main(argv=None):
     if args.quick:
         args.depth, args.size, args.T, args.batch = 18, 32, 2, 2
     args.out.mkdir(parents=True, exist_ok=True)
-    x, y = real_batch(args.batch, args.size, args.seed)
+    x, y = real_image_batch(args.batch, args.size, args.seed)
     results, start = {}, time.time()
     jobs = [(s, z, n) for s in SETTINGS for z in (False, True) for n in NETWORKS]
     for (vth, alpha), zero_init, (family, connect) in tqdm(jobs, desc="gradient probes"):

@@ -77,3 +77,39 @@ class BlockProbe:
         if self.gradients:
             out["grad_norm"] = self.grad_norms()
         return out
+
+
+def real_image_batch(n: int, size: int, seed: int = 0, channels: int = 3):
+    """``n`` real test images ``[n, channels, size, size]`` (standardised) and labels, for probing at init:
+    Fashion-MNIST where installed, else scikit-learn digits; resized and repeated over channels."""
+    import torch.nn.functional as F
+
+    from ..data import build_dataset
+
+    try:
+        ds = build_dataset("fashion_mnist", train=False)
+    except Exception:
+        ds = build_dataset("digits", train=False)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(ds), generator=g)[:n].tolist()
+    xs, ys = zip(*(ds[i] for i in idx))
+    x = torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in xs])
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = (x - x.mean()) / (x.std() + 1e-8)
+    return x.expand(-1, channels, -1, -1).contiguous(), torch.as_tensor(ys)
+
+
+def probe(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> dict:
+    """One forward from rest (and, given labels, a cross-entropy backward) under a :class:`BlockProbe`."""
+    import torch.nn.functional as F
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(model)
+    with BlockProbe(model, gradients=y is not None) as p:
+        if y is None:
+            with torch.no_grad():
+                model(x)
+        else:
+            F.cross_entropy(model(x), y).backward()
+    functional.reset_net(model)
+    return p.summary()
