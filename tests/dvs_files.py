@@ -159,7 +159,8 @@ def cifar10_dvs_aedat_bytes(t, x_raw, y_raw, p_raw) -> bytes:
     header = b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n# Data format is int32 address, " \
              b"int32 timestamp (8 bytes total), repeated for each event\r\n# Timestamps tick is 1 us\r\n"
     words = np.empty((len(t), 2), ">u4")
-    words[:, 0] = (np.asarray(y_raw, np.uint32) << 8) | (np.asarray(x_raw, np.uint32) << 1) | np.asarray(p_raw, np.uint32)
+    x_raw, y_raw, p_raw = (np.asarray(a, np.uint32) for a in (x_raw, y_raw, p_raw))
+    words[:, 0] = (y_raw << 8) | (x_raw << 1) | p_raw
     words[:, 1] = t
     return header + words.tobytes()
 

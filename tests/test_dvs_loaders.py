@@ -195,7 +195,7 @@ def test_missing_cifar10_dvs_files_say_what_to_put_where(tmp_path):
         dvs.cifar10_dvs(tmp_path, train=True, T=T)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "no_header_end", "bad_csv", "csv_without_header"])
+@pytest.mark.parametrize("damage", ["truncate", "no_header_end", "bad_csv", "csv_without_header", "one_row_csv"])
 def test_corrupt_gesture_file_is_named(tmp_path, damage):
     write_gesture(tmp_path, dvs_files.every_class_trials())
     folder = tmp_path / "extract" / "DvsGesture"
@@ -206,6 +206,8 @@ def test_corrupt_gesture_file_is_named(tmp_path, damage):
         aedat.write_bytes(aedat.read_bytes().replace(b"#!END-HEADER\r\n", b"#"))
     elif damage == "bad_csv":
         csv.write_text("class,startTime_usec,endTime_usec\n1,2\nthree,4,5\n")
+    elif damage == "one_row_csv":  # SpikingJelly's reader indexes a lone row as a scalar and fails
+        csv.write_text("\n".join(csv.read_text().splitlines()[:2]) + "\n")
     else:
         csv.write_text("\n".join(csv.read_text().splitlines()[1:]) + "\n")
     with pytest.raises(dvs.CorruptDatasetFiles) as info:
@@ -367,6 +369,9 @@ def test_recorded_cache_needs_no_raw_files(tmp_path):
     dvs.cifar10_dvs(tmp_path, train=True, T=T)
     shutil.rmtree(tmp_path / "extract")
     check_samples(dvs.cifar10_dvs(tmp_path, train=True, T=T), raw.samples["all"])
+    frames, _ = dvs.cifar10_dvs(tmp_path, train=True, T=1)[0]  # new frames from the recorded events
+    first = raw.samples["all"]["airplane/cifar10_airplane_0"]
+    assert frames.shape == (1, 2, 128, 128) and np.array_equal(frames.numpy(), frames_of(first, 1))
     for stamp in tmp_path.glob("*.sj_sew.json"):  # built elsewhere: adopted, with a warning
         stamp.unlink()
     with pytest.warns(UserWarning, match="cannot be checked"):

@@ -17,6 +17,10 @@ What this module adds around ``spikingjelly.datasets.{dvs128_gesture.DVS128Gestu
   comparing each cache folder with the sample list the raw files imply, and removed, so the next run rebuilds.
   A finished cache is recorded in ``<root>/<cache>.sj_sew.json``; later runs trust it without the raw files.
 
+Items are ``[T, 2, H, W]``, so a default DataLoader batch is ``[N, T, ...]``; ``sj_sew.data.time_first_collate``
+gives SpikingJelly's ``[T, N, ...]``. Build one data set per root at a time (the cache is not locked between
+processes).
+
 Labels: DVS128 Gesture gives ``class - 1`` of its label csv (0..10), undoing the string order
 ('0', '1', '10', '2', ...) that SpikingJelly's class folders get; CIFAR10-DVS gives the CIFAR-10 class index.
 CIFAR10-DVS has no official split: 90 % of each class trains, 10 % tests (the SEW paper's 9000/1000).
@@ -212,14 +216,15 @@ def count_cifar10_dvs_events(path) -> int:
     """Number of events in a CIFAR10-DVS ``.aedat`` ('#' header lines, then big-endian u32 address/timestamp
     pairs); raises :class:`CorruptDatasetFiles` when SpikingJelly could not read it."""
     path = Path(path)
-    data = path.read_bytes()
-    if not data.startswith(b"#"):
-        raise _corrupt(path, "does not start with '#' header lines: not a CIFAR10-DVS AEDAT 2.0 file")
-    pos = 0
-    while data.startswith(b"#", pos):
-        end = data.find(b"\n", pos)
-        pos = len(data) if end < 0 else end + 1
-    body = len(data) - pos
+    with open(path, "rb") as file:
+        if file.read(1) != b"#":
+            raise _corrupt(path, "does not start with '#' header lines: not a CIFAR10-DVS AEDAT 2.0 file")
+        file.seek(0)
+        while True:  # only the header is read; the events are counted from the file size
+            start = file.tell()
+            if not file.readline().startswith(b"#"):
+                break
+        body = path.stat().st_size - start
     if body % 8:
         raise _corrupt(path, f"{body} bytes of events is not a whole number of 8-byte (address, timestamp) pairs: "
                              "truncated")
@@ -254,11 +259,10 @@ class _RawFiles:
     sj_module: str
     sj_class_name: str
     downloadable = False
+    extracts_every_download = False  # whether SpikingJelly extracts every file in download/, not just archives()
 
     def sj_class(self):
         return getattr(importlib.import_module(self.sj_module), self.sj_class_name)
-
-    extracts_every_download = False  # whether SpikingJelly extracts every file in download/, not just archives()
 
     def archives(self) -> list[tuple[str, str]]:
         """``(file name, url)`` of the archives SpikingJelly extracts from ``download/``."""
