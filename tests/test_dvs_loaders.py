@@ -400,3 +400,17 @@ def test_extracted_files_alone_never_reach_for_the_network(tmp_path, network):
     (tmp_path / "download" / "stray.zip").write_bytes(b"x")  # a later run with a download/ folder
     dvs.cifar10_dvs(tmp_path, train=False, T=2)
     assert network.attempts == [] and (tmp_path / "download" / "stray.zip").exists()
+
+
+def test_our_aedat_check_reads_what_spikingjelly_reads(tmp_path):
+    from spikingjelly.datasets import load_aedat_v3
+
+    rng = np.random.default_rng(1)
+    n = 500
+    t = np.sort(rng.integers(0, 10**6, n))
+    x, y, p = rng.integers(0, 128, n), rng.integers(0, 128, n), rng.integers(0, 2, n)
+    path = tmp_path / "rec.aedat"
+    path.write_bytes(dvs_files.gesture_aedat_bytes(t, x, y, p, packet_events=64))
+    ours, theirs = dvs.read_gesture_aedat(path), load_aedat_v3(str(path))
+    for key, want in zip("txyp", (t, x, y, p)):
+        assert np.array_equal(ours[key], want) and np.array_equal(np.asarray(theirs[key]), want)
