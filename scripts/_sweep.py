@@ -1,0 +1,52 @@
+"""Shared by the reproduction scripts: run grids of scripts/train.py runs and aggregate over seeds.
+
+A sweep is resumable: a finished run is read back from <out>/summary.json instead of trained again,
+and a run killed part-way continues from its last checkpoint.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import statistics
+from pathlib import Path
+
+SCRIPTS = Path(__file__).resolve().parent
+
+
+def _load_train():
+    spec = importlib.util.spec_from_file_location("sj_sew_train_script", SCRIPTS / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TRAIN = _load_train()
+
+
+def train_run(argv: list[str], out: Path, seed: int) -> dict:
+    """One train.py run (or its saved result); the summary carries the per-epoch history."""
+    done = out / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    args = argv + ["--out", str(out), "--seed", str(seed), "--no-progress", "--no-tensorboard"]
+    if (out / "checkpoint.pt").exists():
+        args.append("--resume")
+    summary = TRAIN.main(args)
+    summary["history"] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    summary["argv"] = argv
+    done.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation and count (std is nan for one value)."""
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else math.nan,
+            "n": len(values), "values": values}
+
+
+def fmt(s: dict, scale: float = 100.0, digits: int = 1) -> str:
+    """'mean ± std (n=k)' for a :func:`spread`."""
+    std = "" if math.isnan(s["std"]) else f" ± {s['std'] * scale:.{digits}f}"
+    return f"{s['mean'] * scale:.{digits}f}{std} (n={s['n']})"
