@@ -25,7 +25,8 @@ TRAIN = _load_train()
 
 
 def train_run(argv: list[str], out: Path, seed: int) -> dict:
-    """One train.py run (or its saved result); the summary carries the per-epoch history."""
+    """One train.py run in ``out/seed<seed>`` (or its saved result); the summary carries the history."""
+    out = out / f"seed{seed}"
     done = out / "summary.json"
     if done.exists():
         return json.loads(done.read_text())
