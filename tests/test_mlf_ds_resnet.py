@@ -125,13 +125,14 @@ def test_ds_resnet_levels_reach_every_neuron_and_train(levels):
 
 
 def test_registered_depths_widths_and_dvs_variant():
-    assert sj_sew.list_models("ds_resnet*") == ["ds_resnet14", "ds_resnet20", "ds_resnet32", "ds_resnet44",
+    assert sj_sew.list_models("ds_resnet*") == ["ds_resnet", "ds_resnet14", "ds_resnet20", "ds_resnet32", "ds_resnet44",
                                                 "ds_resnet68", "ds_resnet_dvs"]
     net = sj_sew.create_model("ds_resnet20", T=None)
     assert (net.layer1[0].conv1.out_channels, net.layer3[0].conv1.out_channels, len(net.layer2)) == (64, 256, 3)
     dvs = sj_sew.create_model("ds_resnet_dvs", num_classes=11, T=None)
     assert dvs.in_channels == 2 and dvs.fc.in_features == 64
     assert run(dvs, torch.rand(2, 1, 2, 16, 16)).shape == (1, 11)
+    assert sj_sew.create_model("ds_resnet", depth=8, T=None).depth == 8
     assert mlf_spec(levels=2).kwargs["thresholds"] == (0.6, 1.6)
     with pytest.raises(ValueError, match="6n \\+ 2"):
         DSResNet(depth=15)

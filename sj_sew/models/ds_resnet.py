@@ -3,9 +3,9 @@
 Block: ``out = MLF(BN(conv3x3(MLF(BN(conv3x3(x)))))) + shortcut(x)``, shortcut the identity or
 conv1x1-BN-MLF, and no activation after the sum, so a block passes discrete spike counts through unchanged
 when its residual branch is silent. Networks are CIFAR-style (conv3x3-BN-MLF stem, three stages of n blocks,
-GAP, FC, depth 6n + 2): ``ds_resnet14/20/32/44/68`` with channels 64/128/256, and ``ds_resnet_dvs``
-with channels 16/32/64 for 2-channel event frames. ``levels=K`` sets the MLF levels; K = 1 is the
-single-level baseline.
+GAP, FC, depth 6n + 2): ``ds_resnet14/20/32/44/68`` with channels 64/128/256, ``ds_resnet(depth=...)``
+for any other depth, and ``ds_resnet_dvs`` with channels 16/32/64 for 2-channel event frames.
+``levels=K`` sets the MLF levels; K = 1 is the single-level baseline.
 """
 from __future__ import annotations
 
@@ -135,6 +135,12 @@ DS_RESNET_DEPTHS = (14, 20, 32, 44, 68)
 
 for _depth in DS_RESNET_DEPTHS:
     register_model(_ds_factory(_depth))
+
+
+@register_model
+def ds_resnet(depth: int = 20, **kwargs) -> DSResNet:
+    """Spiking DS-ResNet of any CIFAR-style depth 6n + 2 (kwargs: see DSResNet)."""
+    return DSResNet(depth=depth, **kwargs)
 
 
 @register_model

@@ -1,0 +1,166 @@
+#!/usr/bin/env python
+"""Train a small ANN ResNet on real data, convert it to an SNN (S-ResNet), and compare with SpikingJelly's
+own ann2snn converter on the same ANN: test accuracy vs T beside the ANN's.
+
+    python scripts/convert.py                                    # digits, depth 8, T = 8..256 (~1 minute)
+    python scripts/convert.py --dataset fashion_mnist --train-size 10000 --test-size 1000 --depth 14 --epochs 4
+
+Writes <out>.json (every setting and number) and <out>.png (accuracy vs T, both converters, the ANN line).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from sj_sew import SJ_VERSION  # noqa: E402
+from sj_sew import conversion as C  # noqa: E402
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DATASETS = ("digits", "fashion_mnist")
+
+
+def _idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def load_tensors(name: str, train_size: int | None = None, test_size: int | None = None, seed: int = 0):
+    """(x_train, y_train, x_test, y_test) as float images [N, 1, H, W] in [0, 1]; optional random subsets.
+
+    digits: scikit-learn's 1797 8x8 digits, stratified 80/20 split (random_state=0).
+    fashion_mnist: the official 60000/10000 split from Debian's dataset-fashion-mnist.
+    """
+    if name == "digits":
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        d = load_digits()
+        x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+        y = torch.tensor(d.target)
+        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
+    elif name == "fashion_mnist":
+        if not FASHION_MNIST.is_dir():
+            raise FileNotFoundError(f"{FASHION_MNIST} not found: apt-get install dataset-fashion-mnist")
+        def part(prefix):
+            images = torch.from_numpy(_idx(FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz").copy())
+            labels = torch.from_numpy(_idx(FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64))
+            return images.unsqueeze(1).float() / 255.0, labels
+        (x_tr, y_tr), (x_te, y_te) = part("train"), part("t10k")
+    else:
+        raise ValueError(f"unknown dataset {name!r}; valid: {list(DATASETS)}")
+    g = torch.Generator().manual_seed(seed)
+    if train_size is not None and train_size < len(y_tr):
+        keep = torch.randperm(len(y_tr), generator=g)[:train_size]
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
+    if test_size is not None and test_size < len(y_te):
+        keep = torch.randperm(len(y_te), generator=g)[:test_size]
+        x_te, y_te = x_te[keep], y_te[keep]
+    return x_tr, y_tr, x_te, y_te
+
+
+def run_conversion(dataset="digits", train_size=None, test_size=None, depth=8, widths=(16, 32, 64), epochs=15,
+                   lr=3e-3, batch_size=64, percentile=99.9, sj_mode="99.9%", time_steps=(8, 16, 32, 64, 128, 256),
+                   seed=0, progress=True) -> dict:
+    """Train, convert with both converters, and return every setting and accuracy."""
+    torch.manual_seed(seed)
+    x_tr, y_tr, x_te, y_te = load_tensors(dataset, train_size, test_size, seed)
+    g = torch.Generator().manual_seed(seed)
+    train = DataLoader(TensorDataset(x_tr, y_tr), batch_size=batch_size, shuffle=True, generator=g)
+    calibration = DataLoader(TensorDataset(x_tr, y_tr), batch_size=256)
+    test = DataLoader(TensorDataset(x_te, y_te), batch_size=500)
+    ann = C.ann_resnet(depth, widths=tuple(widths), in_channels=x_tr.shape[1], num_classes=int(y_tr.max()) + 1)
+    started = time.time()
+    C.train_ann(ann, train, epochs, lr)
+    train_seconds = time.time() - started
+    ann_acc = C.ann_accuracy(ann, test)
+    print(f"ANN test accuracy {ann_acc:.4f} ({train_seconds:.0f} s training)", flush=True)
+    started = time.time()
+    sresnet = C.accuracy_vs_time(C.convert(ann, calibration, percentile), test, time_steps, progress)
+    sresnet_seconds = time.time() - started
+    print("S-ResNet:", {t: round(a, 4) for t, a in sresnet.items()}, flush=True)
+    started = time.time()
+    sj_snn = C.AccumulatedOutput(C.spikingjelly_convert(ann, calibration, sj_mode))
+    spikingjelly = C.accuracy_vs_time(sj_snn, test, time_steps, progress)
+    sj_seconds = time.time() - started
+    print(f"SpikingJelly {SJ_VERSION} ann2snn:", {t: round(a, 4) for t, a in spikingjelly.items()}, flush=True)
+    return {
+        "setting": {"dataset": dataset, "train_size": len(y_tr), "test_size": len(y_te), "ann": f"ann_resnet{depth}",
+                    "widths": list(widths), "epochs": epochs, "optimizer": f"Adam lr {lr}, cosine", "batch_size": batch_size,
+                    "seed": seed, "percentile": percentile, "spikingjelly_mode": sj_mode,
+                    "spikingjelly_version": SJ_VERSION, "readout": "spike count + output membrane (S-ResNet); "
+                    "summed analog output of the last layer (SpikingJelly)", "input": "analog image as constant current"},
+        "ann_accuracy": ann_acc,
+        "sresnet_accuracy": {str(t): a for t, a in sresnet.items()},
+        "spikingjelly_accuracy": {str(t): a for t, a in spikingjelly.items()},
+        "seconds": {"train": round(train_seconds, 1), "sresnet_eval": round(sresnet_seconds, 1),
+                    "spikingjelly_convert_eval": round(sj_seconds, 1)},
+    }
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for key, label, marker in (("sresnet_accuracy", "S-ResNet (sj_sew)", "o"),
+                               ("spikingjelly_accuracy", f"SpikingJelly {result['setting']['spikingjelly_version']} ann2snn", "s")):
+        steps = [int(t) for t in result[key]]
+        ax.plot(steps, [100 * result[key][str(t)] for t in steps], marker=marker, label=label)
+    ax.axhline(100 * result["ann_accuracy"], color="k", ls="--", lw=1, label="ANN")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel("test accuracy (%)")
+    s = result["setting"]
+    ax.set_title(f"{s['dataset']} ({s['train_size']}/{s['test_size']}), {s['ann']}, p = {s['percentile']}", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=DATASETS, default="digits")
+    p.add_argument("--train-size", type=int, default=None, help="random training subset (default: all)")
+    p.add_argument("--test-size", type=int, default=None, help="random test subset (default: all)")
+    p.add_argument("--depth", type=int, default=8, help="ANN ResNet depth 6n + 2")
+    p.add_argument("--widths", type=int, nargs=3, default=(16, 32, 64))
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--percentile", type=float, default=99.9)
+    p.add_argument("--sj-mode", default="99.9%", help="SpikingJelly Converter mode: Max, <p>%%, or a float")
+    p.add_argument("--time-steps", type=int, nargs="+", default=(8, 16, 32, 64, 128, 256))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared small CPU)")
+    p.add_argument("--out", type=Path, default=Path("results/convert"), help="writes <out>.json and <out>.png")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    sj_mode = float(args.sj_mode) if args.sj_mode.replace(".", "", 1).isdigit() else args.sj_mode
+    result = run_conversion(args.dataset, args.train_size, args.test_size, args.depth, args.widths, args.epochs,
+                            args.lr, args.batch_size, args.percentile, sj_mode, args.time_steps, args.seed)
+    result["command"] = "python scripts/convert.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    plot(result, args.out.with_suffix(".png"))
+    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
