@@ -136,3 +136,5 @@ def test_registered_depths_widths_and_dvs_variant():
     assert mlf_spec(levels=2).kwargs["thresholds"] == (0.6, 1.6)
     with pytest.raises(ValueError, match="6n \\+ 2"):
         DSResNet(depth=15)
+    with pytest.raises(ValueError, match="levels=1"):
+        sj_sew.create_model("ds_resnet14", neuron="lif")

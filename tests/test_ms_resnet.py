@@ -103,6 +103,8 @@ def test_layouts_and_kwargs_from_create_model():
     assert out.shape == (1, 7)
     with pytest.raises(ValueError, match="6n \\+ 2"):
         sj_sew.create_model("ms_resnet", depth=21)
+    with pytest.raises(ValueError, match="membrane shortcuts"):
+        sj_sew.create_model("ms_resnet", connect="ADD")
     with pytest.raises(ValueError, match="conv7"):
         MSResNet((1,), (8,), stem="conv5")
 

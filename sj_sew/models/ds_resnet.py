@@ -68,6 +68,7 @@ class DSResNet(SpikingNetwork):
         widths: channels of the three stages (64/128/256 for CIFAR, 16/32/64 for DVS).
         levels, thresholds, tau, detach_reset, surrogate_function, backend: the MLF neuron (:func:`mlf_spec`).
         zero_init_residual: start each block as the identity (the paper does not; off by default).
+        neuron: only ``'mlf'`` (accepted so generic scripts can pass it).
         in_channels, num_classes, T: see :class:`SpikingNetwork`.
 
     BN weights start at theta_1 (tdBN's alpha * Vth with alpha = 1).
@@ -76,7 +77,10 @@ class DSResNet(SpikingNetwork):
     def __init__(self, depth: int = 20, widths=(64, 128, 256), levels: int = 3, thresholds=None,
                  tau: float = 0.25, detach_reset: bool = False, surrogate_function="rectangular",
                  backend: str = "auto", in_channels: int = 3, num_classes: int = 10, T: int | None = None,
-                 zero_init_residual: bool = False):
+                 zero_init_residual: bool = False, neuron: str | None = None):
+        if neuron not in (None, "mlf"):
+            raise ValueError(f"DS-ResNet uses MLF neurons (neuron='mlf'); got neuron={neuron!r}. "
+                             "Set levels=1 for the single-level baseline")
         n = cifar_blocks_per_stage(depth)
         spec = mlf_spec(levels, thresholds, tau, detach_reset, surrogate_function, backend)
         super().__init__(spec, in_channels, num_classes, T)

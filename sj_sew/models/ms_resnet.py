@@ -102,6 +102,10 @@ class MSResNet(SpikingNetwork):
                  shortcut: str = "conv", zero_init_residual: bool = True, neuron=None, backend: str = "auto",
                  in_channels: int = 3, num_classes: int = 1000, T: int | None = None, stem_width: int = 32,
                  **neuron_kwargs):
+        for key in ("connect", "family"):
+            if key in neuron_kwargs:
+                raise ValueError(f"MS-ResNet has membrane shortcuts, not SEW/spiking/plain blocks: {key!r} does not "
+                                 "apply (use sew_resnet*/spiking_resnet*/plain_resnet* for it)")
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; valid: {list(STEMS)}")
         if len(layers) != len(widths) or not layers or any(int(n) < 1 for n in layers):
