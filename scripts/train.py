@@ -28,7 +28,7 @@ import sj_sew  # noqa: E402
 from sj_sew import training  # noqa: E402
 from sj_sew.blocks import FAMILIES  # noqa: E402
 from sj_sew.data import build_dataset, dataset_info, list_datasets  # noqa: E402
-from sj_sew.models import PAPER_NETS, NotationNet  # noqa: E402
+from sj_sew.models import PAPER_NETS  # noqa: E402
 from sj_sew.neurons import _SURROGATES  # noqa: E402
 
 #: The quick start's net: a 7B-Net-like SEW ResNet for the 32x32 emulated sensor (4 blocks, 32 -> 2 pixels).
@@ -193,19 +193,6 @@ def memory_saving_fn():
     return memory_saving
 
 
-def build_model(cfg: dict, num_classes: int) -> torch.nn.Module:
-    info = dataset_info(cfg["dataset"])
-    kwargs = dict(in_channels=info.in_channels, num_classes=num_classes, neuron=cfg["neuron"],
-                  connect=cfg["connect"], zero_init_residual=True if cfg["zero_init"] else None,
-                  T=None if info.sequence else cfg["T"], surrogate_function=cfg["surrogate"])
-    if cfg["notation"] is not None or cfg["model"] in PAPER_NETS:
-        kwargs.update(family=cfg["family"], input_size=info.input_size)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if cfg["notation"] is not None:
-        return NotationNet(cfg["notation"], **kwargs)
-    return sj_sew.create_model(cfg["model"], **kwargs)
-
-
 def main(argv: list[str] | None = None) -> dict:
     started = time.time()
     parser = build_parser()
@@ -243,7 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
     train_loader, test_loader = training.make_loaders(train_set, test_set, cfg["batch_size"], env, cfg["seed"],
                                                       cfg["workers"])
 
-    model = build_model(cfg, num_classes).to(env.device)
+    cfg["num_classes"], cfg["input_size"] = num_classes, int(train_set[0][0].shape[-1])  # what the data holds
+    model = training.model_from_config(cfg).to(env.device)
     if cfg["memory_saving"]:
         model = memory_saving_fn()(model)
     if cfg["sync_bn"] and env.distributed:

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from spikingjelly.activation_based import functional, layer
+from spikingjelly.activation_based import functional
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .analysis.firing import FiringRateMonitor
@@ -188,6 +188,30 @@ def convert_sync_batchnorm(model: nn.Module, process_group=None) -> nn.Module:
     return model
 
 
+# --- models ------------------------------------------------------------------------------------------
+def model_from_config(cfg: dict) -> nn.Module:
+    """The model a run configuration (``scripts/train.py``'s, as saved in every checkpoint) describes:
+    ``cfg['notation']`` builds a :class:`~sj_sew.models.NotationNet`, else ``cfg['model']`` a registered model.
+    Input channels, size and classes come from the data set's info, or from ``cfg['input_size']`` and
+    ``cfg['num_classes']`` where the run read them off its data; sequence sets get ``T=None`` (any length),
+    static sets the run's T."""
+    from .data import dataset_info
+    from .models import PAPER_NETS, NotationNet, create_model
+
+    info = dataset_info(cfg["dataset"])
+    kwargs = dict(in_channels=info.in_channels, num_classes=cfg.get("num_classes") or info.num_classes,
+                  neuron=cfg.get("neuron"), connect=cfg.get("connect"),
+                  zero_init_residual=True if cfg.get("zero_init") else None,
+                  T=None if info.sequence else cfg["T"], surrogate_function=cfg.get("surrogate"))
+    notation = cfg.get("notation")
+    if notation is not None or cfg.get("model") in PAPER_NETS:
+        kwargs.update(family=cfg.get("family"), input_size=cfg.get("input_size") or info.input_size)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if notation is not None:
+        return NotationNet(notation, **kwargs)
+    return create_model(cfg["model"], **kwargs)
+
+
 # --- optimisation ------------------------------------------------------------------------------------
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0):
     if name == "sgd":
@@ -350,6 +374,6 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 __all__ = ["NonFiniteLossError", "seed_everything", "rng_state", "set_rng_state", "save_checkpoint",
            "load_checkpoint", "DistEnv", "init_distributed", "all_reduce_sum", "ShardSampler", "make_loaders",
-           "MultiStepSyncBatchNorm", "convert_sync_batchnorm", "make_optimizer", "make_scheduler",
+           "MultiStepSyncBatchNorm", "convert_sync_batchnorm", "model_from_config", "make_optimizer", "make_scheduler",
            "train_one_epoch", "evaluate", "MetricsLog", "read_metrics", "plot_curves", "unwrap",
-           "OPTIMIZERS", "SCHEDULERS", "layer"]
+           "OPTIMIZERS", "SCHEDULERS"]

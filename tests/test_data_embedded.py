@@ -92,10 +92,10 @@ def test_embedded_set_frames_match_spikingjelly_and_event_counts():
         for i in (0, len(ds) // 2, len(ds) - 1):
             frames, label = ds[i]
             ev = ds.events(i)
-            assert frames.shape == (5, 2, 32, 32) and frames.dtype == torch.float32 and 0 <= label < 10
+            assert frames.shape == (5, 2, 16, 16) and frames.dtype == torch.float32 and 0 <= label < 10
             assert frames.sum() == ev["t"].size > 100  # every event in exactly one frame
             assert frames[:, 1].sum() == (ev["p"] == 1).sum()
-            np.testing.assert_array_equal(frames.numpy(), sj(ev, "number", 5, 32, 32))
+            np.testing.assert_array_equal(frames.numpy(), sj(ev, "number", 5, 16, 16))
     assert EmbeddedEventSet(True, T=5).frames is train.frames  # built once, cached
 
 
@@ -120,10 +120,10 @@ def test_per_class_split_is_fixed_and_balanced():
 def test_registry_and_time_first_batches():
     assert {"events", "digits", "fashion_mnist", "cifar10", "imagenet", "dvs128_gesture", "cifar10_dvs"} <= set(list_datasets())
     info = dataset_info("events")
-    assert (info.in_channels, info.num_classes, info.input_size, info.sequence) == (2, 10, 32, True)
+    assert (info.in_channels, info.num_classes, info.input_size, info.sequence) == (2, 10, 16, True)
     ds = build_dataset("events", train=False, T=4)
     x, y = time_first_collate([ds[0], ds[1], ds[2]])
-    assert x.shape == (4, 3, 2, 32, 32) and y.shape == (3,)
+    assert x.shape == (4, 3, 2, 16, 16) and y.shape == (3,)
     torch.testing.assert_close(x[:, 1], ds[1][0])
     digits = build_dataset("digits", train=True)
     x, y = time_first_collate([digits[0], digits[1]])

@@ -1,8 +1,8 @@
 """Data sets for sj_sew: one registry for the embedded event set, static images and the DVS sets.
 
     from sj_sew.data import build_dataset, dataset_info, time_first_collate
-    train = build_dataset("events", train=True, T=8)      # items ([T, 2, 32, 32], label)
-    loader = DataLoader(train, batch_size=32, collate_fn=time_first_collate)  # batches [T, N, 2, 32, 32]
+    train = build_dataset("events", train=True, T=4)      # items ([T, 2, 16, 16], label)
+    loader = DataLoader(train, batch_size=32, collate_fn=time_first_collate)  # batches [T, N, 2, 16, 16]
 
 Sequence items are ``[T, C, H, W]``; static items ``[C, H, W]`` (build the model with ``T`` for those).
 """
@@ -71,7 +71,7 @@ def build_dataset(name: str, train: bool, root=None, T: int | None = None, **opt
     return build(train=train, root=root, T=T, **options)
 
 
-@register_dataset("events", DatasetInfo(2, 10, 32, True, 8))
+@register_dataset("events", DatasetInfo(2, 10, 16, True, 4))
 def _events(train, root, T, **options):
     from .embedded import EmbeddedEventSet
 

@@ -37,9 +37,9 @@ SOURCES = ("digits", "fashion_mnist")
 class SensorConfig:
     """The emulated sensor and its motion. Times are in microseconds, like real DVS recordings."""
 
-    sensor_size: int = 32        # pixels per side
-    image_size: int = 24         # side of the image on the sensor (the source is resized to it)
-    saccade_amplitude: float = 3.0  # pixels
+    sensor_size: int = 16        # pixels per side
+    image_size: int = 12         # side of the image on the sensor (the source is resized to it)
+    saccade_amplitude: float = 1.5  # pixels
     steps_per_saccade: int = 16  # sensor readouts per saccade
     saccade_us: int = 100_000    # duration of one saccade (N-MNIST: about 100 ms)
     contrast: float = 0.15       # log-intensity change that triggers an event
@@ -279,6 +279,7 @@ class EmbeddedEventSet(Dataset):
         if source == "fashion_mnist":
             sensor.setdefault("image_size", 28)
             sensor.setdefault("sensor_size", 34)  # as N-MNIST
+            sensor.setdefault("saccade_amplitude", 3.0)
             per_class = 700 if per_class is None else per_class
         self.config = SensorConfig(**sensor)
         self.source, self.T, self.train = source, T, train
