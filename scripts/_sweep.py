@@ -51,3 +51,16 @@ def fmt(s: dict, scale: float = 100.0, digits: int = 1) -> str:
     """'mean ± std (n=k)' for a :func:`spread`."""
     std = "" if math.isnan(s["std"]) else f" ± {s['std'] * scale:.{digits}f}"
     return f"{s['mean'] * scale:.{digits}f}{std} (n={s['n']})"
+
+
+def load_trained(path: str | Path):
+    """(model in eval mode, its run config, its test set) from a checkpoint written by train.py."""
+    from sj_sew.data import build_dataset
+    from sj_sew.training import load_checkpoint, model_from_config
+
+    ckpt = load_checkpoint(path)
+    cfg = ckpt["config"]
+    model = model_from_config(cfg)
+    model.load_state_dict(ckpt["model"])
+    test_set = build_dataset(cfg["dataset"], False, root=cfg["data_root"], T=cfg["T"], **cfg["data_options"])
+    return model.eval(), cfg, test_set

@@ -44,26 +44,18 @@ def init_rates(depth, size, T, batch, seed):
 def trained_rates(paths, batches):
     from torch.utils.data import DataLoader
 
-    from sj_sew.data import build_dataset, time_first_collate
-    from sj_sew.training import load_checkpoint, model_from_config
+    from _sweep import load_trained
+    from sj_sew.data import time_first_collate
 
     results = {}
     for path in paths:
-        ckpt = load_checkpoint(path)
-        cfg = ckpt["config"]
-        model = model_from_config(cfg)
-        model.load_state_dict(ckpt["model"])
-        model.eval()
-        ds = build_dataset(cfg["dataset"], train=False, root=cfg.get("data_root"), T=cfg.get("T"))
-        loader = DataLoader(ds, batch_size=16, shuffle=False, collate_fn=time_first_collate)
-        runs = []
-        for i, (x, _) in enumerate(loader):
-            if i >= batches:
-                break
-            runs.append(probe(model, x))
-        results[str(path)] = {k: [sum(r[k][j] for r in runs) / len(runs) for j in range(len(runs[0][k]))]
-                              for k in ("rate_a", "rate_o")} | {"downsample": runs[0]["downsample"],
-                                                                "config": cfg}
+        model, cfg, test_set = load_trained(path)
+        loader = DataLoader(test_set, batch_size=16, shuffle=False, collate_fn=time_first_collate)
+        runs = [probe(model, x) for i, (x, _) in zip(range(batches), loader)]
+        name = f"{Path(path).parent.parent.name} ({cfg['family'] or 'sew'})"
+        results[name] = {k: [sum(r[k][j] for r in runs) / len(runs) for j in range(len(runs[0][k]))]
+                         for k in ("rate_s", "rate_a", "rate_o")}
+        results[name]["downsample"] = runs[0]["downsample"]
     return results
 
 

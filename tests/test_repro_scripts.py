@@ -38,3 +38,25 @@ def test_repro_firing_rates_quick(tmp_path):
     assert curves["SEW AND (zero init)"]["rate_a"] == pytest.approx([1.0] * len(curves["SEW ADD"]["rate_a"]))
     # with IF neurons a zero-init Spiking ResNet is an identity too: same block outputs as SEW
     assert curves["Spiking ResNet (zero init)"]["rate_o"] == pytest.approx(curves["SEW IAND (zero init)"]["rate_o"])
+
+
+# The training-based reproductions run through scripts/train.py; one line is enough to smoke-test them.
+needs_default_line = pytest.mark.skipif(not __import__("sj_sew").SJ2, reason="smoke-tested on the default line")
+
+
+@needs_default_line
+def test_repro_ablation_and_energy_quick(tmp_path):
+    rows = load("repro_ablation").main(["--quick", "--networks", "SEW ADD", "Plain", "--out", str(tmp_path)])
+    assert set(rows) == {"SEW ADD RTD", "SEW ADD", "Plain RTD", "Plain"}
+    assert (tmp_path / "ablation.png").exists()
+    energy = load("repro_energy").main(["--from-ablation", str(tmp_path), "--batches", "1",
+                                        "--out", str(tmp_path / "energy")])
+    assert len(energy) == 4 and all(r["sops"] > 0 and r["ann_macs"] > 0 for r in energy.values())
+
+
+@needs_default_line
+def test_repro_degradation_and_surrogate_quick(tmp_path):
+    table = load("repro_degradation").main(["--quick", "--blocks", "1", "--out", str(tmp_path / "d")])
+    assert set(table) == {"SEW ADD", "Spiking ResNet", "Plain"}
+    rows = load("repro_surrogate").main(["--quick", "--out", str(tmp_path / "s")])
+    assert len(rows) == 6 and all(0 <= r["best_test_acc"]["mean"] <= 1 for r in rows.values())
