@@ -31,15 +31,15 @@ from sj_sew.data import build_dataset, dataset_info, list_datasets  # noqa: E402
 from sj_sew.models import PAPER_NETS  # noqa: E402
 from sj_sew.neurons import _SURROGATES  # noqa: E402
 
-#: The quick start's net: a 7B-Net-like SEW ResNet for the 32x32 emulated sensor (4 blocks, 32 -> 2 pixels).
-QUICKSTART_NET = "c16k3s1-BN-PLIF-{SEW Block(c16)-MPk2s2}*4-FC10"
+#: The quick start's net: a 7B-Net-like SEW ResNet (ADD) for the 16x16 emulated sensor (3 blocks, 16 -> 2 pixels).
+QUICKSTART_NET = "c16k3s1-BN-PLIF-{SEW Block(c16)-MPk2s2}*3-FC10"
 
 #: Defaults under every preset.
 BASE = dict(
     dataset="events", data_root=None, download=False, data_options={}, model=None, notation=None, family=None,
     connect=None, neuron=None, surrogate=None, T=None, T_train=None, lr=0.1, optimizer="sgd", momentum=0.9,
     weight_decay=0.0, scheduler="cosine", step_size=64, gamma=0.1, epochs=10, batch_size=32, amp=False,
-    zero_init=False, seed=0, out=None, workers=0, device=None, sync_bn=False, memory_saving=False,
+    zero_init=False, seed=0, out=None, workers=0, device=None, threads=None, sync_bn=False, memory_saving=False,
     tensorboard=True, progress=True,
 )
 
@@ -48,8 +48,10 @@ DVS_GESTURE_LR = {"ADD": 0.001, "AND": 0.03, "IAND": 0.063, "spiking": 0.1, "pla
 
 PRESETS = {
     # the main job: seconds to build the data, a few minutes to train on 2 CPU cores, >= 90% test accuracy
-    "quickstart": dict(dataset="events", notation=QUICKSTART_NET, T=8, optimizer="adam", lr=0.003,
-                       scheduler="cosine", epochs=8, batch_size=32, zero_init=True),
+    # (one intra-op thread: these small convs gain little from more, and spinning OpenMP threads slow to a
+    # crawl when other jobs share the CPU)
+    "quickstart": dict(dataset="events", notation=QUICKSTART_NET, T=4, optimizer="adam", lr=0.003,
+                       scheduler="cosine", epochs=10, batch_size=16, zero_init=True, threads=1),
     # Tables 7 and 8: 7B-Net, T = 16, random temporal delete to 12, SGD, StepLR(64, 0.1), 192 epochs
     "dvs128_gesture": dict(dataset="dvs128_gesture", model="net7b", T=16, T_train=12, optimizer="sgd",
                            momentum=0.9, lr=None, scheduler="step", step_size=64, gamma=0.1, epochs=192,
@@ -67,7 +69,7 @@ PRESETS = {
 }
 
 #: Flags that may differ from the checkpoint's configuration when resuming.
-RESUME_MAY_CHANGE = ("epochs", "workers", "device", "out", "progress", "tensorboard")
+RESUME_MAY_CHANGE = ("epochs", "workers", "device", "threads", "out", "progress", "tensorboard")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="gradient checkpointing via sj_sew.perf.memory_saving")
     a("--workers", type=int)
     a("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    a("--threads", type=int, help="torch intra-op CPU threads (default: torch's choice)")
     a("--sync-bn", action="store_true", default=None, dest="sync_bn", help="SyncBatchNorm under torchrun (CUDA)")
     a("--tensorboard", action=argparse.BooleanOptionalAction)
     a("--progress", action=argparse.BooleanOptionalAction, help="tqdm progress bars")
@@ -143,8 +146,10 @@ def resolve_config(args: argparse.Namespace, parser: argparse.ArgumentParser, sa
     else:
         preset = args.preset or "quickstart"
         cfg = {**BASE, **PRESETS[preset], **explicit, "preset": preset}
-        if cfg["model"] is not None and "notation" not in explicit:
-            cfg["notation"] = None if "model" in explicit else cfg["notation"]
+        if "model" in explicit and "notation" not in explicit:  # one picks the net; the other's preset value goes
+            cfg["notation"] = None
+        if "notation" in explicit and "model" not in explicit:
+            cfg["model"] = None
         if cfg["lr"] is None and cfg["preset"] == "dvs128_gesture":
             family = cfg["family"] or "sew"
             cfg["lr"] = DVS_GESTURE_LR[(cfg["connect"] or "ADD").upper() if family == "sew" else family]
@@ -169,6 +174,8 @@ def check_config(cfg: dict, parser: argparse.ArgumentParser) -> None:
         parser.error(f"--lr must be > 0, got {cfg['lr']}")
     if cfg["workers"] < 0:
         parser.error(f"--workers must be >= 0, got {cfg['workers']}")
+    if cfg["threads"] is not None and cfg["threads"] < 1:
+        parser.error(f"--threads must be >= 1, got {cfg['threads']}")
     T = cfg["T"] if cfg["T"] is not None else info.default_T
     if T is None or T < 1:
         parser.error(f"--T must be >= 1 (static data set {cfg['dataset']!r} needs it), got {cfg['T']}")
@@ -215,6 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
     if saved_state is None and (out / "checkpoint.pt").exists():
         parser.error(f"{out} already holds a run; continue it with --resume or choose another --out")
 
+    if cfg["threads"] is not None:
+        torch.set_num_threads(cfg["threads"])
     env = training.init_distributed(cfg["device"])
     if env.is_main:
         print(f"config: {cfg}", flush=True)

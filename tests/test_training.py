@@ -25,10 +25,20 @@ def _load_script():
 
 train_script = _load_script()
 
+
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    """Runs below use --threads 1 (fast on a shared CPU); give the other tests their thread count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 # a tiny run on a small slice of the embedded event set, with random temporal delete (uses the RNG)
 TINY = ["--dataset", "events", "--data-option", "per_class=16", "--notation",
         "c4k3s1-BN-PLIF-{SEW Block(c4)-MPk2s2}*3-FC10", "--T", "4", "--T-train", "3", "--optimizer", "sgd",
-        "--lr", "0.05", "--batch-size", "24", "--seed", "3", "--no-progress", "--no-tensorboard", "--device", "cpu"]
+        "--lr", "0.05", "--batch-size", "24", "--seed", "3", "--no-progress", "--no-tensorboard", "--device", "cpu",
+        "--threads", "1"]
 
 
 def _records(out):
@@ -137,6 +147,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     (["--model", "sew_resnet18", "--family", "plain"], "--family applies to notation nets"),
     (["--lr", "-1"], "--lr must be > 0"),
     (["--sync-bn", "--device", "cpu"], "--sync-bn needs CUDA"),
+    (["--threads", "0"], "--threads must be >= 1"),
 ])
 def test_bad_arguments_fail_fast_naming_valid_choices(argv, expected, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -182,10 +193,17 @@ def test_imagenet_path_runs_one_step_on_a_tiny_image_folder(tmp_path):
     out = tmp_path / "run"
     summary = train_script.main(["--preset", "imagenet", "--data-root", str(tmp_path), "--T", "1", "--epochs", "1",
                                  "--batch-size", "2", "--workers", "0", "--out", str(out), "--no-progress",
-                                 "--no-tensorboard", "--device", "cpu"])
+                                 "--no-tensorboard", "--device", "cpu", "--threads", "1"])
     (record,) = training.read_metrics(out / "metrics.jsonl")
     assert record["epoch"] == 0 and 0.0 <= record["test_acc"] <= 1.0 and record["train_loss"] > 0
     state = training.load_checkpoint(out / "checkpoint.pt")
     assert state["model"]["fc.weight"].shape == (2, 512)  # two classes found in the folder
     assert state["config"]["preset"] == "imagenet" and summary["epochs"] == 1
     json.dumps(state["config"])  # plain types only
+
+
+@pytest.mark.slow
+def test_quickstart_main_job_reaches_90_percent(tmp_path):
+    """The main job exactly as `python scripts/train.py` runs it (about 1.5 minutes on 2 CPU cores)."""
+    summary = train_script.main(["--out", str(tmp_path / "quick"), "--no-progress", "--no-tensorboard"])
+    assert summary["epochs"] == 10 and summary["last_test_acc"] >= 0.90
