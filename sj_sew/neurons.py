@@ -15,6 +15,7 @@ import torch
 from spikingjelly.activation_based import base, surrogate as sj_surrogate
 
 from . import _compat
+from .perf import fused_neuron_class
 from .surrogate import Constant, Rectangular
 
 BACKENDS = ("auto", "torch", "cupy")
@@ -123,12 +124,14 @@ class NeuronSpec:
         return "torch"
 
     def make(self) -> base.MemoryModule:
-        """A new multi-step neuron with its own copy of every parameter (surrogates included)."""
+        """A new multi-step neuron with its own copy of every parameter (surrogates included).
+
+        IF and LIF come as sj_sew.perf's fused subclasses: same spikes and gradients, faster on CPU."""
         extra = {"step_mode": "m"}
         initial = self.backend_for(None)
         if initial is not None:
             extra["backend"] = initial
-        return self.cls(**copy.deepcopy(self.kwargs), **extra)
+        return fused_neuron_class(self.cls)(**copy.deepcopy(self.kwargs), **extra)
 
     @property
     def v_threshold(self) -> float:

@@ -1,0 +1,426 @@
+"""Training-step time, peak memory and inference throughput of sj_sew against SpikingJelly's zoo and the ANN.
+
+One process, one run: every comparison interleaves its models (A B C A B C ...) so that load drift from
+other processes cancels in the ratios, and reports medians. Compared at each setting:
+
+- ``sj_sew``          create_model('sew_resnet{depth}', T=T) fed the static image (stem computed once);
+- ``sj_sew+memsave``  the same model after sj_sew.perf.memory_saving;
+- ``zoo``             spikingjelly...model.sew_resnet.SEWResNet, IF + ATan, detach_reset, step mode 'm',
+                      fed the image repeated T times, with the same weights as sj_sew;
+- ``ann``             torchvision resnet{depth} at batch N*T.
+
+A training step is forward + cross-entropy + backward + SGD step (+ functional.reset_net for the SNNs).
+Peak memory is the process's peak RSS during one training step above its RSS before the step, with
+glibc's mmap threshold fixed at 64 KiB so that freed tensors are returned at once (activations,
+gradients, temporaries; parameters and optimizer state excluded). Inference throughput is images per second in eval mode: the zoo under
+torch.no_grad, sj_sew as sj_sew.perf.inference_model.
+
+    PYTHONPATH=/work/sj200:. python scripts/benchmark.py --quick
+    PYTHONPATH=/work/sj200:. python scripts/benchmark.py --write BENCHMARKS.md
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torchvision
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from spikingjelly.activation_based import functional, neuron, surrogate  # noqa: E402
+from spikingjelly.activation_based.model import sew_resnet  # noqa: E402
+
+import sj_sew  # noqa: E402
+from sj_sew import perf  # noqa: E402
+from sj_sew.models.resnet import RESNET_LAYOUTS  # noqa: E402
+
+NUM_CLASSES = 1000
+
+
+# --------------------------------------------------------------------------------------------------
+# The compared models
+# --------------------------------------------------------------------------------------------------
+
+def zoo_model(depth: int) -> nn.Module:
+    block, layers = RESNET_LAYOUTS[depth]
+    zoo_block = getattr(sew_resnet, block.__name__)
+    net = sew_resnet.SEWResNet(zoo_block, list(layers), num_classes=NUM_CLASSES, cnf="ADD",
+                               spiking_neuron=partial(neuron.IFNode, surrogate_function=surrogate.ATan(),
+                                                      detach_reset=True))
+    functional.set_step_mode(net, "m")
+    return net
+
+
+def sj_sew_model(depth: int, T: int, reference: nn.Module | None = None) -> nn.Module:
+    net = sj_sew.create_model(f"sew_resnet{depth}", connect="ADD", neuron="if", T=T, num_classes=NUM_CLASSES)
+    if reference is not None:
+        net.load_state_dict(reference.state_dict(), strict=True)
+    return net
+
+
+@dataclass
+class Contender:
+    """A model with the input it takes and how to run it."""
+
+    name: str
+    model: nn.Module
+    x: torch.Tensor
+    spiking: bool
+    time_dim: bool = False  # output is [T, N, classes] (the zoo): average it
+    label_repeats: int = 1  # the ANN sees the N images T times
+    optimizer: torch.optim.Optimizer | None = field(default=None, repr=False)
+
+    def logits(self) -> torch.Tensor:
+        out = self.model(self.x)
+        return out.mean(0) if self.time_dim else out
+
+    def train_step(self, labels: torch.Tensor, after_forward: Callable[[], None] | None = None) -> None:
+        if self.optimizer is None:
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+        self.optimizer.zero_grad(set_to_none=False)  # gradients stay allocated, like the weights
+        loss = nn.functional.cross_entropy(self.logits(), labels.repeat(self.label_repeats))
+        if after_forward is not None:
+            after_forward()
+        loss.backward()
+        self.optimizer.step()
+        if self.spiking:
+            functional.reset_net(self.model)
+
+
+def training_contenders(depth: int, T: int, N: int, size: int, which: tuple[str, ...]) -> list[Contender]:
+    torch.manual_seed(0)
+    img = torch.rand(N, 3, size, size) * 2
+    zoo = zoo_model(depth)
+    out = []
+    for name in which:
+        if name == "zoo":
+            out.append(Contender("zoo", zoo, img.unsqueeze(0).repeat(T, 1, 1, 1, 1), True, time_dim=True))
+        elif name == "sj_sew":
+            out.append(Contender("sj_sew", sj_sew_model(depth, T, zoo), img, True))
+        elif name == "sj_sew+memsave":
+            out.append(Contender(name, perf.memory_saving(sj_sew_model(depth, T, zoo)), img, True))
+        elif name == "ann":
+            ann = getattr(torchvision.models, f"resnet{depth}")(num_classes=NUM_CLASSES)
+            out.append(Contender("ann", ann, img.repeat(T, 1, 1, 1), False, label_repeats=T))
+        else:
+            raise ValueError(f"unknown contender {name!r}")
+    for c in out:
+        c.model.train()
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------------------
+
+def interleaved_medians(fns: dict[str, Callable[[], None]], warmup: int, reps: int, desc: str) -> dict[str, float]:
+    """Median seconds per call of each function, run round-robin after ``warmup`` rounds."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {k: [] for k in fns}
+    for _ in tqdm(range(reps), desc=desc, leave=False):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _status_bytes(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+
+
+def step_memory(contender: Contender, labels: torch.Tensor) -> tuple[int, int]:
+    """(bytes held for backward after the forward pass, peak bytes during the step), both as resident
+    memory above the resident memory before the step.
+
+    Linux's peak-RSS counter is reset first (/proc/self/clear_refs); glibc's mmap threshold is fixed at
+    64 KiB by :func:`memory_in_child`, so a freed tensor leaves RSS at once and RSS follows the
+    bytes actually live. Weights, gradients and optimizer state exist before the step and are not counted.
+    """
+    import gc
+
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = _status_bytes("VmRSS")
+    held = []
+    contender.train_step(labels, after_forward=lambda: held.append(_status_bytes("VmRSS") - before))
+    return held[0], _status_bytes("VmHWM") - before
+
+
+def memory_in_child(depth, T, N, size, which, threads) -> dict[str, tuple[int, int]]:
+    """:func:`step_memory` of each contender, measured after one warm-up step in a child process whose
+    glibc mmap threshold is fixed at 64 KiB (set at its start; timing stays in this process, whose
+    allocator is left at its defaults)."""
+    import json
+    import subprocess
+
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", json.dumps([depth, T, N, size, list(which), threads])]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout
+    return {k: tuple(v) for k, v in json.loads(out.strip().splitlines()[-1]).items()}
+
+
+def _memory_child(spec: str) -> None:
+    import json
+
+    depth, T, N, size, which, threads = json.loads(spec)
+    if threads:
+        torch.set_num_threads(threads)
+    contenders = training_contenders(depth, T, N, size, tuple(which))
+    labels = torch.randint(0, NUM_CLASSES, (N,))
+    result = {}
+    for c in contenders:
+        c.train_step(labels)
+        result[c.name] = step_memory(c, labels)
+        del c.model, c.optimizer  # free before the next contender
+    print(json.dumps(result))
+
+
+def linear_fit(xs, ys) -> tuple[float, float, float]:
+    """Slope, intercept and R^2 of a least-squares line."""
+    xs, ys = np.asarray(xs, float), np.asarray(ys, float)
+    slope, intercept = np.polyfit(xs, ys, 1)
+    residual = ys - (slope * xs + intercept)
+    r2 = 1 - (residual ** 2).sum() / ((ys - ys.mean()) ** 2).sum()
+    return float(slope), float(intercept), float(r2)
+
+
+def training_comparison(depth, T, N, size, which, warmup, reps, memory=True, threads=None):
+    contenders = training_contenders(depth, T, N, size, which)
+    labels = torch.randint(0, NUM_CLASSES, (N,))
+    steps = {c.name: partial(c.train_step, labels) for c in contenders}
+    seconds = interleaved_medians(steps, warmup, reps, f"train d{depth} T{T}")
+    peaks = memory_in_child(depth, T, N, size, which, threads) if memory else {}
+    return seconds, peaks
+
+
+def inference_comparison(depth, T, N, size, warmup, reps):
+    torch.manual_seed(0)
+    img = torch.rand(N, 3, size, size) * 2
+    zoo = zoo_model(depth).eval()
+    ours = sj_sew_model(depth, T, zoo)
+    deployed = perf.inference_model(ours)
+    seq = img.unsqueeze(0).repeat(T, 1, 1, 1, 1)
+
+    def zoo_infer():
+        with torch.no_grad():
+            out = zoo(seq).mean(0)
+        functional.reset_net(zoo)
+        return out
+
+    def ours_eval():
+        with torch.no_grad():
+            out = ours.eval()(img)
+        functional.reset_net(ours)
+        return out
+
+    same = bool(torch.equal(zoo_infer().argmax(1), deployed(img).argmax(1)))
+    diff = float((zoo_infer() - deployed(img)).abs().max())
+    seconds = interleaved_medians({"zoo": zoo_infer, "sj_sew eval": ours_eval, "sj_sew inference_model": deployed},
+                                  warmup, reps, f"infer d{depth} T{T}")
+    return {k: N / v for k, v in seconds.items()}, same, diff
+
+
+def variant_comparison(depth, T, N, size, warmup, reps, compile_budget_s):
+    """channels_last and torch.compile against the default sj_sew training step."""
+    torch.manual_seed(0)
+    img = torch.rand(N, 3, size, size) * 2
+    labels = torch.randint(0, NUM_CLASSES, (N,))
+    base = Contender("sj_sew", sj_sew_model(depth, T), img, True)
+    cl_model = sj_sew_model(depth, T).to(memory_format=torch.channels_last)
+    cl_model.load_state_dict(base.model.state_dict())
+    cl = Contender("sj_sew channels_last", cl_model, img.contiguous(memory_format=torch.channels_last), True)
+    fns = {c.name: partial(c.train_step, labels) for c in (base, cl)}
+    notes = {}
+    compiled_model = sj_sew_model(depth, T)
+    compiled_model.load_state_dict(base.model.state_dict())
+    compiled = Contender("sj_sew torch.compile", compiled_model, img, True)
+    compiled.model.forward = torch.compile(compiled.model.forward)
+    t0 = time.perf_counter()
+    try:
+        compiled.train_step(labels)
+        first = time.perf_counter() - t0
+        notes["compile"] = f"first step (compilation) {first:.1f} s"
+        if first <= compile_budget_s:
+            fns[compiled.name] = partial(compiled.train_step, labels)
+    except Exception as e:  # report, don't hide: compilation may be unavailable on this machine
+        notes["compile"] = f"failed after {time.perf_counter() - t0:.1f} s: {type(e).__name__}: {str(e)[:200]}"
+    return interleaved_medians(fns, warmup, reps, "variants"), notes
+
+
+def profile_top_ops(depth, T, N, size, name, k=8):
+    """The ``k`` ops with the most self CPU time in one training step of contender ``name``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    (c,) = training_contenders(depth, T, N, size, (name,))
+    labels = torch.randint(0, NUM_CLASSES, (N,))
+    c.train_step(labels)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        c.train_step(labels)
+    rows = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in prof.key_averages())
+    return [(e.key, e.self_cpu_time_total / 1e3, e.self_cpu_time_total / total) for e in rows[:k]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"SpikingJelly {sj_sew.SJ_VERSION}, Python {platform.python_version()}")
+
+
+def mb(b: float) -> str:
+    return f"{b / 2 ** 20:.1f}"
+
+
+def main(argv=None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="reduced sweep: T in {1,2,4}, depth in {18,34}, fewer reps")
+    p.add_argument("--N", type=int, default=8)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--T", type=int, default=4, help="T of the main comparison and the depth sweep")
+    p.add_argument("--depth", type=int, default=18, help="depth of the main comparison and the T sweep")
+    p.add_argument("--reps", type=int, default=9)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--Ts", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    p.add_argument("--depths", type=int, nargs="+", default=[18, 34, 50, 101, 152])
+    p.add_argument("--sections", nargs="+", default=["main", "inference", "T", "depth", "variants", "profile"],
+                   choices=["main", "inference", "T", "depth", "variants", "profile"])
+    p.add_argument("--compile-budget", type=float, default=300.0,
+                   help="seconds torch.compile's first step may take before it is left out of the timing")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--note", default="", help="a line for the report, e.g. that the machine was shared")
+    p.add_argument("--write", metavar="PATH", help="append the report (markdown) to this file")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.Ts, args.depths, args.reps, args.warmup = [1, 2, 4], [18, 34], 3, 1
+    bad = [d for d in args.depths + [args.depth] if d not in RESNET_LAYOUTS]
+    if bad:
+        p.error(f"depths must be in {sorted(RESNET_LAYOUTS)}, got {bad}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    cmd = "PYTHONPATH=" + os.environ.get("PYTHONPATH", "") + " python " + " ".join(["scripts/benchmark.py"] + (argv or sys.argv[1:]))
+    setting = f"N={args.N}, 3x{args.size}x{args.size}, IF + ATan(alpha=2), detach_reset, ADD, {NUM_CLASSES} classes"
+    lines = [f"## SpikingJelly {sj_sew.SJ_VERSION}: {started:%Y-%m-%d %H:%M} UTC", "",
+             f"- machine: {machine()}", f"- command: `{cmd}`", f"- setting: {setting}; medians of {args.reps} "
+             f"interleaved repetitions after {args.warmup} warm-up rounds"]
+    if args.note:
+        lines.append(f"- note: {args.note}")
+    lines.append("")
+    trio = ("zoo", "sj_sew", "sj_sew+memsave", "ann")
+
+    if "main" in args.sections:
+        sec, peak = training_comparison(args.depth, args.T, args.N, args.size, trio, args.warmup, args.reps,
+                                        threads=args.threads)
+        z, d = sec["zoo"], sec["sj_sew"]
+        lines += [f"### Training step, SEW ResNet-{args.depth}, T={args.T} (ANN: batch {args.N * args.T})", "",
+                  "| model | step (s) | / zoo | / sj_sew | / ANN | held after forward (MiB) | / zoo | "
+                  "peak in step (MiB) | / zoo |", "|---" * 9 + "|"]
+        for name in trio:
+            (held, top), (zheld, ztop) = peak[name], peak["zoo"]
+            lines.append(f"| {name} | {sec[name]:.3f} | {sec[name] / z:.2f} | {sec[name] / d:.2f} | "
+                         f"{sec[name] / sec['ann']:.2f} | {mb(held)} | {held / zheld:.2f} | {mb(top)} | {top / ztop:.2f} |")
+        lines.append("")
+
+    if "inference" in args.sections:
+        ips, same, diff = inference_comparison(args.depth, args.T, args.N, args.size, args.warmup, args.reps)
+        lines += [f"### Inference (eval), SEW ResNet-{args.depth}, T={args.T}", "",
+                  "| model | images/s | / zoo |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.1f} | {v / ips['zoo']:.2f} |" for k, v in ips.items()]
+        lines += ["", f"Same predictions as the zoo: {same}; max |logit difference| {diff:.2e} (BN folding rounds).", ""]
+
+    if "T" in args.sections:
+        rows = {}
+        for T in tqdm(args.Ts, desc="T sweep"):
+            rows[T] = training_comparison(args.depth, T, args.N, args.size, trio, args.warmup, args.reps,
+                                          threads=args.threads)
+        lines += [f"### Step time and memory against T, SEW ResNet-{args.depth}", "",
+                  "| T | zoo (s) | sj_sew (s) | sj_sew/zoo | memsave (s) | memsave/sj_sew | ANN batch N*T (s) | "
+                  "sj_sew/ANN | peak MiB: zoo | sj_sew | memsave |", "|---" * 11 + "|"]
+        for T, (s, m) in rows.items():
+            lines.append(f"| {T} | {s['zoo']:.3f} | {s['sj_sew']:.3f} | {s['sj_sew'] / s['zoo']:.2f} | "
+                         f"{s['sj_sew+memsave']:.3f} | {s['sj_sew+memsave'] / s['sj_sew']:.2f} | {s['ann']:.3f} | "
+                         f"{s['sj_sew'] / s['ann']:.2f} | {mb(m['zoo'][1])} | {mb(m['sj_sew'][1])} | {mb(m['sj_sew+memsave'][1])} |")
+        lines.append("")
+        for name in trio:
+            slope, icpt, r2 = linear_fit(list(rows), [rows[T][0][name] for T in rows])
+            lines.append(f"- {name}: step time = {icpt:.3f} s + {slope:.4f} s x T, R^2 = {r2:.4f}")
+        lines.append("")
+
+    if "depth" in args.sections:
+        rows = {}
+        for depth in tqdm(args.depths, desc="depth sweep"):
+            rows[depth] = training_comparison(depth, args.T, args.N, args.size, trio, 1, max(3, args.reps // 3),
+                                              threads=args.threads)
+        lines += [f"### Step time and memory against depth, T={args.T} ({max(3, args.reps // 3)} repetitions)", "",
+                  "| depth | zoo (s) | sj_sew (s) | sj_sew/zoo | memsave/sj_sew | sj_sew/ANN | peak MiB: zoo | sj_sew | "
+                  "memsave | memsave/zoo | held MiB: zoo | sj_sew | memsave |", "|---" * 13 + "|"]
+        for depth, (s, m) in rows.items():
+            lines.append(f"| {depth} | {s['zoo']:.3f} | {s['sj_sew']:.3f} | {s['sj_sew'] / s['zoo']:.2f} | "
+                         f"{s['sj_sew+memsave'] / s['sj_sew']:.2f} | {s['sj_sew'] / s['ann']:.2f} | {mb(m['zoo'][1])} | "
+                         f"{mb(m['sj_sew'][1])} | {mb(m['sj_sew+memsave'][1])} | {m['sj_sew+memsave'][1] / m['zoo'][1]:.2f} | "
+                         f"{mb(m['zoo'][0])} | {mb(m['sj_sew'][0])} | {mb(m['sj_sew+memsave'][0])} |")
+        lines.append("")
+        blocks = [sum(RESNET_LAYOUTS[d][1]) for d in rows]
+        for name in ("zoo", "sj_sew", "sj_sew+memsave"):
+            mem = [rows[d][1][name][1] for d in rows]
+            slope, icpt, r2 = linear_fit(blocks, [x / 2 ** 20 for x in mem])
+            exponent = float(np.polyfit(np.log(blocks), np.log(mem), 1)[0]) if len(blocks) > 1 else float("nan")
+            lines.append(f"- {name}: peak step MiB = {icpt:.1f} + {slope:.2f} x blocks (R^2 {r2:.3f}); "
+                         f"log-log exponent against blocks {exponent:.2f}")
+        lines.append("")
+
+    if "variants" in args.sections:
+        sec, notes = variant_comparison(args.depth, args.T, args.N, args.size, args.warmup, args.reps,
+                                        args.compile_budget)
+        lines += [f"### Candidate speed-ups measured (training step, SEW ResNet-{args.depth}, T={args.T})", "",
+                  "| variant | step (s) | / default |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.3f} | {v / sec['sj_sew']:.2f} |" for k, v in sec.items()]
+        lines += ["", f"- torch.compile: {notes['compile']}", ""]
+
+    if "profile" in args.sections:
+        lines += [f"### Top ops by self CPU time in one training step, SEW ResNet-{args.depth}, T={args.T}", ""]
+        for name in ("sj_sew", "zoo"):
+            top = profile_top_ops(args.depth, args.T, args.N, args.size, name)
+            lines.append(f"- {name}: " + "; ".join(f"{k} {ms:.0f} ms ({share:.0%})" for k, ms, share in top))
+        lines.append("")
+
+    report = "\n".join(lines)
+    print(report)
+    if args.write:
+        with open(args.write, "a") as f:
+            f.write(report + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--memory-child":
+        _memory_child(sys.argv[2])
+    else:
+        main()
