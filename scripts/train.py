@@ -68,6 +68,9 @@ PRESETS = {
                               lr=0.1, scheduler="cosine", epochs=64, batch_size=64, workers=4),
 }
 
+#: Data sets that can be downloaded (only with --download), and the builder option that allows it.
+DOWNLOAD_OPTION = {"cifar10": "download", "dvs128_gesture": "allow_download", "cifar10_dvs": "allow_download"}
+
 #: Flags that may differ from the checkpoint's configuration when resuming.
 RESUME_MAY_CHANGE = ("epochs", "workers", "device", "threads", "out", "progress", "tensorboard")
 
@@ -184,6 +187,8 @@ def check_config(cfg: dict, parser: argparse.ArgumentParser) -> None:
             parser.error(f"--T-train (random temporal delete) applies to sequence data sets, not {cfg['dataset']!r}")
         if not 1 <= cfg["T_train"] <= T:
             parser.error(f"--T-train must be in [1, T={T}], got {cfg['T_train']}")
+    if cfg["download"] and cfg["dataset"] not in DOWNLOAD_OPTION:
+        parser.error(f"--download applies to {sorted(DOWNLOAD_OPTION)}; {cfg['dataset']!r} is embedded or never downloaded")
     if info.needs_root and not cfg["data_root"]:
         parser.error(f"data set {cfg['dataset']!r} is not embedded: give --data-root DIR with its files")
     if cfg["sync_bn"] and (cfg["device"] or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cpu"):
@@ -231,7 +236,7 @@ def main(argv: list[str] | None = None) -> dict:
     info = dataset_info(cfg["dataset"])
     data_kwargs = dict(root=cfg["data_root"], T=cfg["T"], **cfg["data_options"])
     if cfg["download"]:
-        data_kwargs["download" if cfg["dataset"] == "cifar10" else "allow_download"] = True
+        data_kwargs[DOWNLOAD_OPTION[cfg["dataset"]]] = True
     train_set = build_dataset(cfg["dataset"], True, **data_kwargs)
     test_set = build_dataset(cfg["dataset"], False, **data_kwargs)
     classes = getattr(train_set, "classes", None)

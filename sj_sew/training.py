@@ -288,15 +288,15 @@ def evaluate(model: nn.Module, loader: DataLoader, env: DistEnv, *, amp: bool = 
              progress: bool = False) -> dict:
     """Loss, accuracy and mean firing rate (spikes per neuron-step over every neuron layer) on ``loader``,
     over all processes."""
-    model.eval()
+    net = unwrap(model)  # no DDP forward: its buffer broadcast would hang when shards have unequal batch counts
+    net.eval()
     loss_sum, correct, seen = 0.0, 0, 0
-    net = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     with FiringRateMonitor(net) as monitor:
         for x, y in _progress(loader, progress and env.is_main, "test"):
             x, y = x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)
             with autocast(env.device, amp):
-                out = model(x).float()
-            functional.reset_net(model)
+                out = net(x).float()
+            functional.reset_net(net)
             loss_sum += F.cross_entropy(out, y, reduction="sum").item()
             correct += int((out.argmax(1) == y).sum())
             seen += len(y)

@@ -145,3 +145,14 @@ def test_fashion_mnist_static_and_events():
     ev = build_dataset("events", train=False, T=4, source="fashion_mnist", per_class=12)
     frames, _ = ev[0]
     assert len(ev) == 30 and frames.shape == (4, 2, 34, 34) and frames.sum() == ev.events(0)["t"].size
+
+
+def test_cifar10_never_downloads_and_names_the_files(tmp_path, monkeypatch):
+    import torchvision
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", no_network)
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
+        build_dataset("cifar10", train=True, root=tmp_path)

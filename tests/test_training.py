@@ -148,6 +148,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     (["--lr", "-1"], "--lr must be > 0"),
     (["--sync-bn", "--device", "cpu"], "--sync-bn needs CUDA"),
     (["--threads", "0"], "--threads must be >= 1"),
+    (["--dataset", "digits", "--T", "4", "--download"], "--download applies to ['cifar10', 'cifar10_dvs', 'dvs128_gesture']"),
 ])
 def test_bad_arguments_fail_fast_naming_valid_choices(argv, expected, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -207,3 +208,22 @@ def test_quickstart_main_job_reaches_90_percent(tmp_path):
     """The main job exactly as `python scripts/train.py` runs it (about 1.5 minutes on 2 CPU cores)."""
     summary = train_script.main(["--out", str(tmp_path / "quick"), "--no-progress", "--no-tensorboard"])
     assert summary["epochs"] == 10 and summary["last_test_acc"] >= 0.90
+
+
+def test_firing_rate_monitor_counts_spikes_per_neuron_step():
+    from spikingjelly.activation_based import layer
+
+    from sj_sew.analysis import FiringRateMonitor
+    from sj_sew.neurons import NeuronSpec
+
+    always, never = NeuronSpec("if").make(), NeuronSpec("if").make()
+    net = torch.nn.Sequential(layer.Flatten(step_mode="m"), always)
+    with FiringRateMonitor(torch.nn.Sequential(net, never)) as monitor:
+        out = always(torch.full((4, 2, 3), 1.5))  # above threshold from rest: a spike every step
+        never(out * 0)
+    assert out.sum() == 24
+    rates = monitor.rates()
+    assert rates == {"0.1": 1.0, "1": 0.0}
+    assert monitor.mean_rate() == 0.5 and monitor.totals() == (24.0, 48)
+    with pytest.raises(ValueError, match="no neuron layer"):
+        FiringRateMonitor(torch.nn.Linear(2, 2))
