@@ -1,4 +1,4 @@
 """Analyses of trained and untrained networks (firing rates, per-block probes)."""
-from .firing import FiringRateMonitor
+from .firing import FiringRateMonitor, default_neuron_types
 
-__all__ = ["FiringRateMonitor"]
+__all__ = ["FiringRateMonitor", "default_neuron_types"]

@@ -6,6 +6,18 @@ import torch.nn as nn
 from spikingjelly.activation_based import neuron as sj_neuron
 
 
+def default_neuron_types() -> tuple[type, ...]:
+    """SpikingJelly's ``BaseNode`` (every built-in neuron) and sj_sew's own neurons (the MLF neuron)."""
+    types = [sj_neuron.BaseNode]
+    try:
+        from ..mlf import MLFNode
+
+        types.append(MLFNode)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
 class FiringRateMonitor:
     """Mean output of every spiking neuron layer (its firing rate for 0/1 spikes), accumulated over all
     forwards while active. Use as a context manager::
@@ -15,13 +27,15 @@ class FiringRateMonitor:
         monitor.rates()       # {layer name: rate}
         monitor.mean_rate()   # spikes / neuron-steps over all layers
 
+    A multi-level neuron (MLF, output 0..K) counts each level it fires as one spike.
+
     Args:
         model: the network.
-        neuron_types: module classes counted as neurons (default: SpikingJelly's ``BaseNode``, which every
-            built-in neuron subclasses).
+        neuron_types: module classes counted as neurons (default: :func:`default_neuron_types`).
     """
 
-    def __init__(self, model: nn.Module, neuron_types: tuple[type, ...] = (sj_neuron.BaseNode,)):
+    def __init__(self, model: nn.Module, neuron_types: tuple[type, ...] | None = None):
+        neuron_types = default_neuron_types() if neuron_types is None else tuple(neuron_types)
         self.layers = {name: m for name, m in model.named_modules() if isinstance(m, neuron_types)}
         if not self.layers:
             raise ValueError(f"no neuron layer of types {[t.__name__ for t in neuron_types]} in the model")
