@@ -6,7 +6,8 @@
   On a GPU SpikingJelly's own kernels keep running (CuPy on 0.0.0.0.14, CUDA/Triton on 2.x).
 - :func:`memory_saving` -- gradient checkpointing over runs of residual blocks, exact in its gradients:
   the spiking neurons' state and BatchNorm's running statistics are restored around the recomputation.
-- :func:`inference_model` -- BatchNorm folded into the convolutions, eval mode, ``torch.inference_mode``.
+- :func:`inference_model` -- BatchNorm folded into the convolutions, channels-last max pooling, eval
+  mode, ``torch.inference_mode``.
 """
 from __future__ import annotations
 
@@ -231,10 +232,10 @@ def _segmented_forward(seq: nn.Sequential, blocks_per_segment: int, x):
     return x
 
 
-def _block_forward(block: nn.Module, x):
+def _single_forward(module: nn.Module, x):
     if not torch.is_grad_enabled():
-        return type(block).forward(block, x)
-    return _checkpointed_run([_Unwrapped(block)], x)
+        return type(module).forward(module, x)
+    return _checkpointed_run([_Unwrapped(module)], x)
 
 
 class _Unwrapped:
@@ -250,15 +251,21 @@ class _Unwrapped:
         return self.module.modules()
 
 
-def memory_saving(model: nn.Module, blocks_per_segment: int | str = "sqrt") -> nn.Module:
-    """Train ``model`` with gradient checkpointing of its residual blocks (in place; returns the model).
+def memory_saving(model: nn.Module, blocks_per_segment: int | str = "sqrt",
+                  checkpoint_last_stage: bool = False) -> nn.Module:
+    """Train ``model`` with gradient checkpointing (in place; returns the model).
 
-    Every ``nn.Sequential`` made only of residual blocks (a ResNet stage) is split into segments of
-    ``blocks_per_segment`` consecutive blocks (``'sqrt'``: ceil(sqrt(blocks in the stage)), which makes
-    the stored activations grow like sqrt(depth)); each segment keeps only its input and is recomputed
-    in backward. Residual blocks elsewhere are checkpointed one by one. Outputs and gradients equal the
-    default mode's; parameters, buffers and the state dict are unchanged. Without autograd (eval,
-    ``torch.no_grad``) the model runs as before.
+    - Every ``nn.Sequential`` made only of residual blocks (a ResNet stage) is split into segments of
+      ``blocks_per_segment`` consecutive blocks (``'sqrt'``: ceil(sqrt(blocks in the stage)), so the
+      stored activations grow like sqrt(depth)); a segment keeps only its input and is recomputed in
+      backward. The last stage is left alone unless ``checkpoint_last_stage``: it costs as many FLOPs
+      to recompute as any other stage but holds the smallest activations.
+    - Residual blocks outside such stages are checkpointed one by one.
+    - Spiking neurons outside both (the stem's) are checkpointed alone: recomputing them is cheap and
+      spares their saved membrane potentials.
+
+    Outputs and gradients equal the default mode's; parameters, buffers and the state dict are
+    unchanged. Without autograd (eval, ``torch.no_grad``) the model runs as before.
     """
     from .blocks import ResidualBlock
 
@@ -266,17 +273,19 @@ def memory_saving(model: nn.Module, blocks_per_segment: int | str = "sqrt") -> n
         raise TypeError(f"memory_saving takes an nn.Module, got {type(model).__name__}")
     if not (blocks_per_segment == "sqrt" or (isinstance(blocks_per_segment, int) and blocks_per_segment >= 1)):
         raise ValueError(f"blocks_per_segment must be 'sqrt' or a positive int, got {blocks_per_segment!r}")
-    staged = set()
-    for m in model.modules():
-        if isinstance(m, nn.Sequential) and len(m) and all(isinstance(c, ResidualBlock) for c in m):
-            k = math.ceil(math.sqrt(len(m))) if blocks_per_segment == "sqrt" else blocks_per_segment
-            m.forward = partial(_segmented_forward, m, k)
-            staged.update(m)
-    loose = [m for m in model.modules() if isinstance(m, ResidualBlock) and m not in staged]
-    for block in loose:
-        block.forward = partial(_block_forward, block)
-    if not staged and not loose:
+    stages = [m for m in model.modules()
+              if isinstance(m, nn.Sequential) and len(m) and all(isinstance(c, ResidualBlock) for c in m)]
+    loose = [m for m in model.modules() if isinstance(m, ResidualBlock) and not any(m in st for st in stages)]
+    if not stages and not loose:
         raise ValueError(f"{type(model).__name__} has no sj_sew residual blocks to checkpoint")
+    covered = {id(d) for unit in stages + loose for d in unit.modules()}
+    for i, stage in enumerate(stages):
+        if i == len(stages) - 1 and len(stages) > 1 and not checkpoint_last_stage:
+            continue
+        k = math.ceil(math.sqrt(len(stage))) if blocks_per_segment == "sqrt" else blocks_per_segment
+        stage.forward = partial(_segmented_forward, stage, k)
+    for m in loose + [m for m in model.modules() if isinstance(m, base.MemoryModule) and id(m) not in covered]:
+        m.forward = partial(_single_forward, m)
     return model
 
 
@@ -308,6 +317,37 @@ def fold_batchnorm(model: nn.Module) -> int:
     return sum(_fold_children(m) for m in list(model.modules()))
 
 
+class ChannelsLastMaxPool2d(nn.Module):
+    """Max pooling computed in channels-last layout (several times faster on CPU), same values; for
+    single- or multi-step input, returned in the input's layout. Inference only: with tied maxima its
+    gradient could pick another argmax than the default kernel."""
+
+    def __init__(self, pool: nn.MaxPool2d):
+        super().__init__()
+        if pool.return_indices:
+            raise ValueError("ChannelsLastMaxPool2d does not return indices")
+        self.args = dict(kernel_size=pool.kernel_size, stride=pool.stride, padding=pool.padding,
+                         dilation=pool.dilation, ceil_mode=pool.ceil_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() not in (4, 5):
+            return nn.functional.max_pool2d(x, **self.args)
+        frames = x.flatten(0, 1) if x.dim() == 5 else x
+        y = nn.functional.max_pool2d(frames.contiguous(memory_format=torch.channels_last), **self.args)
+        y = y.contiguous()
+        return y.unflatten(0, x.shape[:2]) if x.dim() == 5 else y
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.args.items())
+
+
+def _swap_max_pools(model: nn.Module) -> None:
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.MaxPool2d) and not child.return_indices:
+                setattr(parent, name, ChannelsLastMaxPool2d(child))
+
+
 def _inference_forward(model: nn.Module, forward, x):
     with torch.inference_mode():
         functional.reset_net(model)
@@ -317,16 +357,18 @@ def _inference_forward(model: nn.Module, forward, x):
 
 
 def inference_model(model: nn.Module) -> nn.Module:
-    """A deployment copy of ``model``: BatchNorm folded into the convolutions, eval mode, no parameter
-    gradients, and a forward that runs under ``torch.inference_mode`` from rest (neurons reset before and
+    """A deployment copy of ``model``: BatchNorm folded into the convolutions, max pooling in channels-last
+    layout (:class:`ChannelsLastMaxPool2d`), eval mode, no parameter gradients, and a forward that runs under ``torch.inference_mode`` from rest (neurons reset before and
     after each call). Predictions equal ``model.eval()``'s; the logits agree to float rounding."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"inference_model takes an nn.Module, got {type(model).__name__}")
+    functional.reset_net(model)  # neuron states from a past forward pass cannot (and need not) be copied
     deployed = copy.deepcopy(model).eval()
     for m in deployed.modules():
         if "forward" in vars(m):  # drop a memory_saving wrapper: it has no use without autograd
             del m.forward
     fold_batchnorm(deployed)
+    _swap_max_pools(deployed)
     deployed.requires_grad_(False)
     _compat.reset_cache_invalidate(deployed)
     deployed.forward = partial(_inference_forward, deployed, type(deployed).forward)

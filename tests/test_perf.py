@@ -159,15 +159,24 @@ def test_memory_saving_checkpoints_and_keeps_neuron_state():
     default, saving = _model_pair("sew_resnet18", num_classes=10, width=16)
     perf.memory_saving(saving)
     x = torch.rand(2, 2, 3, 32, 32) * 3
-    calls = []
+    calls, last_stage_calls = [], []
     saving.layer1[0].conv1.register_forward_hook(lambda *a: calls.append(1))
+    saving.layer4[0].conv1.register_forward_hook(lambda *a: last_stage_calls.append(1))
     functional.reset_net(default), functional.reset_net(saving)
     default(x).sum().backward()
     saving(x).sum().backward()
     assert len(calls) == 2, "the checkpointed block must run again in backward"
+    assert len(last_stage_calls) == 1, "the last stage is not checkpointed by default"
     for a, b in zip(default.modules(), saving.modules()):  # state after backward as after the forward pass
         if isinstance(a, neuron.IFNode):
             assert torch.equal(a.v, b.v)
+    functional.reset_net(default)
+    everything = perf.memory_saving(copy.deepcopy(default), checkpoint_last_stage=True)
+    last_stage_calls.clear()
+    everything.layer4[0].conv1.register_forward_hook(lambda *a: last_stage_calls.append(1))
+    functional.reset_net(everything)
+    everything(x).sum().backward()
+    assert len(last_stage_calls) == 2
     with torch.no_grad():  # without autograd, no checkpointing
         calls.clear()
         functional.reset_net(saving)
@@ -218,3 +227,15 @@ def test_fold_batchnorm_counts_every_conv_bn_pair():
     net = sj_sew.create_model("sew_resnet18", num_classes=10)
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     assert perf.fold_batchnorm(net.eval()) == n_bn == 20
+
+
+def test_channels_last_max_pool_same_values():
+    pool = torch.nn.MaxPool2d(3, 2, 1)
+    fast = perf.ChannelsLastMaxPool2d(pool)
+    x = (torch.rand(3, 2, 4, 9, 9) < 0.4).float() + torch.rand(3, 2, 4, 9, 9) * (torch.rand(1) > 2)
+    assert torch.equal(fast(x), pool(x.flatten(0, 1)).unflatten(0, (3, 2)))
+    assert fast(x).is_contiguous()
+    y = torch.randn(2, 4, 10, 10)
+    assert torch.equal(fast(y), pool(y))
+    with pytest.raises(ValueError, match="indices"):
+        perf.ChannelsLastMaxPool2d(torch.nn.MaxPool2d(2, return_indices=True))
