@@ -2,6 +2,7 @@
 carry the paper's qualitative signature where the quick setting already shows it."""
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def load(name):
+    if str(SCRIPTS) not in sys.path:  # the scripts import their shared helper (_sweep) as a sibling
+        sys.path.insert(0, str(SCRIPTS))
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
