@@ -30,11 +30,21 @@ def test_lookup_is_case_insensitive_and_errors_list_valid_names():
         get_connect(3)
 
 
-def test_register_connect_adds_a_new_g_usable_by_models():
+@pytest.fixture
+def or_connect():
+    """A user-registered g for the duration of one test (the registry is global)."""
+    import sj_sew.connect as registry
+
     name = "OR_TEST"
-    if name not in sj_sew.list_connects():
-        sj_sew.register_connect(name, lambda a, s: a + s - a * s, identity_spike=0.0)
+    sj_sew.register_connect(name, lambda a, s: a + s - a * s, identity_spike=0.0)
+    yield name
+    registry._CONNECTS.pop(name)
+
+
+def test_register_connect_adds_a_new_g_usable_by_models(or_connect):
     with pytest.raises(ValueError, match="already registered"):
-        sj_sew.register_connect(name, lambda a, s: a, identity_spike=0.0)
-    net = sj_sew.create_model("sew_resnet18", connect=name, num_classes=3, zero_init_residual=True)
-    assert net.layer1[0].connect.name == name
+        sj_sew.register_connect(or_connect, lambda a, s: a, identity_spike=0.0)
+    net = sj_sew.create_model("sew_resnet18", connect=or_connect, num_classes=3, zero_init_residual=True)
+    assert net.layer1[0].connect.name == or_connect
+    x = (torch.rand(2, 1, 64, 8, 8) < 0.5).float()
+    assert torch.equal(net.layer1[0].connect.fn(torch.zeros_like(x), x), x)
