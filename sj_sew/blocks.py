@@ -140,3 +140,24 @@ class Bottleneck(ResidualBlock):
     @staticmethod
     def layout(in_channels, planes, stride):
         return [(in_channels, planes, 1, 1), (planes, planes, 3, stride), (planes, planes * 4, 1, 1)]
+
+
+class SumBlock(nn.Module):
+    """A block whose output is ``residual(x) + shortcut(x)`` with nothing after the sum (MS-ResNet's
+    membrane shortcut, DS-ResNet). Subclasses build ``conv1/bn1/.../conv2/bn2``, ``downsample`` (None
+    for the identity) and :meth:`residual`; zeroing the last BN makes the block its shortcut."""
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.downsample is None else self.downsample(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.residual(x) + self.shortcut(x)
+
+    @torch.no_grad()
+    def zero_init_last(self) -> None:
+        """Last BN weight and bias 0: the residual branch contributes nothing, out = shortcut(x)."""
+        self.bn2.weight.zero_()
+        self.bn2.bias.zero_()

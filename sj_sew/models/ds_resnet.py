@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import layer
 
-from ..blocks import conv_bn
+from ..blocks import SumBlock, conv_bn
 from ..mlf import MLFNode, default_thresholds
 from ..neurons import NeuronSpec
 from ._registry import register_model
@@ -30,7 +30,7 @@ def mlf_spec(levels: int = 3, thresholds=None, tau: float = 0.25, detach_reset: 
                       detach_reset=detach_reset, surrogate_function=surrogate_function)
 
 
-class DSBlock(nn.Module):
+class DSBlock(SumBlock):
     """Dormant-suppressed block on multi-step spike counts ``[T, N, C, H, W]``."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, neuron: NeuronSpec | None = None):
@@ -47,17 +47,6 @@ class DSBlock(nn.Module):
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         return self.sn2(self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x))))))
 
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.residual(x) + self.shortcut(x)
-
-    @torch.no_grad()
-    def zero_init_last(self) -> None:
-        """Last BN weight and bias 0: the last MLF never fires (thresholds > 0), so out = shortcut(x)."""
-        self.bn2.weight.zero_()
-        self.bn2.bias.zero_()
 
 
 class DSResNet(SpikingNetwork):

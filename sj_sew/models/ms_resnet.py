@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import layer
 
-from ..blocks import conv_bn
+from ..blocks import SumBlock, conv_bn
 from ..neurons import NeuronSpec
 from ._registry import register_model
 from .base import SpikingNetwork
@@ -41,7 +41,7 @@ def ms_neuron_spec(neuron=None, backend: str = "auto", **neuron_kwargs) -> Neuro
     return NeuronSpec(neuron or MS_NEURON["neuron"], backend, **params)
 
 
-class MSBlock(nn.Module):
+class MSBlock(SumBlock):
     """Membrane-shortcut basic block on multi-step membrane input ``[T, N, C, H, W]``.
 
     ``shortcut``: ``'conv'`` (conv1x1(stride)-BN) or ``'avgpool'`` (AvgPool(stride)-conv1x1-BN, ResNet-104)
@@ -68,18 +68,6 @@ class MSBlock(nn.Module):
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn2(self.conv2(self.sn2(self.bn1(self.conv1(self.sn1(x))))))
-
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.residual(x) + self.shortcut(x)
-
-    @torch.no_grad()
-    def zero_init_last(self) -> None:
-        """Last BN weight and bias 0: the block outputs shortcut(x), the identity on membrane input."""
-        self.bn2.weight.zero_()
-        self.bn2.bias.zero_()
 
 
 class MSResNet(SpikingNetwork):
