@@ -6,7 +6,7 @@ event set (emulated event sensor over real digits, 32x32), with random temporal 
 frames) and without it. Reported: best and last test accuracy (mean ± std over seeds) and the curves.
 
 Reduced setting for CPU (stated in the output): the 7B-Net's structure with 16 channels and as
-many block+pool stages as the event set's side allows (the main job's net), T = 8 (T_train = 6, the
+many block+pool stages as the event set's side allows (the main job's net), T = 4 (T_train = 3, the
 paper's 12/16 ratio), 12 epochs.
 
     python scripts/repro_ablation.py                 # 5 networks x RTD on/off x 3 seeds
@@ -38,7 +38,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--T", type=int, default=8)
+    p.add_argument("--T", type=int, default=4)
     p.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
     p.add_argument("--per-class", type=int, help="use at most this many images per class (default: all)")
     p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed, T = 4, 12 images per class")
