@@ -24,12 +24,15 @@ def _load_train():
 TRAIN = _load_train()
 
 
-def train_run(argv: list[str], out: Path, seed: int) -> dict:
-    """One train.py run in ``out/seed<seed>`` (or its saved result); the summary carries the history."""
+def train_run(argv: list[str], out: Path, seed: int, train: bool = True) -> dict | None:
+    """One train.py run in ``out/seed<seed>`` (or its saved result); the summary carries the history.
+    With ``train=False`` only a finished run is read back (None if there is none)."""
     out = out / f"seed{seed}"
     done = out / "summary.json"
     if done.exists():
         return json.loads(done.read_text())
+    if not train:
+        return None
     args = argv + ["--out", str(out), "--seed", str(seed), "--no-progress", "--no-tensorboard"]
     if (out / "checkpoint.pt").exists():
         args.append("--resume")

@@ -41,6 +41,7 @@ def main(argv=None):
     p.add_argument("--T", type=int, default=4)
     p.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
     p.add_argument("--per-class", type=int, help="use at most this many images per class (default: all)")
+    p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed, T = 4, 12 images per class")
     p.add_argument("--out", type=Path, default=Path("results/ablation"))
     args = p.parse_args(argv)
@@ -62,8 +63,9 @@ def main(argv=None):
                     run_argv += ["--data-option", f"per_class={args.per_class}"]
                 key = f"{name}{' RTD' if rtd else ''}"
                 print(f"== {key}, seed {seed}", flush=True)
-                r = train_run(run_argv, args.out / "runs" / key.replace(" ", "_"), seed)
-                table.setdefault(key, []).append(r)
+                r = train_run(run_argv, args.out / "runs" / key.replace(" ", "_"), seed, train=not args.report_only)
+                if r is not None:
+                    table.setdefault(key, []).append(r)
     rows = {key: {"best_test_acc": spread([r["best_test_acc"] for r in runs]),
                   "last_test_acc": spread([r["last_test_acc"] for r in runs]),
                   "final_train_loss": spread([r["history"][-1]["train_loss"] for r in runs]),

@@ -1,7 +1,7 @@
 """SEW paper, Table 2 / Fig. 3: the degradation problem. Does a deeper net train worse?
 
 SEW ADD, Spiking ResNet and Plain nets of increasing depth, all with zero init (the paper's setting
-for Spiking ResNet; a no-op for Plain), IF neurons, the same real data, optimiser and epochs. Reported:
+for Spiking ResNet; a no-op for Plain), and Spiking ResNet without it for contrast, IF neurons, the same real data, optimiser and epochs. Reported:
 final training loss and best test accuracy (mean ± std over seeds) against depth, as JSON and PNG.
 The paper's claim: deeper SEW gets better, deeper Spiking ResNet gets worse.
 
@@ -21,7 +21,8 @@ from pathlib import Path
 from _sweep import fmt, spread, train_run
 
 FAMILIES = {"SEW ADD": ["--family", "sew", "--connect", "ADD"], "Spiking ResNet": ["--family", "spiking"],
-            "Plain": ["--family", "plain"]}
+            "Plain": ["--family", "plain"],
+            "Spiking ResNet (no zero init)": ["--family", "spiking", "--no-zero-init"]}
 
 
 def notation(blocks: int, width: int) -> str:
@@ -35,22 +36,27 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=15)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--dataset", default="digits", choices=["digits", "fashion_mnist"])
+    p.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
+    p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="n = 1, 2; 1 seed; 1 epoch")
     p.add_argument("--out", type=Path, default=Path("results/degradation"))
     args = p.parse_args(argv)
     if args.quick:
         args.blocks, args.seeds, args.epochs = [1, 2], 1, 1
     start, table = time.time(), {}
-    for name, flags in FAMILIES.items():
+    for name in args.families:
         for n in args.blocks:
             runs = []
             for seed in range(args.seeds):
-                argv_run = ["--dataset", args.dataset, "--notation", notation(n, args.width), *flags,
-                            "--neuron", "if", "--T", "4", "--optimizer", "adam", "--lr", "0.001",
-                            "--scheduler", "cosine", "--epochs", str(args.epochs), "--batch-size", "32",
-                            "--zero-init"]
+                argv_run = ["--dataset", args.dataset, "--notation", notation(n, args.width), "--neuron", "if",
+                            "--T", "4", "--optimizer", "adam", "--lr", "0.001", "--scheduler", "cosine",
+                            "--epochs", str(args.epochs), "--batch-size", "32", "--zero-init", *FAMILIES[name]]
                 print(f"== {name}, {n} blocks, seed {seed}", flush=True)
-                runs.append(train_run(argv_run, args.out / "runs" / f"{name.replace(' ', '_')}-b{n}", seed))
+                run_dir = args.out / "runs" / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-b{n}"
+                runs.append(train_run(argv_run, run_dir, seed, train=not args.report_only))
+            runs = [r for r in runs if r is not None]
+            if not runs:
+                continue
             table.setdefault(name, {})[n] = {
                 "layers": 2 * n + 2,
                 "final_train_loss": spread([r["history"][-1]["train_loss"] for r in runs]),
@@ -58,7 +64,7 @@ def main(argv=None):
                 "last_test_acc": spread([r["last_test_acc"] for r in runs]),
                 "seconds_per_run": spread([r["wall_time_s"] for r in runs]),
             }
-    meta = {"dataset": args.dataset, "T": 4, "epochs": args.epochs, "seeds": args.seeds, "width": args.width,
+    meta = {"dataset": args.dataset, "T": 4, "epochs": args.epochs, "seeds": args.seeds, "seeds_finished": {k: {n: r["best_test_acc"]["n"] for n, r in v.items()} for k, v in table.items()}, "width": args.width,
             "optimizer": "adam lr 1e-3 cosine, batch 32, zero init", "seconds": round(time.time() - start)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "degradation.json").write_text(json.dumps({"meta": meta, "table": table}, indent=1))

@@ -31,6 +31,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed")
     p.add_argument("--out", type=Path, default=Path("results/surrogate"))
     args = p.parse_args(argv)
@@ -45,7 +46,11 @@ def main(argv=None):
                             "--T", "4", "--optimizer", "adam", "--lr", "0.001", "--scheduler", "cosine",
                             "--epochs", str(args.epochs), "--batch-size", "32", "--no-zero-init"]
                 print(f"== {sg_name}, {net_name}, seed {seed}", flush=True)
-                runs.append(train_run(run_argv, args.out / "runs" / f"{sg}-{net_name.replace(' ', '_')}", seed))
+                runs.append(train_run(run_argv, args.out / "runs" / f"{sg}-{net_name.replace(' ', '_')}", seed,
+                                      train=not args.report_only))
+            runs = [r for r in runs if r is not None]
+            if not runs:
+                continue
             rows[f"{sg_name} | {net_name}"] = {"best_test_acc": spread([r["best_test_acc"] for r in runs]),
                                                "last_test_acc": spread([r["last_test_acc"] for r in runs]),
                                                "paper_cifar10": PAPER[(sg_name, net_name)]}
@@ -70,8 +75,9 @@ def plot(rows, path: Path, meta: dict):
     fig, ax = plt.subplots(figsize=(7, 3.6))
     width = 0.38
     for j, net_name in enumerate(NETWORKS):
-        means = [rows[f"{s} | {net_name}"]["best_test_acc"]["mean"] * 100 for s in SURROGATES]
-        stds = [rows[f"{s} | {net_name}"]["best_test_acc"]["std"] * 100 if meta["seeds"] > 1 else 0 for s in SURROGATES]
+        cells = [rows.get(f"{s} | {net_name}") for s in SURROGATES]
+        means = [c["best_test_acc"]["mean"] * 100 if c else 0 for c in cells]
+        stds = [c["best_test_acc"]["std"] * 100 if c and c["best_test_acc"]["n"] > 1 else 0 for c in cells]
         xs = [i + (j - 0.5) * width for i in range(len(SURROGATES))]
         ax.bar(xs, means, width, yerr=stds, capsize=3, label=net_name)
     ax.set_xticks(range(len(SURROGATES)), list(SURROGATES))
