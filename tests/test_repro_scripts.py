@@ -60,6 +60,6 @@ def test_repro_ablation_and_energy_quick(tmp_path):
 @needs_default_line
 def test_repro_degradation_and_surrogate_quick(tmp_path):
     table = load("repro_degradation").main(["--quick", "--blocks", "1", "--out", str(tmp_path / "d")])
-    assert set(table) == {"SEW ADD", "Spiking ResNet", "Plain"}
+    assert set(table) == {"SEW ADD", "Spiking ResNet", "Plain", "Spiking ResNet (no zero init)"}
     rows = load("repro_surrogate").main(["--quick", "--out", str(tmp_path / "s")])
     assert len(rows) == 6 and all(0 <= r["best_test_acc"]["mean"] <= 1 for r in rows.values())
