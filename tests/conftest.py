@@ -6,6 +6,16 @@ import torch
 from spikingjelly.activation_based import functional
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The tests' tensors are tiny: one thread is as fast, and OpenMP threads spinning on a busy
+    2-core machine made them many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -7,13 +7,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from sj_sew import conversion as C
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_if_neuron_subtractive_reset_from_half_threshold():
     node = C.SubtractiveIF()

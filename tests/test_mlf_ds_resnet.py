@@ -10,13 +10,6 @@ from sj_sew.mlf import MLFNode
 from sj_sew.models.ds_resnet import DSBlock, DSResNet, mlf_spec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_mlf_hand_computed_sequence():
     node = MLFNode()

@@ -9,14 +9,6 @@ import sj_sew
 from sj_sew.models.ms_resnet import MSBlock, MSResNet, ms_neuron_spec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin on a shared CPU (10x faster here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _scalar_conv_bn(conv, bn, weight, bn_weight, bn_bias):
     """Make conv+BN (1 channel, eval, eps 0) compute bn_weight * weight * x + bn_bias on a 1x1 map."""
