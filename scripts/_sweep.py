@@ -67,3 +67,29 @@ def load_trained(path: str | Path):
     model.load_state_dict(ckpt["model"])
     test_set = build_dataset(cfg["dataset"], False, root=cfg["data_root"], T=cfg["T"], **cfg["data_options"])
     return model.eval(), cfg, test_set
+
+
+def init_probe_parser(doc: str, out: str):
+    """The arguments shared by the analyses at initialisation (repro_gradients, repro_firing_rates):
+    network depth, input side, T, batch, seed, ``--quick`` (18 layers, 32x32, T=2, batch 2) and ``--out``."""
+    import argparse
+
+    import sj_sew
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--depth", type=int, default=152, choices=sorted(sj_sew.models.RESNET_LAYOUTS))
+    p.add_argument("--size", type=int, default=64, help="input side (the paper: 224; reduced for CPU)")
+    p.add_argument("--T", type=int, default=4)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="18 layers, 32x32, T=2, batch 2 (smoke test)")
+    p.add_argument("--out", type=Path, default=Path(out))
+    return p
+
+
+def parse_init_probe_args(p, argv):
+    args = p.parse_args(argv)
+    if args.quick:
+        args.depth, args.size, args.T, args.batch = 18, 32, 2, 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args

@@ -11,7 +11,6 @@ test data.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 import sj_sew
+from _sweep import init_probe_parser, parse_init_probe_args
 from sj_sew.analysis.probes import probe, real_image_batch
 
 NETWORKS = [("spiking", None), ("sew", "ADD"), ("sew", "AND"), ("sew", "IAND")]
@@ -82,20 +82,10 @@ def plot(results, path: Path, title: str):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--depth", type=int, default=152, choices=sorted(sj_sew.models.RESNET_LAYOUTS))
-    p.add_argument("--size", type=int, default=64, help="input side (the paper: 224; reduced for CPU)")
-    p.add_argument("--T", type=int, default=4)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="18 layers, 32x32, T=2, batch 2 (smoke test)")
+    p = init_probe_parser(__doc__, "results/firing_rates")
     p.add_argument("--checkpoint", type=Path, nargs="+", help="trained checkpoints (scripts/train.py) to probe")
     p.add_argument("--batches", type=int, default=4, help="test batches per checkpoint")
-    p.add_argument("--out", type=Path, default=Path("results/firing_rates"))
-    args = p.parse_args(argv)
-    if args.quick:
-        args.depth, args.size, args.T, args.batch = 18, 32, 2, 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_init_probe_args(p, argv)
     start = time.time()
     if args.checkpoint:
         results = trained_rates(args.checkpoint, args.batches)

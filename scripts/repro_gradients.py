@@ -10,7 +10,6 @@ is not installed). Writes a JSON of every curve and a PNG in the paper's layout.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -21,6 +20,7 @@ from spikingjelly.activation_based import surrogate
 from tqdm import tqdm
 
 import sj_sew
+from _sweep import init_probe_parser, parse_init_probe_args
 from sj_sew.analysis.probes import probe, real_image_batch
 
 NETWORKS = [("spiking", None), ("sew", "ADD"), ("sew", "AND"), ("sew", "IAND")]
@@ -72,18 +72,7 @@ def plot(results, path: Path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--depth", type=int, default=152, choices=sorted(sj_sew.models.RESNET_LAYOUTS))
-    p.add_argument("--size", type=int, default=64, help="input side (the paper: 224; reduced for CPU)")
-    p.add_argument("--T", type=int, default=4)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="18 layers, 32x32, T=2, batch 2 (smoke test)")
-    p.add_argument("--out", type=Path, default=Path("results/gradients"))
-    args = p.parse_args(argv)
-    if args.quick:
-        args.depth, args.size, args.T, args.batch = 18, 32, 2, 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = parse_init_probe_args(init_probe_parser(__doc__, "results/gradients"), argv)
     x, y = real_image_batch(args.batch, args.size, args.seed)
     results, start = {}, time.time()
     jobs = [(s, z, n) for s in SETTINGS for z in (False, True) for n in NETWORKS]
