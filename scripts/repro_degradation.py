@@ -90,7 +90,8 @@ def plot(table, path: Path, meta: dict):
             mean = [r[key]["mean"] * scale for r in rows.values()]
             std = [0 if r[key]["n"] < 2 else r[key]["std"] * scale for r in rows.values()]
             ax.errorbar(layers, mean, yerr=std, marker="o", capsize=3, label=name)
-    axes[0].set_ylabel("final training loss")
+    axes[0].set_ylabel("final training loss (log)")
+    axes[0].set_yscale("log")
     axes[1].set_ylabel("best test accuracy (%)")
     for ax in axes:
         ax.set_xlabel("layers")
