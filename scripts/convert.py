@@ -10,7 +10,6 @@ Writes <out>.json (every setting and number) and <out>.png (accuracy vs T, both 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import time
@@ -25,16 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from sj_sew import SJ_VERSION  # noqa: E402
 from sj_sew import conversion as C  # noqa: E402
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 DATASETS = ("digits", "fashion_mnist")
-
-
-def _idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def load_tensors(name: str, train_size: int | None = None, test_size: int | None = None, seed: int = 0):
@@ -52,13 +42,12 @@ def load_tensors(name: str, train_size: int | None = None, test_size: int | None
         y = torch.tensor(d.target)
         x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
     elif name == "fashion_mnist":
-        if not FASHION_MNIST.is_dir():
-            raise FileNotFoundError(f"{FASHION_MNIST} not found: apt-get install dataset-fashion-mnist")
-        def part(prefix):
-            images = torch.from_numpy(_idx(FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz").copy())
-            labels = torch.from_numpy(_idx(FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64))
-            return images.unsqueeze(1).float() / 255.0, labels
-        (x_tr, y_tr), (x_te, y_te) = part("train"), part("t10k")
+        from sj_sew.data.embedded import fashion_mnist_arrays
+
+        images, labels = fashion_mnist_arrays()  # the official 60000 train, then 10000 test
+        x = torch.from_numpy(images.copy()).unsqueeze(1).float() / 255.0
+        y = torch.from_numpy(labels.astype(np.int64))
+        x_tr, y_tr, x_te, y_te = x[:60000], y[:60000], x[60000:], y[60000:]
     else:
         raise ValueError(f"unknown dataset {name!r}; valid: {list(DATASETS)}")
     g = torch.Generator().manual_seed(seed)
