@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -23,33 +22,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from sj_sew import SJ_VERSION  # noqa: E402
 from sj_sew import conversion as C  # noqa: E402
+from sj_sew.data import build_dataset  # noqa: E402
 
 DATASETS = ("digits", "fashion_mnist")
 
 
 def load_tensors(name: str, train_size: int | None = None, test_size: int | None = None, seed: int = 0):
-    """(x_train, y_train, x_test, y_test) as float images [N, 1, H, W] in [0, 1]; optional random subsets.
-
-    digits: scikit-learn's 1797 8x8 digits, stratified 80/20 split (random_state=0).
-    fashion_mnist: the official 60000/10000 split from Debian's dataset-fashion-mnist.
-    """
-    if name == "digits":
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-
-        d = load_digits()
-        x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-        y = torch.tensor(d.target)
-        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0, stratify=y)
-    elif name == "fashion_mnist":
-        from sj_sew.data.embedded import fashion_mnist_arrays
-
-        images, labels = fashion_mnist_arrays()  # the official 60000 train, then 10000 test
-        x = torch.from_numpy(images.copy()).unsqueeze(1).float() / 255.0
-        y = torch.from_numpy(labels.astype(np.int64))
-        x_tr, y_tr, x_te, y_te = x[:60000], y[:60000], x[60000:], y[60000:]
-    else:
+    """(x_train, y_train, x_test, y_test) as float images [N, 1, H, W] in [0, 1], with the splits of
+    :func:`sj_sew.data.build_dataset` (digits: fixed per-class 75/25; Fashion-MNIST: official 60000/10000);
+    optional random subsets."""
+    if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid: {list(DATASETS)}")
+
+    def whole(train: bool):
+        data = build_dataset(name, train)
+        return next(iter(DataLoader(data, batch_size=len(data))))
+
+    (x_tr, y_tr), (x_te, y_te) = whole(True), whole(False)
     g = torch.Generator().manual_seed(seed)
     if train_size is not None and train_size < len(y_tr):
         keep = torch.randperm(len(y_tr), generator=g)[:train_size]
