@@ -2,14 +2,15 @@
 
 SEW ADD / IAND / AND, Spiking ResNet and Plain on the 7B-Net recipe (SGD momentum 0.9, the per-g
 learning rates of Table 8, StepLR at a third of the epochs x0.1, PLIF neurons), on the embedded
-event set (emulated event sensor over real digits, 32x32), with random temporal delete (T_train of T
+event set (emulated event sensor over real digits, 16x16), with random temporal delete (T_train of T
 frames) and without it. Reported: best and last test accuracy (mean ± std over seeds) and the curves.
 
 Reduced setting for CPU (stated in the output): the 7B-Net's structure with 16 channels and as
 many block+pool stages as the event set's side allows (the main job's net), T = 4 (T_train = 3, the
 paper's 12/16 ratio), 12 epochs.
 
-    python scripts/repro_ablation.py                 # 5 networks x RTD on/off x 3 seeds
+    python scripts/repro_ablation.py                 # 5 networks x RTD on/off x 3 seeds, 12 epochs
+    python scripts/repro_ablation.py --epochs 48 --out results/ablation_48ep   # the longer run (StepLR at 16)
     python scripts/repro_ablation.py --quick         # 1 epoch, 1 seed, T = 4, 12 images/class (smoke test)
 """
 from __future__ import annotations
