@@ -10,6 +10,8 @@ T = 4, nets c16k3s1-BN-IF-{Block(c16)}*n-FC10 with n residual blocks (2n + 2 lay
 
     python scripts/repro_degradation.py                # n = 2, 8, 16; 3 seeds; 15 epochs
     python scripts/repro_degradation.py --quick        # n = 1, 2; 1 seed; 1 epoch (smoke test)
+    python scripts/repro_degradation.py --blocks 50 --families 'SEW ADD' 'Spiking ResNet'   # + 102 layers
+    python scripts/repro_degradation.py --blocks 2 8 16 50 --report-only                   # one table
 """
 from __future__ import annotations
 
@@ -98,7 +100,8 @@ def plot(table, path: Path, meta: dict):
     for ax in axes:
         ax.set_xlabel("layers")
     axes[0].legend()
-    fig.suptitle(f"Degradation on {meta['dataset']} (T=4, {meta['epochs']} epochs, {meta['seeds']} seeds)", fontsize=10)
+    fig.suptitle(f"Degradation on {meta['dataset']} (T=4, {meta['epochs']} epochs, {meta['seeds']} seeds; "
+                 "SEW and Spiking ResNet with zero init unless noted)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
