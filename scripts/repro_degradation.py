@@ -5,8 +5,8 @@ for Spiking ResNet; a no-op for Plain), and Spiking ResNet without it for contra
 final training loss and best test accuracy (mean ± std over seeds) against depth, as JSON and PNG.
 The paper's claim: deeper SEW gets better, deeper Spiking ResNet gets worse.
 
-Reduced setting for CPU (stated in the output): scikit-learn digits (8x8, 1347 train / 450 test, per-class 75/25 split),
-T = 4, nets c16k3s1-BN-IF-{Block(c16)}*n-FC10 with n residual blocks (2n + 2 layers).
+Reduced setting for CPU (stated in the output): scikit-learn digits (8x8, 1347 train / 450 test, the
+per-class 75/25 split), T = 4, nets c16k3s1-BN-IF-{Block(c16)}*n-FC10 with n residual blocks (2n + 2 layers).
 
     python scripts/repro_degradation.py                # n = 2, 8, 16; 3 seeds; 15 epochs
     python scripts/repro_degradation.py --quick        # n = 1, 2; 1 seed; 1 epoch (smoke test)
