@@ -68,7 +68,7 @@ def main(argv=None):
             }
     meta = {"dataset": args.dataset, "T": 4, "epochs": args.epochs, "seeds": args.seeds, "seeds_finished": {k: {n: r["best_test_acc"]["n"] for n, r in v.items()} for k, v in table.items()}, "width": args.width,
             "optimizer": "adam lr 1e-3 cosine, batch 32, zero init", "seconds": round(time.time() - start),
-            "train_seconds_all_runs": round(sum(r["seconds_per_run"]["mean"] * r["seconds_per_run"]["n"]
+            "train_seconds_all_runs": round(sum(sum(r["seconds_per_run"]["values"])
                                                 for rows in table.values() for r in rows.values()))}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "degradation.json").write_text(json.dumps({"meta": meta, "table": table}, indent=1))
