@@ -1,30 +1,38 @@
-"""Residual blocks of the three families the SEW paper compares, each owning its identity init.
+"""Residual blocks of every family sj_sew builds: one contract, :class:`ResidualBlock`, and a family table.
 
-Every block maps multi-step spikes ``[T, N, C, H, W]`` to ``[T, N, C', H', W']``. The residual
-branch F is conv-BN-SN-...-conv-BN (two 3x3 convs in :class:`BasicBlock`, 1x1-3x3-1x1 in
-:class:`Bottleneck`, stride on the 3x3 as in torchvision); the family decides what follows:
+Every block maps multi-step input ``[T, N, C, H, W]`` to ``[T, N, C', H', W']``. Its residual branch F is
+conv-BN-SN-...-conv-BN (two 3x3 convs in :class:`BasicBlock`, 1x1-3x3-1x1 in :class:`Bottleneck`, stride on
+the 3x3 as in torchvision), or SN-conv-BN-...-SN-conv-BN for pre-activation families. The family decides
+how the branch and the shortcut S' make the output:
 
-========== ============================================ ====================================
-family      output                                       shortcut when shape changes
-========== ============================================ ====================================
-``sew``     O = g(SN(F(S)), S')  (paper eq. 11)          S' = SN(BN(conv1x1(S)))  (Fig. 2b)
-``spiking`` O = SN(F(S) + S')     (paper eq. 7)          S' = BN(conv1x1(S)), no SN  (Fig. 2a)
-``plain``   O = SN(F(S))                                 none
-========== ============================================ ====================================
+=========== ======================================= =================================== =======================
+family      output                                  shortcut when the shape changes     paper
+=========== ======================================= =================================== =======================
+``sew``     O = g(SN(F(S)), S')                     S' = SN(BN(conv1x1(S)))             SEW, eq. 11, Fig. 2b
+``spiking`` O = SN(F(S) + S')                       S' = BN(conv1x1(S))                 SEW, eq. 7, Fig. 2a
+``plain``   O = SN(F(S))                            none                                SEW, plain baseline
+``ms``      O = F(S) + S' (pre-activation F)        S' = BN(conv1x1(S)), optionally     MS-ResNet (membrane
+                                                    after average pooling               shortcut)
+``ds``      O = SN(F(S)) + S'                       S' = SN(BN(conv1x1(S)))             Spiking DS-ResNet
+=========== ======================================= =================================== =======================
 
-Module names follow SpikingJelly's zoo and torchvision (``conv1``, ``bn1``, ``sn1``, ...,
-``downsample.0/1``, ``downsample_sn``), so their state dicts load with ``strict=True``.
+``ms`` and ``ds`` blocks pass real values (membrane input) or spike counts through their sum unchanged.
+Module names follow SpikingJelly's zoo and torchvision (``conv1``, ``bn1``, ``sn1``, ..., ``downsample.0/1``,
+``downsample_sn``), so their state dicts load with ``strict=True``. Add a family with :func:`register_family`.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 from spikingjelly.activation_based import layer
 
 from .connect import get_connect
-from .neurons import NeuronSpec
+from .neurons import NeuronSpec, mlf_spec, ms_neuron_spec
 
-FAMILIES = ("sew", "spiking", "plain")
+SHORTCUTS = ("conv", "avgpool")
 
 
 def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
@@ -34,35 +42,142 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int =
     return conv, layer.BatchNorm2d(out_channels, step_mode="m")
 
 
-def check_family(family: str) -> str:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown block family {family!r}; valid: {list(FAMILIES)}")
-    return family
+# --------------------------------------------------------------------------------------------------
+# The family table
+# --------------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Family:
+    """How a family turns the branch output ``h`` = F(S) and the block input ``x`` into the block output.
+
+    Attributes:
+        name: the ``family=`` value.
+        output: ``output(block, h, x)``.
+        shortcut: the shortcut when the shape changes: ``'conv-bn-sn'``, ``'conv-bn'`` or None (no shortcut).
+        preactivation: a neuron before every conv of F instead of after every BN but the last.
+        identity_bias: the last BN's bias that, with its weight 0, makes the block an identity mapping
+            (None: the family has none).
+        default_neuron: the neuron spec used when a block is built without one.
+    """
+
+    name: str
+    output: Callable[["ResidualBlock", torch.Tensor, torch.Tensor], torch.Tensor]
+    shortcut: Optional[str]
+    identity_bias: Optional[Callable[["ResidualBlock"], float]]
+    default_neuron: Callable[[], NeuronSpec] = NeuronSpec
+    preactivation: bool = False
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> None:
+    """Add a block family (its name must be new)."""
+    if family.name in FAMILIES:
+        raise ValueError(f"block family {family.name!r} is already registered")
+    if family.shortcut not in (None, "conv-bn", "conv-bn-sn"):
+        raise ValueError(f"shortcut must be None, 'conv-bn' or 'conv-bn-sn', got {family.shortcut!r}")
+    FAMILIES[family.name] = family
+
+
+def list_families() -> list[str]:
+    """The registered ``family=`` names."""
+    return list(FAMILIES)
+
+
+def get_family(name: str | Family) -> Family:
+    """The registered family called ``name``."""
+    if isinstance(name, Family):
+        return name
+    try:
+        return FAMILIES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown block family {name!r}; valid: {list_families()}") from None
+
+
+def _sew_output(block, h, x):
+    return block.connect.fn(block.residual_neuron(h), block.shortcut(x))
+
+
+def _spiking_output(block, h, x):
+    return block.residual_neuron(h + block.shortcut(x))
+
+
+def _plain_output(block, h, x):
+    return block.residual_neuron(h)
+
+
+def _membrane_output(block, h, x):
+    return h + block.shortcut(x)
+
+
+def _spike_count_output(block, h, x):
+    return block.residual_neuron(h) + block.shortcut(x)
+
+
+def _sew_identity_bias(block) -> float:
+    """Holds A at g's identity spike: 0 for ADD/IAND, 1 for AND (the input found by probing the neuron)."""
+    return block.neuron.firing_input() if block.connect.identity_spike == 1.0 else 0.0
+
+
+def _zero_bias(block) -> float:
+    return 0.0
+
+
+register_family(Family("sew", _sew_output, "conv-bn-sn", _sew_identity_bias))
+# Spiking: O = SN(S) at zero init, an identity only for neurons that fire on one input spike from rest
+# (IF with Vth <= 1), not LIF/PLIF (paper, Sec. 3.2).
+register_family(Family("spiking", _spiking_output, "conv-bn", _zero_bias))
+register_family(Family("plain", _plain_output, None, None))
+register_family(Family("ms", _membrane_output, "conv-bn", _zero_bias, ms_neuron_spec, preactivation=True))
+register_family(Family("ds", _spike_count_output, "conv-bn-sn", _zero_bias, mlf_spec))
+
+
+# --------------------------------------------------------------------------------------------------
+# The block
+# --------------------------------------------------------------------------------------------------
 
 class ResidualBlock(nn.Module):
-    """A residual block of any family; subclasses only give the conv layout of F."""
+    """A residual block of any family; subclasses give only the conv layout of F (:meth:`layout`).
+
+    Args:
+        in_channels, planes, stride: input channels, branch width, stride (output: ``planes * expansion``).
+        family: a name in :data:`FAMILIES`.
+        connect: g of ``sew`` blocks (a name registered in :mod:`sj_sew.connect`).
+        neuron: the :class:`NeuronSpec` of every neuron (default: the family's).
+        shortcut: ``'conv'`` or ``'avgpool'`` (AvgPool(stride)-conv1x1-BN, MS-ResNet-104) when the shape changes.
+
+    The contract every analysis and training tool relies on: :attr:`family`, :attr:`residual_neuron`,
+    :attr:`last_bn`, :attr:`changes_shape` and :meth:`zero_init_last`.
+    """
 
     expansion = 1
 
     def __init__(self, in_channels: int, planes: int, stride: int = 1, family: str = "sew",
-                 connect: str = "ADD", neuron: NeuronSpec | None = None):
+                 connect: str = "ADD", neuron: NeuronSpec | None = None, shortcut: str = "conv"):
         super().__init__()
-        self.family = check_family(family)
+        self.kind = get_family(family)
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"unknown shortcut {shortcut!r}; valid: {list(SHORTCUTS)}")
         self.connect = get_connect(connect)
-        self.neuron = neuron if neuron is not None else NeuronSpec()
-        out_channels = planes * self.expansion
+        self.neuron = neuron if neuron is not None else self.kind.default_neuron()
+        self.in_channels, self.out_channels, self.stride = in_channels, planes * self.expansion, stride
         self.num_convs = 0
         for cin, cout, k, s in self.layout(in_channels, planes, stride):
             self.num_convs += 1
+            if self.kind.preactivation:
+                self.add_module(f"sn{self.num_convs}", self.neuron.make())
             conv, bn = conv_bn(cin, cout, k, s)
             self.add_module(f"conv{self.num_convs}", conv)
             self.add_module(f"bn{self.num_convs}", bn)
-            self.add_module(f"sn{self.num_convs}", self.neuron.make())
+            if not self.kind.preactivation:
+                self.add_module(f"sn{self.num_convs}", self.neuron.make())
         self.downsample = None
-        if family != "plain" and (stride != 1 or in_channels != out_channels):
-            self.downsample = nn.Sequential(*conv_bn(in_channels, out_channels, 1, stride))
-            if family == "sew":
+        if self.kind.shortcut is not None and self.changes_shape:
+            conv, bn = conv_bn(in_channels, self.out_channels, 1, 1 if shortcut == "avgpool" else stride)
+            pool = [layer.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False, step_mode="m")]
+            self.downsample = nn.Sequential(*(pool if shortcut == "avgpool" else []), conv, bn)
+            if self.kind.shortcut == "conv-bn-sn":
                 self.downsample_sn = self.neuron.make()
 
     @staticmethod
@@ -70,60 +185,61 @@ class ResidualBlock(nn.Module):
         """(in, out, kernel, stride) of each conv in F."""
         raise NotImplementedError
 
-    def _last(self, kind: str) -> nn.Module:
-        return getattr(self, f"{kind}{self.num_convs}")
+    @property
+    def family(self) -> str:
+        return self.kind.name
+
+    @property
+    def changes_shape(self) -> bool:
+        """Whether the output's shape differs from the input's (stride or channels)."""
+        return self.stride != 1 or self.in_channels != self.out_channels
 
     @property
     def residual_neuron(self) -> nn.Module:
-        """The neuron whose output is A (SEW) or O (spiking, plain)."""
-        return self._last("sn")
+        """The last neuron of the block: its output is A (sew, ds) or O (spiking, plain); for pre-activation
+        families, the neuron before the last conv."""
+        return getattr(self, f"sn{self.num_convs}")
+
+    @property
+    def last_bn(self) -> nn.Module:
+        return getattr(self, f"bn{self.num_convs}")
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
-        """F(S) before the last neuron: conv-BN-SN-...-conv-BN."""
+        """F(S), up to the last BN."""
+        pre = self.kind.preactivation
         for i in range(1, self.num_convs + 1):
+            if pre:
+                x = getattr(self, f"sn{i}")(x)
             x = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x))
-            if i < self.num_convs:
+            if not pre and i < self.num_convs:
                 x = getattr(self, f"sn{i}")(x)
         return x
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """S': the input itself, or the downsampling path when the shape changes."""
         if self.downsample is None:
             return x
         s = self.downsample(x)
-        return self.downsample_sn(s) if self.family == "sew" else s
+        return self.downsample_sn(s) if self.kind.shortcut == "conv-bn-sn" else s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.branch(x)
-        if self.family == "plain":
-            return self.residual_neuron(h)
-        if self.family == "spiking":
-            return self.residual_neuron(h + self.shortcut(x))
-        return self.connect.fn(self.residual_neuron(h), self.shortcut(x))
+        return self.kind.output(self, self.branch(x), x)
 
     @torch.no_grad()
     def zero_init_last(self) -> None:
-        """Make the block an identity mapping (where its family allows one).
-
-        SEW: last BN weight 0 and a bias that holds A at g's identity spike (0 for ADD/IAND, 1 for
-        AND, the bias found by probing the neuron). Spiking: last BN weight and bias 0, which gives
-        O = SN(S): an identity only for neurons that fire on one input spike from rest (IF with
-        Vth <= 1), not LIF/PLIF (paper, Sec. 3.2). Plain: no shortcut, left untouched.
-        """
-        if self.family == "plain":
+        """Make the block an identity mapping where its family allows one: last BN weight 0 and the
+        family's identity bias (see :class:`Family`); a family without one is left untouched."""
+        if self.kind.identity_bias is None:
             return
-        bn = self._last("bn")
-        bn.weight.zero_()
-        if self.family == "sew" and self.connect.identity_spike == 1.0:
-            bn.bias.fill_(self.neuron.firing_input())
-        else:
-            bn.bias.zero_()
+        self.last_bn.weight.zero_()
+        self.last_bn.bias.fill_(self.kind.identity_bias(self))
 
     def extra_repr(self) -> str:
-        return f"family={self.family}, connect={self.connect.name}" if self.family == "sew" else f"family={self.family}"
+        return f"family={self.family}" + (f", connect={self.connect.name}" if self.family == "sew" else "")
 
 
 class BasicBlock(ResidualBlock):
-    """Two 3x3 convs (ResNet-18/34)."""
+    """Two 3x3 convs (ResNet-18/34, MS-ResNet, DS-ResNet, the paper's small nets)."""
 
     expansion = 1
 
@@ -140,24 +256,3 @@ class Bottleneck(ResidualBlock):
     @staticmethod
     def layout(in_channels, planes, stride):
         return [(in_channels, planes, 1, 1), (planes, planes, 3, stride), (planes, planes * 4, 1, 1)]
-
-
-class SumBlock(nn.Module):
-    """A block whose output is ``residual(x) + shortcut(x)`` with nothing after the sum (MS-ResNet's
-    membrane shortcut, DS-ResNet). Subclasses build ``conv1/bn1/.../conv2/bn2``, ``downsample`` (None
-    for the identity) and :meth:`residual`; zeroing the last BN makes the block its shortcut."""
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.downsample is None else self.downsample(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.residual(x) + self.shortcut(x)
-
-    @torch.no_grad()
-    def zero_init_last(self) -> None:
-        """Last BN weight and bias 0: the residual branch contributes nothing, out = shortcut(x)."""
-        self.bn2.weight.zero_()
-        self.bn2.bias.zero_()

@@ -37,3 +37,33 @@ def run(net, x):
     return out
 
 
+
+
+def train_forward_backward(net, x, time_mean=False):
+    """A training-mode forward from rest and the backward of a fixed, non-uniform loss; returns the output."""
+    functional.reset_net(net)
+    out = net(x)
+    out = out.mean(0) if time_mean else out
+    (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+    functional.reset_net(net)
+    return out.detach()
+
+
+def grads(net):
+    """Parameter name -> a copy of its gradient."""
+    return {k: p.grad.clone() for k, p in net.named_parameters() if p.grad is not None}
+
+
+def model_pair(name, **kwargs):
+    """A registered model with non-trivial BatchNorm affine parameters, and a deep copy of it."""
+    import copy
+
+    import sj_sew
+
+    torch.manual_seed(0)
+    base = sj_sew.create_model(name, **kwargs)
+    for m in base.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.6, 1.6)
+            m.bias.data.uniform_(0.0, 0.4)
+    return base, copy.deepcopy(base)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import run
 
 import sj_sew
 from sj_sew.connect import get_connect
@@ -44,7 +45,20 @@ def or_connect():
 def test_register_connect_adds_a_new_g_usable_by_models(or_connect):
     with pytest.raises(ValueError, match="already registered"):
         sj_sew.register_connect(or_connect, lambda a, s: a, identity_spike=0.0)
-    net = sj_sew.create_model("sew_resnet18", connect=or_connect, num_classes=3, zero_init_residual=True)
-    assert net.layer1[0].connect.name == or_connect
-    x = (torch.rand(2, 1, 64, 8, 8) < 0.5).float()
-    assert torch.equal(net.layer1[0].connect.fn(torch.zeros_like(x), x), x)
+    net = sj_sew.create_model("sew_resnet18", connect=or_connect, num_classes=3, T=2, width=16)
+    block = net.layer1[0]
+    assert block.connect.name == or_connect
+    seen = {}
+    block.register_forward_pre_hook(lambda m, args: seen.update(S=args[0]))
+    block.residual_neuron.register_forward_hook(lambda m, args, out: seen.update(A=out))
+    block.register_forward_hook(lambda m, args, out: seen.update(O=out))
+    run(net, torch.rand(2, 3, 64, 64) * 4)
+    a, s, o = seen["A"], seen["S"], seen["O"]
+    assert ((a == 1) & (s == 1)).any() and ((a == 1) & (s == 0)).any(), "the input exercises OR's cases"
+    assert torch.equal(o, a + s - a * s), "the model's block computes the registered g"
+    identity = sj_sew.create_model("sew_resnet18", connect=or_connect, num_classes=3, T=2, width=16,
+                                   zero_init_residual=True)
+    identity.layer1[0].register_forward_pre_hook(lambda m, args: seen.update(S=args[0]))
+    identity.layer1[0].register_forward_hook(lambda m, args, out: seen.update(O=out))
+    run(identity, torch.rand(2, 3, 64, 64) * 4)
+    assert torch.equal(seen["O"], seen["S"]), "identity_spike=0 makes the zero-init block an identity"

@@ -6,8 +6,9 @@ from conftest import run
 from spikingjelly.activation_based import functional, monitor
 
 import sj_sew
-from sj_sew.mlf import MLFNode
-from sj_sew.models.ds_resnet import DSBlock, DSResNet, mlf_spec
+from sj_sew.blocks import BasicBlock
+from sj_sew.models import DSResNet
+from sj_sew.neurons import MLFNode, mlf_spec
 
 
 
@@ -86,8 +87,8 @@ def _scalar_conv_bn(conv, bn, weight):
 
 
 def test_ds_block_with_mlf_shortcut_hand_computed():
-    block = DSBlock(1, 1, stride=2).eval()  # stride 2 -> shortcut conv1x1-BN-MLF
-    assert isinstance(block.downsample[2], MLFNode)
+    block = BasicBlock(1, 1, stride=2, family="ds").eval()  # stride 2 -> shortcut conv1x1-BN-MLF
+    assert isinstance(block.downsample_sn, MLFNode) and len(block.downsample) == 2
     _scalar_conv_bn(block.conv1, block.bn1, 1.0)
     _scalar_conv_bn(block.conv2, block.bn2, 1.0)
     _scalar_conv_bn(block.downsample[0], block.downsample[1], 2.0)
@@ -99,7 +100,7 @@ def test_ds_block_with_mlf_shortcut_hand_computed():
 
 
 def test_ds_block_zero_init_passes_spike_counts_unchanged():
-    block = DSBlock(4, 4)
+    block = BasicBlock(4, 4, family="ds")
     block.zero_init_last()
     x = torch.randint(0, 4, (3, 2, 4, 5, 5)).float()
     assert torch.equal(run(block, x), x)

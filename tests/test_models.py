@@ -20,9 +20,14 @@ def test_parameter_counts_equal_torchvision(depth):
         assert n_params(sj_sew.create_model(f"{family}_resnet{depth}", neuron="if")) == expected
 
 
-def test_paper_small_net_sizes():
-    # Table 5: the 7B-Net has 0.13M parameters.
-    assert round(n_params(sj_sew.create_model("net7b")) / 1e6, 2) == 0.13
+def test_net7b_has_exactly_the_written_structure():
+    # Table 5 writes 7B-Net as c32k3s1-BN-PLIF-{SEW Block(c32)-MPk2s2}*7-FC11 (0.13M parameters). Counted
+    # layer by layer: convs have no bias, each PLIF has one parameter, 128x128 input halved 7 times is 1x1.
+    convs = 2 * 32 * 9 + 7 * 2 * 32 * 32 * 9
+    batch_norms = 2 * (32 + 7 * 2 * 32)
+    plif_neurons = 1 + 7 * 2
+    fc = 32 * 11 + 11
+    assert n_params(sj_sew.create_model("net7b")) == convs + batch_norms + plif_neurons + fc == 130_938
 
 
 def test_wide_net7b_has_exactly_the_written_structure():
@@ -59,7 +64,7 @@ def test_every_model_forward_backward(name):
 
 
 def test_list_models_pattern_and_unknown_name():
-    assert sj_sew.list_models("sew_resnet*") == [f"sew_resnet{d}" for d in (101, 152, 18, 34, 50)]
+    assert sj_sew.list_models("sew_resnet*") == [f"sew_resnet{d}" for d in (18, 34, 50, 101, 152)]
     with pytest.raises(ValueError, match="sew_resnet18"):
         sj_sew.create_model("sew_resnet19")
 
@@ -67,6 +72,15 @@ def test_list_models_pattern_and_unknown_name():
 def test_register_model_twice_is_an_error():
     with pytest.raises(ValueError, match="already registered"):
         sj_sew.register_model(lambda **kw: None, name="sew_resnet18")
+
+
+def test_variant_refuses_to_override_what_its_name_fixes():
+    with pytest.raises(TypeError, match="sew_resnet18 fixes family='sew'"):
+        sj_sew.create_model("sew_resnet18", family="spiking")
+    with pytest.raises(TypeError, match="ds_resnet20 fixes depth=20"):
+        sj_sew.create_model("ds_resnet20", depth=32)
+    net = sj_sew.create_model("ds_resnet_dvs", depth=14, in_channels=3)  # defaults may be overridden
+    assert net.depth == 14 and net.in_channels == 3
 
 
 def test_create_model_drops_none_kwargs():

@@ -6,7 +6,9 @@ from conftest import run
 from spikingjelly.activation_based import functional
 
 import sj_sew
-from sj_sew.models.ms_resnet import MSBlock, MSResNet, ms_neuron_spec
+from sj_sew.blocks import BasicBlock
+from sj_sew.models import MSResNet
+from sj_sew.neurons import ms_neuron_spec
 
 
 
@@ -40,7 +42,7 @@ def test_rectangular_window_around_threshold_half():
 
 
 def test_block_forward_carries_real_membrane_through_the_shortcut():
-    block = MSBlock(1, 1, 1).eval()
+    block = BasicBlock(1, 1, 1, family="ms").eval()
     _scalar_conv_bn(block.conv1, block.bn1, 2.0, 1.0, 0.1)
     _scalar_conv_bn(block.conv2, block.bn2, 3.0, 0.5, -0.2)
     x = torch.tensor([0.7, 0.2, -0.3]).reshape(3, 1, 1, 1, 1)
@@ -50,19 +52,19 @@ def test_block_forward_carries_real_membrane_through_the_shortcut():
 
 
 def test_downsample_block_shortcut_is_conv_bn_without_neuron():
-    block = MSBlock(1, 2, 2).eval()
+    block = BasicBlock(1, 2, 2, family="ms").eval()
     assert isinstance(block.downsample[0], nn.Conv2d) and len(block.downsample) == 2
-    pooled = MSBlock(1, 2, 2, shortcut="avgpool")
+    pooled = BasicBlock(1, 2, 2, family="ms", shortcut="avgpool")
     assert isinstance(pooled.downsample[0], nn.AvgPool2d)
     x = torch.randn(2, 1, 1, 6, 6)
     assert pooled(x).shape == (2, 1, 2, 3, 3)
     with pytest.raises(ValueError, match="conv"):
-        MSBlock(1, 2, 2, shortcut="maxpool")
+        BasicBlock(1, 2, 2, family="ms", shortcut="maxpool")
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_zero_init_block_is_identity_on_membrane_input(mode):
-    block = MSBlock(4, 4, 1)
+    block = BasicBlock(4, 4, 1, family="ms")
     block.zero_init_last()
     getattr(block, mode)()
     x = torch.randn(3, 2, 4, 5, 5) * 2  # real-valued, negative included

@@ -1,10 +1,19 @@
-"""Model registry and the network families; importing this registers every factory."""
-from ._registry import create_model, list_models, register_model
-from .base import SpikingNetwork
-from .notation import PAPER_NETS, NotationNet, parse_notation
-from .resnet import RESNET_LAYOUTS, SpikingResNet
-from .ms_resnet import MSResNet  # noqa: F401  (registers ms_resnet*)
-from .ds_resnet import DSResNet  # noqa: F401  (registers ds_resnet*)
+"""Model registry and the network families; importing this registers every model.
 
-__all__ = ["create_model", "list_models", "register_model", "SpikingNetwork", "SpikingResNet",
-           "NotationNet", "parse_notation", "PAPER_NETS", "RESNET_LAYOUTS"]
+- :mod:`.registry` -- ``create_model``/``list_models``/``register_model``/``register_variant``.
+- :mod:`.base` -- :class:`SpikingNetwork`, the input contract and gradient checkpointing.
+- :mod:`.init` -- weight initialisation; :mod:`.layouts` -- stage layouts and the stage builder.
+- :mod:`.resnet`, :mod:`.ms_resnet`, :mod:`.ds_resnet`, :mod:`.notation` -- the networks.
+"""
+from .base import SpikingNetwork
+from .ds_resnet import DSResNet
+from .init import init_weights
+from .layouts import RESNET_LAYOUTS, build_stages, cifar_blocks_per_stage
+from .ms_resnet import MSResNet
+from .notation import PAPER_NETS, NotationNet, parse_notation
+from .registry import Variant, create_model, list_models, register_model, register_variant
+from .resnet import SpikingResNet
+
+__all__ = ["create_model", "list_models", "register_model", "register_variant", "Variant", "SpikingNetwork",
+           "SpikingResNet", "MSResNet", "DSResNet", "NotationNet", "parse_notation", "PAPER_NETS",
+           "RESNET_LAYOUTS", "cifar_blocks_per_stage", "build_stages", "init_weights"]

@@ -1,10 +1,15 @@
-"""What every sj_sew network shares: the input contract, the static-input stem, backend sync."""
+"""What every sj_sew network shares: the input contract, the static-input stem, backend sync, and
+gradient checkpointing (:meth:`SpikingNetwork.set_grad_checkpointing`)."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
 from spikingjelly.activation_based import base
 
+from ..blocks import ResidualBlock
+from ..memory import SegmentedSequential, mark_checkpointed
 from ..neurons import NeuronSpec
 
 
@@ -13,9 +18,13 @@ class SpikingNetwork(nn.Module):
 
     Input is a sequence ``[T, N, C, H, W]``, or a static batch ``[N, C, H, W]`` when the model was
     built with ``T``: then :meth:`stem` (the stateless layers before the first neuron) runs once and
-    its output is repeated T times, which gives the same result as repeating the image first.
+    its output is repeated T times (the authors' trick). The forward output is the same as repeating
+    the image first, except for one training-time detail: the stem BatchNorm's running variance is
+    updated with the unbiased correction of N*H*W values instead of N*T*H*W (same batch mean and variance).
     Output is the logits averaged over time, ``[N, num_classes]``.
-    Subclasses implement :meth:`stem`, :meth:`body` and :meth:`head`.
+    Subclasses implement :meth:`stem`, :meth:`body` and :meth:`head`; stages are
+    :class:`~sj_sew.memory.SegmentedSequential` and layers outside them are called through
+    :func:`sj_sew.memory.run`, so that :meth:`set_grad_checkpointing` is honoured.
     """
 
     def __init__(self, neuron: NeuronSpec, in_channels: int, num_classes: int, T: int | None):
@@ -30,6 +39,7 @@ class SpikingNetwork(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.T = T
+        self.grad_checkpointing = False
         self._backend_device = None
 
     # --- subclass hooks -------------------------------------------------------------------------
@@ -44,6 +54,28 @@ class SpikingNetwork(nn.Module):
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """Per-step logits ``[T, N, num_classes]`` from the features."""
         raise NotImplementedError
+
+    # --- gradient checkpointing ----------------------------------------------------------------------
+    def set_grad_checkpointing(self, enable: bool = True, blocks_per_segment: int | str = "sqrt",
+                               checkpoint_last_stage: bool = False) -> None:
+        """Exact gradient checkpointing (see :func:`sj_sew.memory.memory_saving`); ``enable=False`` undoes it."""
+        if not (blocks_per_segment == "sqrt" or (isinstance(blocks_per_segment, int) and blocks_per_segment >= 1)):
+            raise ValueError(f"blocks_per_segment must be 'sqrt' or a positive int, got {blocks_per_segment!r}")
+        stages = [m for m in self.modules() if isinstance(m, SegmentedSequential) and len(m)
+                  and all(isinstance(c, ResidualBlock) for c in m)]
+        in_stage = {id(b) for st in stages for b in st}
+        loose = [m for m in self.modules() if isinstance(m, ResidualBlock) and id(m) not in in_stage]
+        if enable and not stages and not loose:
+            raise ValueError(f"{type(self).__name__} has no sj_sew residual blocks to checkpoint")
+        covered = {id(d) for unit in stages + loose for d in unit.modules()}
+        neurons = [m for m in self.modules() if isinstance(m, base.MemoryModule) and id(m) not in covered]
+        for i, stage in enumerate(stages):
+            skip = i == len(stages) - 1 and len(stages) > 1 and not checkpoint_last_stage
+            size = math.ceil(math.sqrt(len(stage))) if blocks_per_segment == "sqrt" else blocks_per_segment
+            stage.segment_size = size if enable and not skip else None
+        for m in loose + neurons:
+            mark_checkpointed(m, enable)
+        self.grad_checkpointing = enable
 
     # --- shared behaviour -----------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:

@@ -1,7 +1,8 @@
 """Spiking DS-ResNet (dormant-suppressed) with multi-level firing neurons (Feng et al., IJCAI 2022).
 
-Block: ``out = MLF(BN(conv3x3(MLF(BN(conv3x3(x)))))) + shortcut(x)``, shortcut the identity or
-conv1x1-BN-MLF, and no activation after the sum, so a block passes discrete spike counts through unchanged
+Block (:class:`sj_sew.blocks.BasicBlock` with ``family='ds'``):
+``out = MLF(BN(conv3x3(MLF(BN(conv3x3(x)))))) + shortcut(x)``, shortcut the identity or conv1x1-BN-MLF, and no
+activation after the sum, so a block passes discrete spike counts through unchanged
 when its residual branch is silent. Networks are CIFAR-style (conv3x3-BN-MLF stem, three stages of n blocks,
 GAP, FC, depth 6n + 2): ``ds_resnet14/20/32/44/68`` with channels 64/128/256, ``ds_resnet(depth=...)``
 for any other depth, and ``ds_resnet_dvs`` with channels 16/32/64 for 2-channel event frames.
@@ -10,43 +11,15 @@ for any other depth, and ``ds_resnet_dvs`` with channels 16/32/64 for 2-channel 
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 from spikingjelly.activation_based import layer
 
-from ..blocks import SumBlock, conv_bn
-from ..mlf import MLFNode, default_thresholds
-from ..neurons import NeuronSpec
-from ._registry import register_model
+from ..blocks import BasicBlock, conv_bn
+from ..memory import run
+from ..neurons import mlf_spec
 from .base import SpikingNetwork
-from .ms_resnet import cifar_blocks_per_stage
-
-
-def mlf_spec(levels: int = 3, thresholds=None, tau: float = 0.25, detach_reset: bool = False,
-             surrogate_function="rectangular", backend: str = "auto") -> NeuronSpec:
-    """A :class:`NeuronSpec` of :class:`MLFNode` with the paper's defaults."""
-    if thresholds is None:
-        thresholds = default_thresholds(levels)
-    return NeuronSpec(MLFNode, backend, levels=levels, thresholds=tuple(thresholds), tau=tau,
-                      detach_reset=detach_reset, surrogate_function=surrogate_function)
-
-
-class DSBlock(SumBlock):
-    """Dormant-suppressed block on multi-step spike counts ``[T, N, C, H, W]``."""
-
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, neuron: NeuronSpec | None = None):
-        super().__init__()
-        neuron = neuron if neuron is not None else mlf_spec()
-        self.conv1, self.bn1 = conv_bn(in_channels, out_channels, 3, stride)
-        self.sn1 = neuron.make()
-        self.conv2, self.bn2 = conv_bn(out_channels, out_channels, 3, 1)
-        self.sn2 = neuron.make()
-        self.downsample = None
-        if stride != 1 or in_channels != out_channels:
-            self.downsample = nn.Sequential(*conv_bn(in_channels, out_channels, 1, stride), neuron.make())
-
-    def residual(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sn2(self.bn2(self.conv2(self.sn1(self.bn1(self.conv1(x))))))
-
+from .init import init_weights
+from .layouts import build_stages, cifar_blocks_per_stage
+from .registry import register_model, register_variant
 
 
 class DSResNet(SpikingNetwork):
@@ -76,36 +49,19 @@ class DSResNet(SpikingNetwork):
         self.depth = depth
         self.conv1, self.bn1 = conv_bn(in_channels, widths[0], 3, 1)
         self.sn1 = spec.make()
-        channels = widths[0]
-        for i, width in enumerate(widths):
-            blocks = [DSBlock(channels if j == 0 else width, width, (1 if i == 0 else 2) if j == 0 else 1, spec)
-                      for j in range(n)]
-            channels = width
-            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
-        self.num_stages = len(widths)
+        stages, channels = build_stages(BasicBlock, widths[0], widths, [n] * len(widths), family="ds", neuron=spec)
+        for i, stage in enumerate(stages):
+            self.add_module(f"layer{i + 1}", stage)
+        self.num_stages = len(stages)
         self.avgpool = layer.AdaptiveAvgPool2d((1, 1), step_mode="m")
         self.fc = layer.Linear(channels, num_classes, step_mode="m")
-        self._init_weights(zero_init_residual)
-
-    @torch.no_grad()
-    def _init_weights(self, zero_init_residual: bool) -> None:
-        theta1 = float(self.sn1.thresholds[0])
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.constant_(m.weight, theta1)
-                nn.init.zeros_(m.bias)
-        if zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, DSBlock):
-                    m.zero_init_last()
+        init_weights(self, bn_weight=float(self.sn1.thresholds[0]), zero_init_residual=zero_init_residual)
 
     def stem(self, x):
         return self.bn1(self.conv1(x))
 
     def body(self, x):
-        x = self.sn1(x)
+        x = run(self.sn1, x)
         for i in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{i}")(x)
         return x
@@ -114,20 +70,13 @@ class DSResNet(SpikingNetwork):
         return self.fc(torch.flatten(self.avgpool(features), 2))
 
 
-def _ds_factory(depth: int):
-    def factory(**kwargs) -> DSResNet:
-        return DSResNet(depth=depth, **kwargs)
-
-    factory.__name__ = f"ds_resnet{depth}"
-    factory.__doc__ = f"Spiking DS-ResNet-{depth} with MLF neurons (channels 64/128/256); kwargs: see DSResNet."
-    return factory
-
-
 #: The CIFAR-10 depths of the paper.
 DS_RESNET_DEPTHS = (14, 20, 32, 44, 68)
 
 for _depth in DS_RESNET_DEPTHS:
-    register_model(_ds_factory(_depth))
+    register_variant(f"ds_resnet{_depth}", DSResNet,
+                     f"Spiking DS-ResNet-{_depth} with MLF neurons (channels 64/128/256); kwargs: see DSResNet.",
+                     fixed=dict(depth=_depth))
 
 
 @register_model
@@ -136,10 +85,6 @@ def ds_resnet(depth: int = 20, **kwargs) -> DSResNet:
     return DSResNet(depth=depth, **kwargs)
 
 
-@register_model
-def ds_resnet_dvs(depth: int = 20, **kwargs) -> DSResNet:
-    """DS-ResNet for 2-channel event frames, channels 16/32/64 (the paper's DVS width; its DVS depth
-    is not verified here, so it is an argument)."""
-    kwargs.setdefault("in_channels", 2)
-    kwargs.setdefault("widths", (16, 32, 64))
-    return DSResNet(depth=depth, **kwargs)
+register_variant("ds_resnet_dvs", DSResNet, "DS-ResNet for 2-channel event frames, channels 16/32/64 (the paper's "
+                 "DVS width; its DVS depth is not verified here, so it is an argument); kwargs: see DSResNet.",
+                 defaults=dict(depth=20, in_channels=2, widths=(16, 32, 64)))

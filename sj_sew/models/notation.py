@@ -21,11 +21,12 @@ import re
 import torch.nn as nn
 from spikingjelly.activation_based import layer
 
-from ..blocks import BasicBlock, check_family
+from ..blocks import BasicBlock, get_family
+from ..memory import SegmentedSequential
 from ..neurons import NeuronSpec
-from ._registry import register_model
 from .base import SpikingNetwork
-from .resnet import init_like_torchvision
+from .init import init_weights
+from .registry import register_variant
 
 _NEURON_TOKENS = {"IF": "if", "LIF": "lif", "PLIF": "plif", "SN": None}
 _PATTERNS = {
@@ -85,6 +86,61 @@ def parse_notation(text: str) -> list[tuple]:
     return tokens
 
 
+class _LayerBuilder:
+    """Turns notation tokens into modules, tracking channels and the (square) feature-map side."""
+
+    def __init__(self, notation: str, spec: NeuronSpec, family: str, connect: str, channels: int, size: int,
+                 num_classes: int, last_fc: int):
+        self.notation, self.spec, self.family, self.connect = notation, spec, family, connect
+        self.channels, self.size, self.input_size = channels, size, size
+        self.num_classes, self.last_fc = num_classes, last_fc
+        self.modules: list[nn.Module] = []
+        self.stem_len = self.head_start = None
+
+    def add(self, i: int, tok: tuple) -> None:
+        kind = tok[0]
+        if kind in ("conv", "block", "pool", "bn") and self.head_start is not None:
+            raise ValueError(f"{kind} after FC in {self.notation!r}: FC layers must come last")
+        if kind == "neuron" and self.stem_len is None:
+            self.stem_len = len(self.modules)
+        if kind == "fc" and self.head_start is None:
+            self.head_start = len(self.modules)
+            self.modules.append(layer.Flatten(start_dim=1, step_mode="m"))
+            self.channels *= self.size * self.size
+        getattr(self, f"_{kind}")(i, *tok[1:])
+        if self.size < 1:
+            raise ValueError(f"{self.notation!r} shrinks a {self.input_size}x{self.input_size} input to nothing "
+                             f"at {tok}; pass a larger input_size")
+
+    def _conv(self, i, out, k, stride):
+        self.modules.append(layer.Conv2d(self.channels, out, k, stride=stride, padding=k // 2, bias=False,
+                                         step_mode="m"))
+        self.channels, self.size = out, (self.size + 2 * (k // 2) - k) // stride + 1
+
+    def _bn(self, i):
+        self.modules.append(layer.BatchNorm2d(self.channels, step_mode="m"))
+
+    def _neuron(self, i, name):
+        self.modules.append(self.spec.make())
+
+    def _block(self, i, out):
+        self.modules.append(BasicBlock(self.channels, out, 1, self.family, self.connect, self.spec))
+        self.channels = out
+
+    def _pool(self, i, kind, k, stride):
+        cls = layer.MaxPool2d if kind == "MP" else layer.AvgPool2d
+        self.modules.append(cls(k, stride, step_mode="m"))
+        self.size = (self.size - k) // stride + 1
+
+    def _dropout(self, i):
+        self.modules.append(layer.Dropout(0.5, step_mode="m"))
+
+    def _fc(self, i, features):
+        out = self.num_classes if i == self.last_fc else features
+        self.modules.append(layer.Linear(self.channels, out, step_mode="m"))
+        self.channels = out
+
+
 class NotationNet(SpikingNetwork):
     """A network built from the paper's notation; residual blocks take ``family`` and ``connect``.
 
@@ -108,47 +164,15 @@ class NotationNet(SpikingNetwork):
             num_classes = tokens[fc_positions[-1]][1]
         super().__init__(spec, in_channels, num_classes, T)
         self.notation = notation
-        self.family = check_family(family)
-        modules, channels, flat, size = [], in_channels, False, input_size
-        self._stem_len = self._head_start = None
+        self.family = get_family(family).name
+        builder = _LayerBuilder(notation, spec, family, connect, in_channels, input_size, num_classes,
+                                fc_positions[-1])
         for i, tok in enumerate(tokens):
-            kind = tok[0]
-            if kind in ("conv", "block", "pool", "bn") and flat:
-                raise ValueError(f"{kind} after FC in {notation!r}: FC layers must come last")
-            if kind == "neuron" and self._stem_len is None:
-                self._stem_len = len(modules)
-            if kind == "fc" and not flat:
-                self._head_start = len(modules)
-                modules.append(layer.Flatten(start_dim=1, step_mode="m"))
-                flat, channels = True, channels * size * size
-            if kind == "conv":
-                modules.append(layer.Conv2d(channels, tok[1], tok[2], stride=tok[3], padding=tok[2] // 2,
-                                            bias=False, step_mode="m"))
-                channels, size = tok[1], (size + 2 * (tok[2] // 2) - tok[2]) // tok[3] + 1
-            elif kind == "bn":
-                modules.append(layer.BatchNorm2d(channels, step_mode="m"))
-            elif kind == "neuron":
-                modules.append(spec.make())
-            elif kind == "block":
-                modules.append(BasicBlock(channels, tok[1], 1, family, connect, spec))
-                channels = tok[1]
-            elif kind == "pool":
-                cls = layer.MaxPool2d if tok[1] == "MP" else layer.AvgPool2d
-                modules.append(cls(tok[2], tok[3], step_mode="m"))
-                size = (size - tok[2]) // tok[3] + 1
-            elif kind == "dropout":
-                modules.append(layer.Dropout(0.5, step_mode="m"))
-            elif kind == "fc":
-                out = num_classes if i == fc_positions[-1] else tok[1]
-                modules.append(layer.Linear(channels, out, step_mode="m"))
-                channels = out
-            if size < 1:
-                raise ValueError(f"{notation!r} shrinks a {input_size}x{input_size} input to nothing at {tok}; "
-                                 "pass a larger input_size")
-        if self._stem_len is None:
-            self._stem_len = self._head_start
-        self.layers = nn.Sequential(*modules)
-        init_like_torchvision(self, zero_init_residual)
+            builder.add(i, tok)
+        self._head_start = builder.head_start
+        self._stem_len = builder.stem_len if builder.stem_len is not None else builder.head_start
+        self.layers = SegmentedSequential(*builder.modules)
+        init_weights(self, zero_init_residual=zero_init_residual)
 
     def stem(self, x):
         return self.layers[: self._stem_len](x)
@@ -174,16 +198,6 @@ PAPER_NETS = {
 }
 
 
-def _notation_factory(name: str, notation: str, in_channels: int, input_size: int, doc: str):
-    def factory(**kwargs) -> NotationNet:
-        kwargs.setdefault("in_channels", in_channels)
-        kwargs.setdefault("input_size", input_size)
-        return NotationNet(notation, **kwargs)
-
-    factory.__name__ = name
-    factory.__doc__ = f"{doc}: ``{notation}``; kwargs: see NotationNet."
-    return factory
-
-
 for _name, (_notation, _channels, _size, _doc) in PAPER_NETS.items():
-    register_model(_notation_factory(_name, _notation, _channels, _size, _doc))
+    register_variant(_name, NotationNet, f"{_doc}: ``{_notation}``; kwargs: see NotationNet.",
+                     fixed=dict(notation=_notation), defaults=dict(in_channels=_channels, input_size=_size))

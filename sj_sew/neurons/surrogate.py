@@ -1,6 +1,10 @@
-"""Surrogate gradients the SEW paper uses beyond SpikingJelly's set (Appendix A.5, Table 9).
+"""Surrogate gradients: the one table of names sj_sew accepts, with the derivatives its fused neurons use.
 
-Both follow SpikingJelly's ``SurrogateFunctionBase`` protocol (``spiking_function``,
+:data:`SURROGATES` maps each name (``surrogate_function='atan'`` ...) to its class and, where the fused
+multi-step neuron (:mod:`sj_sew.neurons.fused`) can run it, the derivative sigma'(u; alpha) it computes
+in place. Adding a surrogate is one :func:`register_surrogate` call.
+
+Beyond SpikingJelly's set, the SEW paper uses two more (Appendix A.5, Table 9). Both follow SpikingJelly's ``SurrogateFunctionBase`` protocol (``spiking_function``,
 ``primitive_function``) and carry the CUDA snippets its CuPy backend (0.0.0.0.14) compiles in:
 ``cuda_codes`` (``float``/``half2``, the current kernels) and ``cuda_code`` (``fp32``/``fp16``, older ones).
 
@@ -10,10 +14,15 @@ Both follow SpikingJelly's ``SurrogateFunctionBase`` protocol (``spiking_functio
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
 import torch
+from spikingjelly.activation_based import surrogate as sj_surrogate
 from spikingjelly.activation_based.surrogate import SurrogateFunctionBase, heaviside
 
-from . import _compat
+from .. import _compat
 
 
 class _RectangularFn(torch.autograd.Function):
@@ -105,3 +114,75 @@ class Constant(SurrogateFunctionBase):
         if dtype == "fp16":
             return f"const half2 {y} = __float2half2_rn(1.0f);"
         raise NotImplementedError(dtype)
+
+
+# --------------------------------------------------------------------------------------------------
+# Derivatives for the fused neuron: sigma'(u; alpha), computed in place in ``u``
+# --------------------------------------------------------------------------------------------------
+
+def atan_derivative(u: torch.Tensor, alpha: float) -> torch.Tensor:
+    """ATan's derivative, (alpha / 2) / (1 + (pi / 2 * alpha * u)^2), overwriting ``u``."""
+    u.mul_(math.pi / 2 * alpha)
+    return u.mul_(u).add_(1).reciprocal_().mul_(alpha / 2)
+
+
+def sigmoid_derivative(u: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Sigmoid's derivative, alpha * s * (1 - s) with s = sigmoid(alpha * u), overwriting ``u``."""
+    s = u.mul_(alpha).sigmoid_()
+    return s.mul_(1 - s).mul_(alpha)
+
+
+# --------------------------------------------------------------------------------------------------
+# The table
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SurrogateEntry:
+    """A named surrogate: its class and, if the fused neuron supports it, its in-place derivative."""
+
+    cls: type
+    derivative: Optional[Callable[[torch.Tensor, float], torch.Tensor]] = None
+
+
+SURROGATES: dict[str, SurrogateEntry] = {}
+
+
+def register_surrogate(name: str, cls: type, derivative: Callable | None = None) -> None:
+    """Make ``surrogate_function=name`` build ``cls()``; ``derivative(u, alpha)`` (may overwrite ``u``)
+    lets the fused multi-step neuron run it."""
+    key = name.lower()
+    if key in SURROGATES:
+        raise ValueError(f"surrogate {key!r} is already registered")
+    SURROGATES[key] = SurrogateEntry(cls, derivative)
+
+
+def list_surrogates() -> list[str]:
+    """The names ``surrogate_function=`` accepts."""
+    return sorted(SURROGATES)
+
+
+def make_surrogate(spec) -> SurrogateFunctionBase:
+    """A surrogate from an instance, a registered name, or None (the paper's ATan, alpha = 2)."""
+    if spec is None:
+        return sj_surrogate.ATan(alpha=2.0)
+    if isinstance(spec, torch.nn.Module):
+        return spec
+    if isinstance(spec, str) and spec.lower() in SURROGATES:
+        return SURROGATES[spec.lower()].cls()
+    raise ValueError(f"unknown surrogate_function {spec!r}; give an instance or one of {list_surrogates()}")
+
+
+def fused_derivative(surrogate_function) -> Callable | None:
+    """The in-place derivative of this surrogate instance's exact class, or None if the fused neuron
+    cannot run it."""
+    for entry in SURROGATES.values():
+        if type(surrogate_function) is entry.cls:
+            return entry.derivative
+    return None
+
+
+register_surrogate("atan", sj_surrogate.ATan, atan_derivative)
+register_surrogate("sigmoid", sj_surrogate.Sigmoid, sigmoid_derivative)
+register_surrogate("rectangular", Rectangular)
+register_surrogate("rect", Rectangular)
+register_surrogate("constant", Constant)

@@ -12,45 +12,29 @@ import inspect
 from typing import Any
 
 import torch
-from spikingjelly.activation_based import base, surrogate as sj_surrogate
+from spikingjelly.activation_based import base, neuron as sj_neuron
 
-from . import _compat
-from .perf import fused_neuron_class
-from .surrogate import Constant, Rectangular
+from .. import _compat
+from .fused import fused_neuron_class
+from .surrogate import make_surrogate
 
 BACKENDS = ("auto", "torch", "cupy")
 
 PAPER_DEFAULTS: dict[str, Any] = {"v_threshold": 1.0, "v_reset": 0.0, "detach_reset": True}
 
-_SURROGATES = {
-    "atan": sj_surrogate.ATan,
-    "sigmoid": sj_surrogate.Sigmoid,
-    "rectangular": Rectangular,
-    "rect": Rectangular,
-    "constant": Constant,
-}
-
-
-def make_surrogate(spec) -> sj_surrogate.SurrogateFunctionBase:
-    """A surrogate from an instance or a name in ``atan|sigmoid|rectangular|rect|constant``."""
-    if spec is None:
-        return sj_surrogate.ATan(alpha=2.0)
-    if isinstance(spec, torch.nn.Module):
-        return spec
-    if isinstance(spec, str) and spec.lower() in _SURROGATES:
-        return _SURROGATES[spec.lower()]()
-    raise ValueError(f"unknown surrogate_function {spec!r}; give an instance or one of {sorted(_SURROGATES)}")
+#: Short names of SpikingJelly's neurons that the paper uses (any other neuron class is accepted as a class).
+NEURONS = {"if": sj_neuron.IFNode, "lif": sj_neuron.LIFNode, "plif": sj_neuron.ParametricLIFNode}
 
 
 def list_neurons() -> list[str]:
-    return sorted(_compat.default_neuron_classes())
+    """The names ``neuron=`` accepts."""
+    return sorted(NEURONS)
 
 
 def _neuron_class(neuron):
     if isinstance(neuron, str):
-        classes = _compat.default_neuron_classes()
         try:
-            return classes[neuron.lower()]
+            return NEURONS[neuron.lower()]
         except KeyError:
             raise ValueError(f"unknown neuron {neuron!r}; valid: {list_neurons()} or a SpikingJelly neuron class") from None
     if inspect.isclass(neuron) and issubclass(neuron, base.MemoryModule):
@@ -126,7 +110,7 @@ class NeuronSpec:
     def make(self) -> base.MemoryModule:
         """A new multi-step neuron with its own copy of every parameter (surrogates included).
 
-        IF and LIF come as sj_sew.perf's fused subclasses: same spikes and gradients, faster on CPU."""
+        IF and LIF come as the fused subclasses of :mod:`sj_sew.neurons.fused`: same spikes and gradients, faster on CPU."""
         extra = {"step_mode": "m"}
         initial = self.backend_for(None)
         if initial is not None:

@@ -1,0 +1,145 @@
+"""Fused multi-step IF and LIF neurons: SpikingJelly's neurons with one autograd function for the whole
+T-sequence (identical spikes, equal gradients, faster and lighter than SpikingJelly's torch loop).
+
+:class:`sj_sew.NeuronSpec` builds these by default, so every sj_sew model uses them. They take the fused
+path where :func:`fast_path_applies`: on CPU, and on a GPU with SpikingJelly 0.0.0.0.14 and
+``backend='torch'``; elsewhere SpikingJelly's own kernels run (CuPy on 0.0.0.0.14, CUDA/Triton on 2.x).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from spikingjelly.activation_based import neuron
+
+from .. import _compat
+from .surrogate import fused_derivative
+
+
+class _MultiStepSpike(torch.autograd.Function):
+    """Charge-fire-reset over all T steps; saves only the charged potential H.
+
+    Charge ``H[t] = V[t-1] + X[t]`` (IF, ``tau is None``) or ``V[t-1] + (X[t] - (V[t-1] - V_reset)) / tau``
+    (LIF with decay_input); fire ``S = H >= Vth``; reset ``V = V_reset`` (hard) or ``H - Vth`` (soft).
+    Every step is computed with the same floating-point operations as SpikingJelly, so spikes and states
+    are bit-identical. Backward is BPTT with the surrogate derivative, step by step so each step's data
+    stays in cache; with ``detach_reset`` the reset passes no gradient through S, as in SpikingJelly.
+    """
+
+    @staticmethod
+    def forward(ctx, x_seq, v, v_threshold, v_reset, tau, detach_reset, grad_fn):
+        needs_grad = any(ctx.needs_input_grad[:2])
+        spikes = torch.empty_like(x_seq)
+        charged = torch.empty_like(x_seq) if needs_grad else None
+        step = torch.empty_like(x_seq[0])  # H when it need not be kept; one buffer for every step
+        v_next = torch.empty_like(x_seq[0])  # V[t], overwritten at each step
+        scratch = torch.empty_like(x_seq[0]) if tau is not None else None
+        for t in range(x_seq.shape[0]):
+            h = charged[t] if needs_grad else step
+            if tau is None:
+                torch.add(v, x_seq[t], out=h)
+            else:  # the same operations, in the same order, as SpikingJelly's LIF charge
+                torch.sub(v, 0.0 if v_reset is None else v_reset, out=scratch)
+                torch.sub(x_seq[t], scratch, out=scratch).div_(tau)
+                torch.add(v, scratch, out=h)
+            s = torch.ge(h, v_threshold, out=spikes[t])
+            if v_reset is None:
+                v = torch.sub(h, s, alpha=v_threshold, out=v_next)  # H - Vth * S, exact for S in {0, 1}
+            elif v_reset == 0.0:
+                v = torch.addcmul(h, h, s, value=-1.0, out=v_next)  # H - H * S: exactly 0 or H
+            else:
+                v = v_next.copy_(h).masked_fill_(s.bool(), v_reset)
+        if needs_grad:
+            ctx.save_for_backward(charged)
+            ctx.params = (v_threshold, v_reset, tau, detach_reset, grad_fn)
+        return spikes, v
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_v_last):
+        (charged,) = ctx.saved_tensors
+        v_threshold, v_reset, tau, detach_reset, grad_fn = ctx.params
+        grad_x = torch.empty_like(charged)
+        sg_buf, through = torch.empty_like(charged[0]), torch.empty_like(charged[0])
+        carry = grad_v_last  # dL/dV[t], from the later steps
+        keep = None if tau is None else 1.0 - 1.0 / tau  # dH[t]/dV[t-1] (1 for IF)
+        for t in range(charged.shape[0] - 1, -1, -1):
+            h = charged[t]
+            sg = grad_fn(torch.sub(h, v_threshold, out=sg_buf))
+            grad_h = torch.mul(grad_spikes[t], sg, out=grad_x[t])
+            if carry is not None:
+                if v_reset is None:  # dV/dH = 1 - Vth * sg (0 through S if detached)
+                    if detach_reset:
+                        grad_h.add_(carry)
+                    else:
+                        grad_h.addcmul_(carry, torch.mul(sg, -v_threshold, out=through).add_(1))
+                else:  # dV/dH = 1 - S (+ (V_reset - H) * sg)
+                    torch.lt(h, v_threshold, out=through)
+                    if not detach_reset:
+                        through.addcmul_(torch.sub(v_reset, h), sg)
+                    grad_h.addcmul_(carry, through)
+            carry = grad_h if keep is None else grad_h * keep
+        if tau is not None:
+            grad_x.div_(tau)  # dH[t]/dX[t] = 1/tau
+        return grad_x, carry, None, None, None, None, None
+
+
+def fast_path_applies(node, x_seq: torch.Tensor) -> bool:
+    """Whether ``node`` runs this input through :class:`_MultiStepSpike` rather than SpikingJelly.
+
+    On CPU whenever the neuron's settings are covered; on a GPU only on the 0.0.0.0.14 line with
+    ``backend='torch'`` (with ``'cupy'`` SpikingJelly's CuPy kernel runs; 2.x picks its CUDA/Triton kernel).
+    """
+    if getattr(node, "store_v_seq", False) or not isinstance(node.v_threshold, float):
+        return False
+    if fused_derivative(node.surrogate_function) is None or not node.surrogate_function.spiking:
+        return False
+    if not (node.v_reset is None or isinstance(node.v_reset, float)):
+        return False
+    if isinstance(node, neuron.LIFNode) and not (node.decay_input and isinstance(node.tau, float)):
+        return False
+    if not x_seq.is_floating_point():
+        return False
+    if x_seq.device.type == "cpu":
+        return getattr(node, "backend", "torch") == "torch"
+    return not _compat.SJ2 and getattr(node, "backend", None) == "torch"
+
+
+class _FusedMultiStep:
+    """Mixin: the multi-step forward of a SpikingJelly neuron through :class:`_MultiStepSpike`."""
+
+    def _tau(self):
+        return None
+
+    def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs):
+        if args or kwargs or not fast_path_applies(self, x_seq):
+            return super().multi_step_forward(x_seq, *args, **kwargs)
+        v = self.v
+        if not isinstance(v, torch.Tensor):
+            v = torch.full_like(x_seq[0], float(v))
+        elif v.shape != x_seq.shape[1:]:
+            v = v.expand(x_seq.shape[1:])
+        grad_fn = fused_derivative(self.surrogate_function)
+        spikes, self.v = _MultiStepSpike.apply(
+            x_seq, v, self.v_threshold, self.v_reset, self._tau(), self.detach_reset,
+            partial(grad_fn, alpha=float(self.surrogate_function.alpha)))
+        return spikes
+
+
+class IFNode(_FusedMultiStep, neuron.IFNode):
+    """SpikingJelly's ``IFNode`` with the fused multi-step path (same spikes, same gradients)."""
+
+
+class LIFNode(_FusedMultiStep, neuron.LIFNode):
+    """SpikingJelly's ``LIFNode`` with the fused multi-step path (decay_input=True; otherwise SpikingJelly's)."""
+
+    def _tau(self):
+        return self.tau
+
+
+#: SpikingJelly neuron class -> its fused subclass.
+FUSED_NEURONS = {neuron.IFNode: IFNode, neuron.LIFNode: LIFNode}
+
+
+def fused_neuron_class(cls):
+    """The fused subclass of a SpikingJelly neuron class, or the class itself where there is none."""
+    return FUSED_NEURONS.get(cls, cls)
