@@ -6,13 +6,12 @@ The rest of the package asks this module instead of testing versions itself.
 """
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import inspect
 from functools import lru_cache
 
 import spikingjelly
-from spikingjelly.activation_based import functional, neuron
+from spikingjelly.activation_based import functional
 
 try:
     from importlib.metadata import version as _dist_version
@@ -55,6 +54,17 @@ def backends_for(neuron_cls, step_mode: str = "m") -> tuple[str, ...]:
         return ("torch",)
 
 
+def cupy_backend_exists(neuron_cls) -> bool:
+    """Whether this line offers a CuPy backend for this neuron class at all (0.0.0.0.14 only)."""
+    return not SJ2 and neuron_takes_backend(neuron_cls)
+
+
+def kernel_chosen_by_device() -> bool:
+    """True where SpikingJelly picks a neuron's GPU kernel from the device (2.x: CUDA, then Triton), so a
+    neuron's ``backend`` attribute does not select it; False where ``backend`` does (0.0.0.0.14)."""
+    return SJ2
+
+
 def init_surrogate(module, base_cls, alpha: float, spiking: bool) -> None:
     """Initialise a ``SurrogateFunctionBase`` subclass: 0.0.0.0.14 takes ``(alpha, spiking)``
     positionally, 2.x takes ``spiking`` and keyword surrogate parameters."""
@@ -71,14 +81,58 @@ def reset_cache_invalidate(net) -> None:
         fn(net)
 
 
-def default_neuron_classes() -> dict:
-    """Short names for SpikingJelly's neurons that the paper uses."""
-    return {"if": neuron.IFNode, "lif": neuron.LIFNode, "plif": neuron.ParametricLIFNode}
-
-
-def has_module(dotted: str) -> bool:
+def spikingjelly_synop_counter():
+    """SpikingJelly's ``(DispatchCounterMode, SynOpCounter)`` classes (2.x), or None on a line without its
+    op counter (0.0.0.0.14)."""
     try:
-        importlib.import_module(dotted)
-        return True
-    except Exception:
-        return False
+        from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
+    except ImportError:
+        return None
+    return DispatchCounterMode, SynOpCounter
+
+
+class _NumpyWithBinaryFromstring:
+    """NumPy, except that ``fromstring`` reads bytes like ``frombuffer`` (the result binary mode gave)."""
+
+    def __getattr__(self, name):
+        import numpy
+
+        return getattr(numpy, name)
+
+    @staticmethod
+    def fromstring(data, dtype=float, **_):
+        import numpy
+
+        return numpy.frombuffer(data, dtype=dtype)
+
+
+def numpy2_fromstring_fix(sj_dataset_module):
+    """A context in which a SpikingJelly dataset module reads raw files under any NumPy.
+
+    SpikingJelly 0.0.0.0.14 reads CIFAR10-DVS (its module has ``load_raw_events``) with ``np.fromstring`` in
+    binary mode, which NumPy 2.3 removed; its worker threads swallow the error and leave empty class folders.
+    There, the module gets a numpy whose ``fromstring`` is ``frombuffer`` while the context lasts; elsewhere
+    the context changes nothing."""
+    import contextlib
+    from unittest import mock
+
+    import numpy
+
+    try:
+        numpy.fromstring(b"\0\0\0\0", dtype=">u4")
+        needed = False
+    except (ValueError, AttributeError):
+        needed = getattr(sj_dataset_module, "np", None) is numpy and hasattr(sj_dataset_module, "load_raw_events")
+    if not needed:
+        return contextlib.nullcontext()
+    return mock.patch.object(sj_dataset_module, "np", _NumpyWithBinaryFromstring())
+
+
+def ann2snn_convert(ann, calibration_loader, mode):
+    """SpikingJelly's ann2snn conversion of ``ann`` (modified in place, returned): 0.0.0.0.14 runs
+    ``Converter(dataloader, mode=...)(ann)``, 2.x ``Converter(RateCodingRecipe(dataloader=..., mode=...)).convert(ann)``."""
+    from spikingjelly.activation_based import ann2snn
+
+    if SJ2:
+        return ann2snn.Converter(ann2snn.RateCodingRecipe(dataloader=calibration_loader, mode=mode)).convert(ann)
+    return ann2snn.Converter(calibration_loader, mode=mode)(ann)

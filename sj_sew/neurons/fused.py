@@ -101,7 +101,7 @@ def fast_path_applies(node, x_seq: torch.Tensor) -> bool:
         return False
     if x_seq.device.type == "cpu":
         return getattr(node, "backend", "torch") == "torch"
-    return not _compat.SJ2 and getattr(node, "backend", None) == "torch"
+    return not _compat.kernel_chosen_by_device() and getattr(node, "backend", None) == "torch"
 
 
 class _FusedMultiStep:

@@ -84,7 +84,7 @@ class NeuronSpec:
         self.backend = backend
 
     def _check_cupy(self) -> None:
-        if _compat.SJ2 or not _compat.neuron_takes_backend(self.cls):
+        if not _compat.cupy_backend_exists(self.cls):
             raise RuntimeError(_compat.CUPY_REMOVED_MESSAGE.format(v=_compat.SJ_VERSION))
         if "cupy" not in _compat.backends_for(self.cls):
             raise ValueError(f"{self.cls.__name__} has no CuPy backend in multi-step mode; use backend='torch'")
