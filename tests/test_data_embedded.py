@@ -134,8 +134,28 @@ def test_registry_and_time_first_batches():
         build_dataset("imagenet", train=True)
 
 
+def test_idx_reader_round_trip_and_wrong_kind(tmp_path):
+    import gzip
+
+    from sj_sew.data.idx import read_idx_images, read_idx_labels
+
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    header = b"".join(v.to_bytes(4, "big") for v in (0x803, 2, 3, 4))
+    with gzip.open(tmp_path / "images.gz", "wb") as f:
+        f.write(header + images.tobytes())
+    with gzip.open(tmp_path / "labels.gz", "wb") as f:
+        f.write((0x801).to_bytes(4, "big") + (2).to_bytes(4, "big") + bytes([7, 9]))
+    assert np.array_equal(read_idx_images(tmp_path / "images.gz"), images)
+    labels = read_idx_labels(tmp_path / "labels.gz")
+    assert labels.dtype == np.int64 and labels.tolist() == [7, 9]
+    with pytest.raises(ValueError, match="not an IDX label file"):
+        read_idx_labels(tmp_path / "images.gz")
+    with pytest.raises(ValueError, match="not an IDX image file"):
+        read_idx_images(tmp_path / "labels.gz")
+
+
 def test_fashion_mnist_static_and_events():
-    from sj_sew.data.embedded import FASHION_MNIST_DIR
+    from sj_sew.data.idx import FASHION_MNIST_DIR
 
     if not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")

@@ -296,7 +296,7 @@ def test_sj014_cifar10_dvs_reader_needs_the_numpy2_fix(tmp_path, monkeypatch):
     except ValueError:
         pass
     write_cifar10_dvs(tmp_path, per_class=1)
-    monkeypatch.setattr(dvs, "_numpy2_fromstring_fix", lambda raw: contextlib.nullcontext())
+    monkeypatch.setattr(dvs, "numpy2_fromstring_fix", lambda module: contextlib.nullcontext())
     with pytest.raises(dvs.CorruptDatasetFiles, match="10 sample"):
         dvs.cifar10_dvs(tmp_path, train=True, T=T)
     monkeypatch.undo()

@@ -15,6 +15,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from spikingjelly.activation_based import functional
+
+from .._compat import spikingjelly_synop_counter
+from .hooks import ForwardHooks
 
 E_MAC_PJ = 4.6
 E_AC_PJ = 0.9
@@ -38,28 +42,20 @@ def _dense_macs(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> float:
     return out.numel() * module.in_features
 
 
-class OpCounter:
+class OpCounter(ForwardHooks):
     """Counts SOPs, dense MACs and equivalent-ANN MACs over the forwards run inside the context.
 
     ``samples`` is the number of inputs classified (N); per-inference figures divide by it.
     """
 
     def __init__(self, model: nn.Module):
+        super().__init__()
         self.layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         self.sops = self.macs = self.ann_macs = 0.0
         self.samples = 0
-        self._handles = []
         self._steps_seen: dict[int, int] = {}
-
-    def __enter__(self) -> "OpCounter":
         for layer in self.layers:
-            self._handles.append(layer.register_forward_hook(self._count))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+            self.add(layer, self._count)
 
     @torch.no_grad()
     def _count(self, module, args, out):
@@ -86,15 +82,13 @@ class OpCounter:
 
 def spikingjelly_synops(model: nn.Module, x: torch.Tensor) -> float | None:
     """SpikingJelly 2.x's own SynOp count for one forward of ``x`` (None where the line has no counter)."""
-    try:
-        from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
-    except ImportError:
+    classes = spikingjelly_synop_counter()
+    if classes is None:
         return None
-    from spikingjelly.activation_based import functional
-
-    counter = SynOpCounter()
+    counter_mode, counter_cls = classes
+    counter = counter_cls()
     functional.reset_net(model)
-    with torch.no_grad(), DispatchCounterMode([counter]):
+    with torch.no_grad(), counter_mode([counter]):
         model(x)
     functional.reset_net(model)
     return float(counter.get_total())

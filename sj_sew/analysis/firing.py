@@ -1,24 +1,19 @@
 """Firing rates of every spiking neuron layer of a network, recorded with forward hooks."""
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 from spikingjelly.activation_based import neuron as sj_neuron
+
+from ..neurons import MLFNode
+from .hooks import ForwardHooks
 
 
 def default_neuron_types() -> tuple[type, ...]:
     """SpikingJelly's ``BaseNode`` (every built-in neuron) and sj_sew's own neurons (the MLF neuron)."""
-    types = [sj_neuron.BaseNode]
-    try:
-        from ..mlf import MLFNode
-
-        types.append(MLFNode)
-    except ImportError:
-        pass
-    return tuple(types)
+    return (sj_neuron.BaseNode, MLFNode)
 
 
-class FiringRateMonitor:
+class FiringRateMonitor(ForwardHooks):
     """Mean output of every spiking neuron layer (its firing rate for 0/1 spikes), accumulated over all
     forwards while active. Use as a context manager::
 
@@ -35,13 +30,15 @@ class FiringRateMonitor:
     """
 
     def __init__(self, model: nn.Module, neuron_types: tuple[type, ...] | None = None):
+        super().__init__()
         neuron_types = default_neuron_types() if neuron_types is None else tuple(neuron_types)
         self.layers = {name: m for name, m in model.named_modules() if isinstance(m, neuron_types)}
         if not self.layers:
             raise ValueError(f"no neuron layer of types {[t.__name__ for t in neuron_types]} in the model")
         self._sums = {name: 0.0 for name in self.layers}
         self._counts = {name: 0 for name in self.layers}
-        self._handles = []
+        for name, layer in self.layers.items():
+            self.add(layer, self._hook(name))
 
     def _hook(self, name: str):
         def hook(module, args, output):
@@ -50,16 +47,8 @@ class FiringRateMonitor:
             self._counts[name] += out.numel()
         return hook
 
-    def __enter__(self) -> "FiringRateMonitor":
-        self._handles = [m.register_forward_hook(self._hook(name)) for name, m in self.layers.items()]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-
     def reset(self) -> None:
+        """Forget every forward recorded so far."""
         self._sums = dict.fromkeys(self._sums, 0.0)
         self._counts = dict.fromkeys(self._counts, 0)
 

@@ -5,18 +5,28 @@ from __future__ import annotations
 import torch
 
 from ..blocks import ResidualBlock
+from .hooks import ForwardHooks
 
 
-class BlockProbe:
+def _store_mean(rates: list[float], i: int):
+    """A forward hook that stores the mean of the module's output in ``rates[i]``."""
+    def hook(module, args, out):
+        rates[i] = out.detach().float().mean().item()
+    return hook
+
+
+class BlockProbe(ForwardHooks):
     """Hooks on every :class:`ResidualBlock` of a model; use as a context manager around one forward
     (and backward, with ``gradients=True``).
 
-    For block l it records the mean of its input S^l, of its residual spikes A^l (the last neuron of the
-    branch; for Spiking/Plain blocks that neuron's output is O^l) and of its output O^l, averaged over
-    all time steps, samples and positions, and after ``backward`` the L2 norm of dL/dS^l.
+    For block l it records the mean of its input S^l, of the output of its ``residual_neuron`` (A^l for
+    SEW and DS blocks, O^l for Spiking and Plain blocks, the neuron before the last conv for MS blocks)
+    and of its output O^l, averaged over all time steps, samples and positions, and after ``backward``
+    the L2 norm of dL/dS^l.
     """
 
     def __init__(self, model: torch.nn.Module, gradients: bool = False):
+        super().__init__()
         self.blocks = [m for m in model.modules() if isinstance(m, ResidualBlock)]
         if not self.blocks:
             raise ValueError("the model has no sj_sew ResidualBlock to probe")
@@ -25,24 +35,15 @@ class BlockProbe:
         self.rate_s = [float("nan")] * len(self.blocks)
         self.rate_a = [float("nan")] * len(self.blocks)
         self.rate_o = [float("nan")] * len(self.blocks)
-        self._handles = []
+        for i, block in enumerate(self.blocks):
+            self.add(block, self._on_input(i), pre=True)
+            self.add(block, _store_mean(self.rate_o, i))
+            self.add(block.residual_neuron, _store_mean(self.rate_a, i))
 
     @property
     def downsample(self) -> list[bool]:
-        """Whether block l changes shape (its shortcut is a conv, not the identity)."""
-        return [b.downsample is not None or b.family == "plain" and b.conv1.stride != (1, 1) for b in self.blocks]
-
-    def __enter__(self) -> "BlockProbe":
-        for i, block in enumerate(self.blocks):
-            self._handles.append(block.register_forward_pre_hook(self._on_input(i)))
-            self._handles.append(block.register_forward_hook(self._on_output(i)))
-            self._handles.append(block.residual_neuron.register_forward_hook(self._on_residual(i)))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        """Whether block l changes shape (see ``ResidualBlock.changes_shape``)."""
+        return [b.changes_shape for b in self.blocks]
 
     def _on_input(self, i):
         def hook(module, args):
@@ -51,16 +52,6 @@ class BlockProbe:
             if self.gradients and x.requires_grad:
                 x.retain_grad()
                 self._inputs[i] = x
-        return hook
-
-    def _on_output(self, i):
-        def hook(module, args, out):
-            self.rate_o[i] = out.detach().float().mean().item()
-        return hook
-
-    def _on_residual(self, i):
-        def hook(module, args, out):
-            self.rate_a[i] = out.detach().float().mean().item()
         return hook
 
     def grad_norms(self) -> list[float]:

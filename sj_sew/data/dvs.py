@@ -27,7 +27,6 @@ CIFAR10-DVS has no official split: 90 % of each class trains, 10 % tests (the SE
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import math
@@ -43,6 +42,8 @@ from typing import Callable, Iterable, Optional, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from .._compat import numpy2_fromstring_fix
 
 SPLIT_BY_CHOICES = ("number", "time")
 SENSOR_SIZE = (128, 128)
@@ -150,22 +151,25 @@ def _corrupt(path, problem: str) -> CorruptDatasetFiles:
     return CorruptDatasetFiles(f"{path}: {problem}")
 
 
-def read_gesture_aedat(path) -> dict:
-    """Events of a DVS128 Gesture AEDAT 3.1 file as ``{'t', 'x', 'y', 'p'}`` arrays, read the way
-    SpikingJelly's ``load_aedat_v3`` reads it (polarity packets only); raises :class:`CorruptDatasetFiles`."""
-    path = Path(path)
-    data = path.read_bytes()
-    pos, header_ended = 0, False
+def _aedat3_body_start(data: bytes, path: Path) -> int:
+    """The byte after the ``#!END-HEADER`` line of an AEDAT 3.1 file's '#' header lines."""
+    pos = 0
     while data.startswith(b"#", pos):
         end = data.find(b"\n", pos)
         if end < 0:
             break
         line, pos = data[pos:end + 1], end + 1
         if line == b"#!END-HEADER\r\n":
-            header_ended = True
-            break
-    if not header_ended:
-        raise _corrupt(path, "no '#!END-HEADER\\r\\n' line: not an AEDAT 3.1 file")
+            return pos
+    raise _corrupt(path, "no '#!END-HEADER\\r\\n' line: not an AEDAT 3.1 file")
+
+
+def read_gesture_aedat(path) -> dict:
+    """Events of a DVS128 Gesture AEDAT 3.1 file as ``{'t', 'x', 'y', 'p'}`` arrays, read the way
+    SpikingJelly's ``load_aedat_v3`` reads it (polarity packets only); raises :class:`CorruptDatasetFiles`."""
+    path = Path(path)
+    data = path.read_bytes()
+    pos = _aedat3_body_start(data, path)
     addresses, stamps = [], []
     while pos < len(data):
         if len(data) - pos < 28:
@@ -261,8 +265,12 @@ class _RawFiles:
     downloadable = False
     extracts_every_download = False  # whether SpikingJelly extracts every file in download/, not just archives()
 
+    def sj_dataset_module(self):
+        """SpikingJelly's module of this data set."""
+        return importlib.import_module(self.sj_module)
+
     def sj_class(self):
-        return getattr(importlib.import_module(self.sj_module), self.sj_class_name)
+        return getattr(self.sj_dataset_module(), self.sj_class_name)
 
     def archives(self) -> list[tuple[str, str]]:
         """``(file name, url)`` of the archives SpikingJelly extracts from ``download/``."""
@@ -560,29 +568,7 @@ def _prepare_raw(raw: _RawFiles, root: Path, allow_download: bool) -> Optional[l
                                       f"extract again from {download_root}.\n{raw.help(root)}") from None
     archives = [download_root / name for name, _url in raw.archives()]
     if archives and all(p.is_file() for p in archives):
-        extras = sorted(set(download_root.iterdir()) - set(archives)) if raw.extracts_every_download else []
-        if extras:
-            raise CorruptDatasetFiles(f"{raw.title}: {download_root} may hold only {[p.name for p in archives]}; "
-                                      f"move these away:\n{_listing(extras)}")
-        for path in archives:
-            raw.check_archive(path)
-        if extract_root.exists():
-            if any(extract_root.iterdir()):
-                raise CorruptDatasetFiles(f"{raw.title}: {extract_root} holds files that are not the data set's "
-                                          f"layout; move them away so {download_root} can be extracted there.\n"
-                                          f"{raw.help(root)}")
-            extract_root.rmdir()
-        partial = root / _EXTRACT_IN_PROGRESS
-        partial.mkdir()
-        try:
-            raw.sj_class().extract_downloaded_files(download_root, partial)
-            samples = raw.expected_samples(partial)
-        except Exception as err:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise CorruptDatasetFiles(f"{raw.title}: the archives in {download_root} did not extract to the "
-                                      f"expected files ({err})\n{raw.help(root)}") from err
-        partial.rename(extract_root)
-        return samples
+        return _extract_archives(raw, root, archives)
     if allow_download and raw.downloadable:
         return None
     present = [p.name for p in archives if p.is_file()]
@@ -590,34 +576,33 @@ def _prepare_raw(raw: _RawFiles, root: Path, allow_download: bool) -> Optional[l
     raise MissingDatasetFiles(f"{raw.title}: no raw files under {root}{have}.\n{raw.help(root)}")
 
 
-@contextlib.contextmanager
-def _numpy2_fromstring_fix(raw: _RawFiles):
-    """SpikingJelly 0.0.0.0.14 reads CIFAR10-DVS with ``np.fromstring`` in binary mode, which NumPy 2.3 removed;
-    its worker threads swallow the error and leave empty class folders. Give that module a numpy whose
-    ``fromstring`` is ``frombuffer`` (same result) while it builds."""
-    module = importlib.import_module(raw.sj_module)
+def _extract_archives(raw: _RawFiles, root: Path, archives: Sequence[Path]) -> list[str]:
+    """Check the ``download/`` archives, extract them to ``root/extract`` (through a temporary folder, so that an
+    interrupted extraction leaves nothing there) and return the sample list the extracted files yield."""
+    extract_root, download_root = root / "extract", root / "download"
+    extras = sorted(set(download_root.iterdir()) - set(archives)) if raw.extracts_every_download else []
+    if extras:
+        raise CorruptDatasetFiles(f"{raw.title}: {download_root} may hold only {[p.name for p in archives]}; "
+                                  f"move these away:\n{_listing(extras)}")
+    for path in archives:
+        raw.check_archive(path)
+    if extract_root.exists():
+        if any(extract_root.iterdir()):
+            raise CorruptDatasetFiles(f"{raw.title}: {extract_root} holds files that are not the data set's "
+                                      f"layout; move them away so {download_root} can be extracted there.\n"
+                                      f"{raw.help(root)}")
+        extract_root.rmdir()
+    partial = root / _EXTRACT_IN_PROGRESS
+    partial.mkdir()
     try:
-        np.fromstring(b"\0\0\0\0", dtype=">u4")
-        needed = False
-    except (ValueError, AttributeError):
-        needed = getattr(module, "np", None) is np and hasattr(module, "load_raw_events")
-    if not needed:
-        yield
-        return
-
-    class _Numpy:
-        def __getattr__(self, name):
-            return getattr(np, name)
-
-        @staticmethod
-        def fromstring(data, dtype=float, **_):
-            return np.frombuffer(data, dtype=dtype)
-
-    module.np = _Numpy()
-    try:
-        yield
-    finally:
-        module.np = np
+        raw.sj_class().extract_downloaded_files(download_root, partial)
+        samples = raw.expected_samples(partial)
+    except Exception as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise CorruptDatasetFiles(f"{raw.title}: the archives in {download_root} did not extract to the "
+                                  f"expected files ({err})\n{raw.help(root)}") from err
+    partial.rename(extract_root)
+    return samples
 
 
 def _missing_samples_error(raw: _RawFiles, cache: _Cache, expected: Sequence[str], split_by: str):
@@ -636,67 +621,103 @@ def _adopt_without_raw_files(raw: _RawFiles, events: _Cache) -> Optional[list[st
     if not names or not raw.covers_every_class(names) or events.unreadable(names):
         return None
     warnings.warn(f"using {events.path} although its raw files are absent: it was not built by sj_sew, so it "
-                  f"cannot be checked for completeness ({len(names)} samples)", stacklevel=3)
+                  f"cannot be checked for completeness ({len(names)} samples)", stacklevel=5)  # the public loader
     return names
+
+
+class _Load:
+    """The steps of one :func:`_load`: the data set's raw files, its two caches (``events_np`` and the frames
+    folder of this ``T`` and ``split_by``) and SpikingJelly's build between them."""
+
+    def __init__(self, raw: _RawFiles, root: Path, train: Optional[bool], T: int, split_by: str):
+        self.raw, self.root, self.train, self.T, self.split_by = raw, root, train, T, split_by
+        self.events = _Cache(root / "events_np")
+        self.frames = _Cache(root / f"frames_number_{T}_split_by_{split_by}")
+
+    def expected_samples(self, allow_download: bool) -> tuple[Optional[list[str]], type]:
+        """The samples the build must yield (``None``: SpikingJelly downloads the raw files first) and the
+        SpikingJelly class that builds them; removes an ``events_np`` (and its frames) that does not match."""
+        expected = self.events.recorded()
+        if expected is not None:
+            return expected, _offline_class(self.raw.sj_class())
+        expected = self._raw_or_adopted_samples(allow_download)
+        if self.events.path.exists() and (expected is None or not self.events.holds(expected)):
+            self.events.discard()
+            for stale in _frame_caches(self.root):
+                stale.discard()
+        (self.root / "download").mkdir(exist_ok=True)  # SpikingJelly then only checks it, against an empty list
+        if expected is None:
+            return None, self.raw.sj_class()  # allowed to download
+        return expected, _offline_class(self.raw.sj_class())
+
+    def _raw_or_adopted_samples(self, allow_download: bool) -> Optional[list[str]]:
+        try:
+            return _prepare_raw(self.raw, self.root, allow_download)
+        except MissingDatasetFiles:
+            adopted = _adopt_without_raw_files(self.raw, self.events)
+            if adopted is None:
+                raise
+            return adopted
+
+    def discard_stale_frames(self, expected: Optional[list[str]]) -> None:
+        if self.frames.path.exists() and (expected is None or self.frames.recorded() is None
+                                          and not self.frames.holds(expected)):
+            self.frames.discard()
+
+    def build(self, sj_cls, expected: Optional[list[str]]):
+        """SpikingJelly's data set object; on failure the caches it left are removed and one clear error raised."""
+        events_was_done = self.events.path.exists()
+        try:
+            with numpy2_fromstring_fix(self.raw.sj_dataset_module()):
+                return self.raw.build(sj_cls, self.root, self.train, self.T, self.split_by)
+        except Exception as err:
+            error = self._build_error(err, expected)
+            if not events_was_done:
+                self.events.discard()
+            self.frames.discard()
+            if isinstance(err, DatasetFilesError):
+                raise
+            raise error from err
+
+    def _build_error(self, err: Exception, expected: Optional[list[str]]) -> CorruptDatasetFiles:
+        # 2.x re-raises the first failed sample after building the others: name them all when we can
+        failed = [cache for cache in (self.events, self.frames) if expected is not None and cache.path.exists()
+                  and not cache.holds(expected)]
+        if failed:
+            return _missing_samples_error(self.raw, failed[0], expected, self.split_by)
+        return CorruptDatasetFiles(f"{self.raw.title}: SpikingJelly failed to build {self.root} ({err!r}); the "
+                                   f"partial cache was removed.\n{self.raw.help(self.root)}")
+
+    def check_and_record(self, expected: Sequence[str]) -> None:
+        """Record each cache as finished once it holds exactly ``expected``; remove it and raise otherwise."""
+        for cache in (self.events, self.frames):
+            recorded = cache.recorded()
+            if recorded is not None and set(recorded) == set(expected):
+                continue
+            if not cache.holds(expected):
+                error = _missing_samples_error(self.raw, cache, expected, self.split_by)
+                self.frames.discard()
+                if cache is self.events:
+                    self.events.discard()
+                raise error
+            cache.record(expected)
+
+    def dataset(self, built) -> DVSFrames:
+        """SpikingJelly's samples under our labels, without the SpikingJelly object."""
+        label_of, classes = self.raw.labels(built.classes)
+        samples = [(str(path), label_of[target]) for path, target in built.samples]
+        return DVSFrames(samples, built.loader, classes)
 
 
 def _load(raw: _RawFiles, root, train: Optional[bool], T: int, split_by: str, allow_download: bool) -> DVSFrames:
     root = Path(root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     _clear_unfinished_builds(root)
-    events = _Cache(root / "events_np")
-    frames = _Cache(root / f"frames_number_{T}_split_by_{split_by}")
-
-    expected = events.recorded()
-    sj_cls = _offline_class(raw.sj_class())
-    if expected is None:
-        try:
-            expected = _prepare_raw(raw, root, allow_download)
-        except MissingDatasetFiles:
-            expected = _adopt_without_raw_files(raw, events)
-            if expected is None:
-                raise
-        if expected is None:
-            sj_cls = raw.sj_class()  # allowed to download
-        if events.path.exists() and (expected is None or not events.holds(expected)):
-            events.discard()
-            for stale in _frame_caches(root):
-                stale.discard()
-        (root / "download").mkdir(exist_ok=True)  # SpikingJelly then only checks it, against an empty list
-    if frames.path.exists() and (expected is None or frames.recorded() is None and not frames.holds(expected)):
-        frames.discard()
-
-    events_was_done = events.path.exists()
-    try:
-        with _numpy2_fromstring_fix(raw):
-            built = raw.build(sj_cls, root, train, T, split_by)
-    except Exception as err:
-        # 2.x re-raises the first failed sample after building the others: name them all when we can
-        failed = [cache for cache in (events, frames) if expected is not None and cache.path.exists()
-                  and not cache.holds(expected)]
-        error = _missing_samples_error(raw, failed[0], expected, split_by) if failed else CorruptDatasetFiles(
-            f"{raw.title}: SpikingJelly failed to build {root} ({err!r}); the partial cache was removed.\n"
-            f"{raw.help(root)}")
-        if not events_was_done:
-            events.discard()
-        frames.discard()
-        if isinstance(err, DatasetFilesError):
-            raise
-        raise error from err
-    if expected is None:
+    load = _Load(raw, root, train, T, split_by)
+    expected, sj_cls = load.expected_samples(allow_download)
+    load.discard_stale_frames(expected)
+    built = load.build(sj_cls, expected)
+    if expected is None:  # SpikingJelly downloaded the raw files
         expected = raw.expected_samples(root / "extract")
-    for cache in (events, frames):
-        recorded = cache.recorded()
-        if recorded is not None and set(recorded) == set(expected):
-            continue
-        if not cache.holds(expected):
-            error = _missing_samples_error(raw, cache, expected, split_by)
-            frames.discard()
-            if cache is events:
-                events.discard()
-            raise error
-        cache.record(expected)
-
-    label_of, classes = raw.labels(built.classes)
-    samples = [(str(path), label_of[target]) for path, target in built.samples]
-    return DVSFrames(samples, built.loader, classes)
+    load.check_and_record(expected)
+    return load.dataset(built)

@@ -18,18 +18,16 @@ and test sets are a fixed per-class split (``train_fraction`` of each class, cho
 """
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .idx import fashion_mnist_arrays
 from .transforms import frame_index_by_count
 
-FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 SOURCES = ("digits", "fashion_mnist")
 
 
@@ -105,9 +103,7 @@ def _view(field: np.ndarray, pad: int, h: int, dy: float, dx: float, size: int) 
             + fy * ((1 - fx) * crop(1, 0) + fx * crop(1, 1)))
 
 
-def emulate_events(images: np.ndarray, config: SensorConfig = SensorConfig()) -> EventStreams:
-    """Event streams of an emulated DVS making saccades over ``images`` ([N, H, W], values in [0, 1],
-    already at ``config.image_size``). Deterministic for ``config.seed``."""
+def _checked_images(images: np.ndarray, config: SensorConfig) -> np.ndarray:
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or images.shape[1] != images.shape[2]:
         raise ValueError(f"images must be [N, H, W] with H == W, got shape {images.shape}")
@@ -115,6 +111,13 @@ def emulate_events(images: np.ndarray, config: SensorConfig = SensorConfig()) ->
         raise ValueError(f"images of side {images.shape[1]} do not fit a sensor of side {config.sensor_size}")
     if images.min() < 0 or images.max() > 1:
         raise ValueError("image values must lie in [0, 1]")
+    return images
+
+
+def emulate_events(images: np.ndarray, config: SensorConfig = SensorConfig()) -> EventStreams:
+    """Event streams of an emulated DVS making saccades over ``images`` ([N, H, W], values in [0, 1],
+    already at ``config.image_size``). Deterministic for ``config.seed``."""
+    images = _checked_images(images, config)
     rng = np.random.default_rng(config.seed)
     size, n = config.sensor_size, len(images)
     threshold = np.maximum(config.contrast + config.contrast_sigma * rng.standard_normal((size, size)),
@@ -172,37 +175,6 @@ def frames_by_count(streams: EventStreams, T: int, size: int, chunk: int = 256) 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
     t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
     return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1).numpy()
-
-
-def read_idx_images(path: Path) -> np.ndarray:
-    """An IDX image file (MNIST format, gzip) as uint8 [N, H, W]."""
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    if int.from_bytes(data[:4], "big") != 0x803:
-        raise ValueError(f"{path} is not an IDX image file")
-    n, h, w = (int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(3))
-    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(n, h, w)
-
-
-def read_idx_labels(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    if int.from_bytes(data[:4], "big") != 0x801:
-        raise ValueError(f"{path} is not an IDX label file")
-    return np.frombuffer(data, dtype=np.uint8, offset=8).astype(np.int64)
-
-
-def fashion_mnist_arrays(root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """All 70000 Fashion-MNIST images (uint8 [N, 28, 28]) and labels, train files first."""
-    root = Path(root) if root is not None else FASHION_MNIST_DIR
-    names = [f"{s}-{k}-ubyte.gz" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
-    missing = [n for n in names if not (root / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"Fashion-MNIST files {missing} not found in {root}; on Debian/Ubuntu: "
-                                "apt-get install dataset-fashion-mnist (or pass root=<dir with the *-ubyte.gz files>)")
-    images = np.concatenate([read_idx_images(root / names[0]), read_idx_images(root / names[2])])
-    labels = np.concatenate([read_idx_labels(root / names[1]), read_idx_labels(root / names[3])])
-    return images, labels
 
 
 def _source_images(source: str, root) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from .embedded import fashion_mnist_arrays, per_class_split
+from .embedded import per_class_split
+from .idx import fashion_mnist_arrays
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
