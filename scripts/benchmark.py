@@ -4,7 +4,7 @@ One process, one run: every comparison interleaves its models (A B C A B C ...) 
 other processes cancels in the ratios, and reports medians. Compared at each setting:
 
 - ``sj_sew``          create_model('sew_resnet{depth}', T=T) fed the static image (stem computed once);
-- ``sj_sew+memsave``  the same model after sj_sew.perf.memory_saving;
+- ``sj_sew+memsave``  the same model after sj_sew.memory_saving;
 - ``zoo``             spikingjelly...model.sew_resnet.SEWResNet, IF + ATan, detach_reset, step mode 'm',
                       fed the image repeated T times, with the same weights as sj_sew;
 - ``ann``             torchvision resnet{depth} at batch N*T.
@@ -13,10 +13,15 @@ A training step is forward + cross-entropy + backward + SGD step (+ functional.r
 Peak memory is the process's peak RSS during one training step above its RSS before the step, with
 glibc's mmap threshold fixed at 64 KiB so that freed tensors are returned at once (activations,
 gradients, temporaries; parameters and optimizer state excluded). Inference throughput is images per second in eval mode: the zoo under
-torch.no_grad, sj_sew as sj_sew.perf.inference_model.
+torch.no_grad, sj_sew as sj_sew.inference_model.
 
-    PYTHONPATH=/work/sj200:. python scripts/benchmark.py --quick
-    PYTHONPATH=/work/sj200:. python scripts/benchmark.py --write BENCHMARKS.md
+The report covers the SpikingJelly line the interpreter imports. scripts/setup_env.sh installs SpikingJelly
+2.0.0 in .venv and 0.0.0.0.14 in .venv/sj014 (put that folder first on PYTHONPATH to use it); from the
+repository root:
+
+    .venv/bin/python scripts/benchmark.py --quick                          # SpikingJelly 2.0.0
+    PYTHONPATH=.venv/sj014 .venv/bin/python scripts/benchmark.py --quick   # SpikingJelly 0.0.0.0.14
+    .venv/bin/python scripts/benchmark.py --write BENCHMARKS.md
 """
 from __future__ import annotations
 
@@ -44,8 +49,9 @@ from spikingjelly.activation_based import functional, neuron, surrogate  # noqa:
 from spikingjelly.activation_based.model import sew_resnet  # noqa: E402
 
 import sj_sew  # noqa: E402
-from sj_sew import perf  # noqa: E402
-from sj_sew.models.resnet import RESNET_LAYOUTS  # noqa: E402
+from sj_sew.deploy import inference_model  # noqa: E402
+from sj_sew.memory import memory_saving  # noqa: E402
+from sj_sew.models import RESNET_LAYOUTS  # noqa: E402
 
 NUM_CLASSES = 1000
 
@@ -111,7 +117,7 @@ def training_contenders(depth: int, T: int, N: int, size: int, which: tuple[str,
         elif name == "sj_sew":
             out.append(Contender("sj_sew", sj_sew_model(depth, T, zoo), img, True))
         elif name == "sj_sew+memsave":
-            out.append(Contender(name, perf.memory_saving(sj_sew_model(depth, T, zoo)), img, True))
+            out.append(Contender(name, memory_saving(sj_sew_model(depth, T, zoo)), img, True))
         elif name == "ann":
             ann = getattr(torchvision.models, f"resnet{depth}")(num_classes=NUM_CLASSES)
             out.append(Contender("ann", ann, img.repeat(T, 1, 1, 1), False, label_repeats=T))
@@ -222,7 +228,7 @@ def inference_comparison(depth, T, N, size, warmup, reps):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.7, 1.3)
     ours = sj_sew_model(depth, T, zoo)
-    deployed = perf.inference_model(ours)
+    deployed = inference_model(ours)
     seq = img.unsqueeze(0).repeat(T, 1, 1, 1, 1)
 
     def zoo_infer():
@@ -239,7 +245,7 @@ def inference_comparison(depth, T, N, size, warmup, reps):
 
     same = bool(torch.equal(zoo_infer().argmax(1), deployed(img).argmax(1)))
     diff = float((zoo_infer() - deployed(img)).abs().max())
-    channels_last = perf.inference_model(ours).to(memory_format=torch.channels_last)  # a candidate, measured
+    channels_last = inference_model(ours).to(memory_format=torch.channels_last)  # a candidate, measured
     img_cl = img.contiguous(memory_format=torch.channels_last)
     seconds = interleaved_medians({"zoo": zoo_infer, "sj_sew eval": ours_eval, "sj_sew inference_model": partial(deployed, img),
                                    "sj_sew inference_model, channels_last": partial(channels_last, img_cl)},
@@ -317,7 +323,109 @@ def mb(b: float) -> str:
     return f"{b / 2 ** 20:.1f}"
 
 
-def main(argv=None) -> str:
+TRIO = ("zoo", "sj_sew", "sj_sew+memsave", "ann")
+
+
+def section_main(args) -> list[str]:
+    """Training step time and memory of the four contenders at one depth and T."""
+    sec, peak = training_comparison(args.depth, args.T, args.N, args.size, TRIO, args.warmup, args.reps,
+                                    threads=args.threads)
+    z, d = sec["zoo"], sec["sj_sew"]
+    lines = [f"### Training step, SEW ResNet-{args.depth}, T={args.T} (ANN: batch {args.N * args.T})", "",
+             "| model | step (s) | / zoo | / sj_sew | / ANN | held after forward (MiB) | / zoo | "
+             "peak in step (MiB) | / zoo |", "|---" * 9 + "|"]
+    for name in TRIO:
+        (held, top), (zheld, ztop) = peak[name], peak["zoo"]
+        lines.append(f"| {name} | {sec[name]:.3f} | {sec[name] / z:.2f} | {sec[name] / d:.2f} | "
+                     f"{sec[name] / sec['ann']:.2f} | {mb(held)} | {held / zheld:.2f} | {mb(top)} | {top / ztop:.2f} |")
+    return lines + [""]
+
+
+def section_inference(args) -> list[str]:
+    """Eval-mode images per second: the zoo, sj_sew in eval mode and as the inference model."""
+    ips, same, diff = inference_comparison(args.depth, args.T, args.N, args.size, args.warmup, args.reps)
+    lines = [f"### Inference (eval), SEW ResNet-{args.depth}, T={args.T}", "",
+             "| model | images/s | / zoo |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.1f} | {v / ips['zoo']:.2f} |" for k, v in ips.items()]
+    return lines + ["", f"Same predictions as the zoo: {same}; max |logit difference| {diff:.2e} (BN folding rounds).", ""]
+
+
+def section_T(args) -> list[str]:
+    """Step time and peak memory against T, with a straight-line fit of step time per contender."""
+    rows = {}
+    for T in tqdm(args.Ts, desc="T sweep"):
+        rows[T] = training_comparison(args.depth, T, args.N, args.size, TRIO, args.warmup, args.reps,
+                                      threads=args.threads)
+    lines = [f"### Step time and memory against T, SEW ResNet-{args.depth}", "",
+             "| T | zoo (s) | sj_sew (s) | sj_sew/zoo | memsave (s) | memsave/sj_sew | ANN batch N*T (s) | "
+             "sj_sew/ANN | peak MiB: zoo | sj_sew | memsave |", "|---" * 11 + "|"]
+    for T, (s, m) in rows.items():
+        lines.append(f"| {T} | {s['zoo']:.3f} | {s['sj_sew']:.3f} | {s['sj_sew'] / s['zoo']:.2f} | "
+                     f"{s['sj_sew+memsave']:.3f} | {s['sj_sew+memsave'] / s['sj_sew']:.2f} | {s['ann']:.3f} | "
+                     f"{s['sj_sew'] / s['ann']:.2f} | {mb(m['zoo'][1])} | {mb(m['sj_sew'][1])} | {mb(m['sj_sew+memsave'][1])} |")
+    lines.append("")
+    for name in TRIO:
+        slope, icpt, r2 = linear_fit(list(rows), [rows[T][0][name] for T in rows])
+        lines.append(f"- {name}: step time = {icpt:.3f} s + {slope:.4f} s x T, R^2 = {r2:.4f}")
+    return lines + [""]
+
+
+def section_depth(args) -> list[str]:
+    """Step time and memory against depth, with fits of peak memory against the number of blocks."""
+    reps = max(3, args.reps // 3)
+    rows = {}
+    for depth in tqdm(args.depths, desc="depth sweep"):
+        rows[depth] = training_comparison(depth, args.T, args.N, args.size, TRIO, 1, reps, threads=args.threads)
+    lines = [f"### Step time and memory against depth, T={args.T} ({reps} repetitions)", "",
+             "| depth | zoo (s) | sj_sew (s) | sj_sew/zoo | memsave/sj_sew | sj_sew/ANN | peak MiB: zoo | sj_sew | "
+             "memsave | memsave/zoo | held MiB: zoo | sj_sew | memsave |", "|---" * 13 + "|"]
+    for depth, (s, m) in rows.items():
+        lines.append(f"| {depth} | {s['zoo']:.3f} | {s['sj_sew']:.3f} | {s['sj_sew'] / s['zoo']:.2f} | "
+                     f"{s['sj_sew+memsave'] / s['sj_sew']:.2f} | {s['sj_sew'] / s['ann']:.2f} | {mb(m['zoo'][1])} | "
+                     f"{mb(m['sj_sew'][1])} | {mb(m['sj_sew+memsave'][1])} | {m['sj_sew+memsave'][1] / m['zoo'][1]:.2f} | "
+                     f"{mb(m['zoo'][0])} | {mb(m['sj_sew'][0])} | {mb(m['sj_sew+memsave'][0])} |")
+    lines.append("")
+    blocks = [sum(RESNET_LAYOUTS[d][1]) for d in rows]
+    for name in ("zoo", "sj_sew", "sj_sew+memsave"):
+        mem = [rows[d][1][name][1] for d in rows]
+        slope, icpt, r2 = linear_fit(blocks, [x / 2 ** 20 for x in mem])
+        exponent = float(np.polyfit(np.log(blocks), np.log(mem), 1)[0]) if len(blocks) > 1 else float("nan")
+        lines.append(f"- {name}: peak step MiB = {icpt:.1f} + {slope:.2f} x blocks (R^2 {r2:.3f}); "
+                     f"log-log exponent against blocks {exponent:.2f}")
+    return lines + [""]
+
+
+def section_variants(args) -> list[str]:
+    """channels_last and torch.compile against the default training step."""
+    sec, notes = variant_comparison(args.depth, args.T, args.N, args.size, args.warmup, args.reps,
+                                    args.compile_budget)
+    lines = [f"### Candidate speed-ups measured (training step, SEW ResNet-{args.depth}, T={args.T})", "",
+             "| variant | step (s) | / default |", "|---|---|---|"]
+    lines += [f"| {k} | {v:.3f} | {v / sec['sj_sew']:.2f} |" for k, v in sec.items()]
+    return lines + ["", f"- torch.compile: {notes['compile']}", ""]
+
+
+def section_profile(args) -> list[str]:
+    """The ops with the most self CPU time in one training step of sj_sew and of the zoo."""
+    lines = [f"### Top ops by self CPU time in one training step, SEW ResNet-{args.depth}, T={args.T}", ""]
+    for name in ("sj_sew", "zoo"):
+        top = profile_top_ops(args.depth, args.T, args.N, args.size, name)
+        lines.append(f"- {name}: " + "; ".join(f"{k} {ms:.0f} ms ({share:.0%})" for k, ms, share in top))
+    return lines + [""]
+
+
+#: The report's sections in the order they run; ``--sections`` picks among them.
+SECTIONS: dict[str, Callable[[argparse.Namespace], list[str]]] = {
+    "main": section_main,
+    "inference": section_inference,
+    "T": section_T,
+    "depth": section_depth,
+    "variants": section_variants,
+    "profile": section_profile,
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="reduced sweep: T in {1,2,4}, depth in {18,34}, fewer reps")
     p.add_argument("--N", type=int, default=8)
@@ -328,8 +436,7 @@ def main(argv=None) -> str:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--Ts", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     p.add_argument("--depths", type=int, nargs="+", default=[18, 34, 50, 101, 152])
-    p.add_argument("--sections", nargs="+", default=["main", "inference", "T", "depth", "variants", "profile"],
-                   choices=["main", "inference", "T", "depth", "variants", "profile"])
+    p.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
     p.add_argument("--compile-budget", type=float, default=180.0,
                    help="seconds torch.compile's first step may take before it is stopped and left out")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
@@ -341,9 +448,11 @@ def main(argv=None) -> str:
     bad = [d for d in args.depths + [args.depth] if d not in RESNET_LAYOUTS]
     if bad:
         p.error(f"depths must be in {sorted(RESNET_LAYOUTS)}, got {bad}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    return args
+
+
+def report_header(args, argv=None) -> list[str]:
+    """Title, machine, the command that reproduces the run, and the setting."""
     started = datetime.datetime.now(datetime.timezone.utc)
     cmd = "PYTHONPATH=" + os.environ.get("PYTHONPATH", "") + " python " + " ".join(["scripts/benchmark.py"] + (argv or sys.argv[1:]))
     setting = f"N={args.N}, 3x{args.size}x{args.size}, IF + ATan(alpha=2), detach_reset, ADD, {NUM_CLASSES} classes"
@@ -352,85 +461,18 @@ def main(argv=None) -> str:
              f"interleaved repetitions after {args.warmup} warm-up rounds"]
     if args.note:
         lines.append(f"- note: {args.note}")
-    lines.append("")
-    trio = ("zoo", "sj_sew", "sj_sew+memsave", "ann")
+    return lines + [""]
 
-    if "main" in args.sections:
-        sec, peak = training_comparison(args.depth, args.T, args.N, args.size, trio, args.warmup, args.reps,
-                                        threads=args.threads)
-        z, d = sec["zoo"], sec["sj_sew"]
-        lines += [f"### Training step, SEW ResNet-{args.depth}, T={args.T} (ANN: batch {args.N * args.T})", "",
-                  "| model | step (s) | / zoo | / sj_sew | / ANN | held after forward (MiB) | / zoo | "
-                  "peak in step (MiB) | / zoo |", "|---" * 9 + "|"]
-        for name in trio:
-            (held, top), (zheld, ztop) = peak[name], peak["zoo"]
-            lines.append(f"| {name} | {sec[name]:.3f} | {sec[name] / z:.2f} | {sec[name] / d:.2f} | "
-                         f"{sec[name] / sec['ann']:.2f} | {mb(held)} | {held / zheld:.2f} | {mb(top)} | {top / ztop:.2f} |")
-        lines.append("")
 
-    if "inference" in args.sections:
-        ips, same, diff = inference_comparison(args.depth, args.T, args.N, args.size, args.warmup, args.reps)
-        lines += [f"### Inference (eval), SEW ResNet-{args.depth}, T={args.T}", "",
-                  "| model | images/s | / zoo |", "|---|---|---|"]
-        lines += [f"| {k} | {v:.1f} | {v / ips['zoo']:.2f} |" for k, v in ips.items()]
-        lines += ["", f"Same predictions as the zoo: {same}; max |logit difference| {diff:.2e} (BN folding rounds).", ""]
-
-    if "T" in args.sections:
-        rows = {}
-        for T in tqdm(args.Ts, desc="T sweep"):
-            rows[T] = training_comparison(args.depth, T, args.N, args.size, trio, args.warmup, args.reps,
-                                          threads=args.threads)
-        lines += [f"### Step time and memory against T, SEW ResNet-{args.depth}", "",
-                  "| T | zoo (s) | sj_sew (s) | sj_sew/zoo | memsave (s) | memsave/sj_sew | ANN batch N*T (s) | "
-                  "sj_sew/ANN | peak MiB: zoo | sj_sew | memsave |", "|---" * 11 + "|"]
-        for T, (s, m) in rows.items():
-            lines.append(f"| {T} | {s['zoo']:.3f} | {s['sj_sew']:.3f} | {s['sj_sew'] / s['zoo']:.2f} | "
-                         f"{s['sj_sew+memsave']:.3f} | {s['sj_sew+memsave'] / s['sj_sew']:.2f} | {s['ann']:.3f} | "
-                         f"{s['sj_sew'] / s['ann']:.2f} | {mb(m['zoo'][1])} | {mb(m['sj_sew'][1])} | {mb(m['sj_sew+memsave'][1])} |")
-        lines.append("")
-        for name in trio:
-            slope, icpt, r2 = linear_fit(list(rows), [rows[T][0][name] for T in rows])
-            lines.append(f"- {name}: step time = {icpt:.3f} s + {slope:.4f} s x T, R^2 = {r2:.4f}")
-        lines.append("")
-
-    if "depth" in args.sections:
-        rows = {}
-        for depth in tqdm(args.depths, desc="depth sweep"):
-            rows[depth] = training_comparison(depth, args.T, args.N, args.size, trio, 1, max(3, args.reps // 3),
-                                              threads=args.threads)
-        lines += [f"### Step time and memory against depth, T={args.T} ({max(3, args.reps // 3)} repetitions)", "",
-                  "| depth | zoo (s) | sj_sew (s) | sj_sew/zoo | memsave/sj_sew | sj_sew/ANN | peak MiB: zoo | sj_sew | "
-                  "memsave | memsave/zoo | held MiB: zoo | sj_sew | memsave |", "|---" * 13 + "|"]
-        for depth, (s, m) in rows.items():
-            lines.append(f"| {depth} | {s['zoo']:.3f} | {s['sj_sew']:.3f} | {s['sj_sew'] / s['zoo']:.2f} | "
-                         f"{s['sj_sew+memsave'] / s['sj_sew']:.2f} | {s['sj_sew'] / s['ann']:.2f} | {mb(m['zoo'][1])} | "
-                         f"{mb(m['sj_sew'][1])} | {mb(m['sj_sew+memsave'][1])} | {m['sj_sew+memsave'][1] / m['zoo'][1]:.2f} | "
-                         f"{mb(m['zoo'][0])} | {mb(m['sj_sew'][0])} | {mb(m['sj_sew+memsave'][0])} |")
-        lines.append("")
-        blocks = [sum(RESNET_LAYOUTS[d][1]) for d in rows]
-        for name in ("zoo", "sj_sew", "sj_sew+memsave"):
-            mem = [rows[d][1][name][1] for d in rows]
-            slope, icpt, r2 = linear_fit(blocks, [x / 2 ** 20 for x in mem])
-            exponent = float(np.polyfit(np.log(blocks), np.log(mem), 1)[0]) if len(blocks) > 1 else float("nan")
-            lines.append(f"- {name}: peak step MiB = {icpt:.1f} + {slope:.2f} x blocks (R^2 {r2:.3f}); "
-                         f"log-log exponent against blocks {exponent:.2f}")
-        lines.append("")
-
-    if "variants" in args.sections:
-        sec, notes = variant_comparison(args.depth, args.T, args.N, args.size, args.warmup, args.reps,
-                                        args.compile_budget)
-        lines += [f"### Candidate speed-ups measured (training step, SEW ResNet-{args.depth}, T={args.T})", "",
-                  "| variant | step (s) | / default |", "|---|---|---|"]
-        lines += [f"| {k} | {v:.3f} | {v / sec['sj_sew']:.2f} |" for k, v in sec.items()]
-        lines += ["", f"- torch.compile: {notes['compile']}", ""]
-
-    if "profile" in args.sections:
-        lines += [f"### Top ops by self CPU time in one training step, SEW ResNet-{args.depth}, T={args.T}", ""]
-        for name in ("sj_sew", "zoo"):
-            top = profile_top_ops(args.depth, args.T, args.N, args.size, name)
-            lines.append(f"- {name}: " + "; ".join(f"{k} {ms:.0f} ms ({share:.0%})" for k, ms, share in top))
-        lines.append("")
-
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    lines = report_header(args, argv)
+    for name, section in SECTIONS.items():
+        if name in args.sections:
+            lines += section(args)
     report = "\n".join(lines)
     print(report)
     if args.write:
