@@ -65,6 +65,12 @@ def kernel_chosen_by_device() -> bool:
     return SJ2
 
 
+def neurons_use_torchscript() -> bool:
+    """Whether SpikingJelly's own neuron steps call TorchScript functions (0.0.0.0.14's resets do), which turn
+    an exception raised inside autograd into an opaque RuntimeError."""
+    return not SJ2
+
+
 def init_surrogate(module, base_cls, alpha: float, spiking: bool) -> None:
     """Initialise a ``SurrogateFunctionBase`` subclass: 0.0.0.0.14 takes ``(alpha, spiking)``
     positionally, 2.x takes ``spiking`` and keyword surrogate parameters."""

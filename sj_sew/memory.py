@@ -18,8 +18,11 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
-from spikingjelly.activation_based import base
+from spikingjelly.activation_based import base, neuron as sj_neuron
 from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
+
+from . import _compat
+from .neurons.fused import settings_covered
 
 _MARK = "sj_sew_checkpointed"
 
@@ -59,10 +62,17 @@ def checkpointed_run(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Ten
                 for k, b in bn.named_buffers(recurse=False):
                     b.copy_(saved[k])
 
-    # No early stop: it ends the recomputation by raising inside autograd, which TorchScript code in the
-    # segment (SpikingJelly 0.0.0.0.14's PLIF reset) turns into an opaque RuntimeError.
-    with set_checkpoint_early_stop(False):
+    with set_checkpoint_early_stop(_early_stop_safe(memories)):
         return checkpoint(recompute, x, use_reentrant=False)
+
+
+def _early_stop_safe(memories) -> bool:
+    """Early stop ends a recomputation (and frees its tail) by raising inside autograd; TorchScript code in the
+    segment (SpikingJelly 0.0.0.0.14's own neuron steps, e.g. PLIF's reset) turns that into an opaque
+    RuntimeError. Safe where every SpikingJelly neuron of the segment runs sj_sew's fused step instead."""
+    if not _compat.neurons_use_torchscript():
+        return True
+    return all(settings_covered(m) for m in memories if isinstance(m, sj_neuron.BaseNode))
 
 
 def mark_checkpointed(module: nn.Module, enabled: bool = True) -> None:

@@ -83,21 +83,27 @@ class _MultiStepSpike(torch.autograd.Function):
         return grad_x, carry, None, None, None, None, None
 
 
-def fast_path_applies(node, x_seq: torch.Tensor) -> bool:
-    """Whether ``node`` runs this input through :class:`_MultiStepSpike` rather than SpikingJelly.
-
-    On CPU whenever the neuron's settings are covered; on a GPU only on the 0.0.0.0.14 line with
-    ``backend='torch'`` (with ``'cupy'`` SpikingJelly's CuPy kernel runs; 2.x picks its CUDA/Triton kernel).
-    """
+def settings_covered(node) -> bool:
+    """Whether ``node`` is a fused neuron whose settings (surrogate, reset, stored state, LIF decay) the fused
+    function covers; whether it then takes the fused path depends on the input (:func:`fast_path_applies`)."""
+    if not isinstance(node, _FusedMultiStep):
+        return False
     if getattr(node, "store_v_seq", False) or not isinstance(node.v_threshold, float):
         return False
     if fused_derivative(node.surrogate_function) is None or not node.surrogate_function.spiking:
         return False
     if not (node.v_reset is None or isinstance(node.v_reset, float)):
         return False
-    if isinstance(node, neuron.LIFNode) and not (node.decay_input and isinstance(node.tau, float)):
-        return False
-    if not x_seq.is_floating_point():
+    return not isinstance(node, neuron.LIFNode) or (node.decay_input and isinstance(node.tau, float))
+
+
+def fast_path_applies(node, x_seq: torch.Tensor) -> bool:
+    """Whether ``node`` runs this input through :class:`_MultiStepSpike` rather than SpikingJelly.
+
+    On CPU whenever the neuron's settings are covered; on a GPU only on the 0.0.0.0.14 line with
+    ``backend='torch'`` (with ``'cupy'`` SpikingJelly's CuPy kernel runs; 2.x picks its CUDA/Triton kernel).
+    """
+    if not settings_covered(node) or not x_seq.is_floating_point():
         return False
     if x_seq.device.type == "cpu":
         return getattr(node, "backend", "torch") == "torch"
