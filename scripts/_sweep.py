@@ -1,32 +1,25 @@
-"""Shared by the reproduction scripts: run grids of scripts/train.py runs and aggregate over seeds.
+"""Shared by the reproduction scripts: run grids of training runs (scripts/train.py's flags, run through
+sj_sew.training) and aggregate over seeds.
 
 A sweep is resumable: a finished run is read back from <out>/summary.json instead of trained again,
 and a run killed part-way continues from its last checkpoint.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import statistics
+import sys
 from pathlib import Path
 
-SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-
-def _load_train():
-    spec = importlib.util.spec_from_file_location("sj_sew_train_script", SCRIPTS / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TRAIN = _load_train()
+from sj_sew.training import cli, read_metrics  # noqa: E402
 
 
 def train_run(argv: list[str], out: Path, seed: int, train: bool = True) -> dict | None:
-    """One train.py run in ``out/seed<seed>`` (or its saved result); the summary carries the history.
-    With ``train=False`` only a finished run is read back (None if there is none)."""
+    """One run of scripts/train.py's flags ``argv`` in ``out/seed<seed>`` (or its saved result); the summary
+    carries the history. With ``train=False`` only a finished run is read back (None if there is none)."""
     out = out / f"seed{seed}"
     done = out / "summary.json"
     if done.exists():
@@ -36,8 +29,8 @@ def train_run(argv: list[str], out: Path, seed: int, train: bool = True) -> dict
     args = argv + ["--out", str(out), "--seed", str(seed), "--no-progress", "--no-tensorboard"]
     if (out / "checkpoint.pt").exists():
         args.append("--resume")
-    summary = TRAIN.main(args)
-    summary["history"] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    summary = cli.main(args)
+    summary["history"] = read_metrics(out / "metrics.jsonl")
     summary["argv"] = argv
     done.write_text(json.dumps(summary, indent=1))
     return summary
@@ -57,7 +50,8 @@ def fmt(s: dict, scale: float = 100.0, digits: int = 1) -> str:
 
 
 def load_trained(path: str | Path):
-    """(model in eval mode, its run config, its test set) from a checkpoint written by train.py."""
+    """(model in eval mode, its run config as a dict, its test set) from a checkpoint written by a training run
+    (scripts/train.py or a sweep)."""
     from sj_sew.data import build_dataset
     from sj_sew.training import load_checkpoint, model_from_config
 

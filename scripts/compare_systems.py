@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
@@ -29,47 +28,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sj_sew  # noqa: E402
 from convert import DATASETS, load_tensors, plot, run_conversion  # noqa: E402
-from spikingjelly.activation_based import functional  # noqa: E402
-
-
-@torch.no_grad()
-def snn_accuracy(net, loader) -> float:
-    net.eval()
-    correct = total = 0
-    for x, y in loader:
-        correct += int((net(x).argmax(1) == y).sum())
-        total += len(y)
-        functional.reset_net(net)
-    return correct / total
+from sj_sew.training import fit, make_optimizer, make_scheduler  # noqa: E402
 
 
 def train_snn(model: str, model_kwargs: dict, data, T: int, epochs: int, lr: float, batch_size: int, seed: int,
               label: str) -> dict:
-    """Adam + cosine schedule, cross-entropy on the mean-over-T logits; test accuracy after every epoch."""
+    """Adam + cosine schedule, cross-entropy on the mean-over-T logits (sj_sew.training.fit); test accuracy
+    after every epoch."""
     x_tr, y_tr, x_te, y_te = data
     torch.manual_seed(seed)
     net = sj_sew.create_model(model, num_classes=int(y_tr.max()) + 1, in_channels=x_tr.shape[1], T=T, **model_kwargs)
     g = torch.Generator().manual_seed(seed)
     train = DataLoader(TensorDataset(x_tr, y_tr), batch_size=batch_size, shuffle=True, generator=g)
     test = DataLoader(TensorDataset(x_te, y_te), batch_size=500)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    test_acc, train_acc, started = [], [], time.time()
-    for _ in tqdm(range(epochs), desc=label, leave=False):
-        net.train()
-        correct = total = 0
-        for x, y in train:
-            out = net(x)
-            loss = F.cross_entropy(out, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            functional.reset_net(net)
-            correct += int((out.argmax(1) == y).sum())
-            total += len(y)
-        sched.step()
-        train_acc.append(correct / total)
-        test_acc.append(snn_accuracy(net, test))
+    opt = make_optimizer("adam", net.parameters(), lr)
+    started = time.time()
+    with tqdm(total=epochs, desc=label, leave=False) as bar:
+        records = fit(net, train, opt, make_scheduler("cosine", opt, epochs), epochs=epochs, test_loader=test,
+                      on_epoch=lambda _: bar.update())
+    test_acc, train_acc = [r["test_acc"] for r in records], [r["train_acc"] for r in records]
     result = {"model": model, "kwargs": model_kwargs, "depth": getattr(net, "depth", None),
               "params": sum(p.numel() for p in net.parameters()), "T": T, "epochs": epochs, "seed": seed,
               "final_test_accuracy": test_acc[-1], "best_test_accuracy": max(test_acc),
@@ -80,7 +57,7 @@ def train_snn(model: str, model_kwargs: dict, data, T: int, epochs: int, lr: flo
     return result
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=DATASETS, default="digits")
     p.add_argument("--train-size", type=int, default=None)
@@ -98,7 +75,11 @@ def main(argv=None):
     p.add_argument("--skip", nargs="*", default=[], choices=["depth", "mlf", "conversion"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("results/systems.json"))
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     data = load_tensors(args.dataset, args.train_size, args.test_size, seed=0)
     common = {"dataset": args.dataset, "train_size": len(data[1]), "test_size": len(data[3]), "T": args.T,

@@ -20,19 +20,20 @@ import json
 import time
 from pathlib import Path
 
-from _sweep import TRAIN, fmt, spread, train_run
+from _sweep import fmt, spread, train_run
+from sj_sew.training import DVS_GESTURE_LR, QUICKSTART_NET
 
 #: name -> (flags, learning rate of Table 8)
 NETWORKS = {
-    "SEW ADD": (["--family", "sew", "--connect", "ADD"], TRAIN.DVS_GESTURE_LR["ADD"]),
-    "SEW IAND": (["--family", "sew", "--connect", "IAND"], TRAIN.DVS_GESTURE_LR["IAND"]),
-    "SEW AND": (["--family", "sew", "--connect", "AND"], TRAIN.DVS_GESTURE_LR["AND"]),
-    "Spiking ResNet": (["--family", "spiking"], TRAIN.DVS_GESTURE_LR["spiking"]),
-    "Plain": (["--family", "plain"], TRAIN.DVS_GESTURE_LR["plain"]),
+    "SEW ADD": (["--family", "sew", "--connect", "ADD"], DVS_GESTURE_LR["ADD"]),
+    "SEW IAND": (["--family", "sew", "--connect", "IAND"], DVS_GESTURE_LR["IAND"]),
+    "SEW AND": (["--family", "sew", "--connect", "AND"], DVS_GESTURE_LR["AND"]),
+    "Spiking ResNet": (["--family", "spiking"], DVS_GESTURE_LR["spiking"]),
+    "Plain": (["--family", "plain"], DVS_GESTURE_LR["plain"]),
 }
 #: The 7B-Net's pattern (paper: c32, 7 stages at 128x128) with as many block+pool stages as the
 #: embedded event set's side allows and 16 channels, so that it trains on CPU.
-NET = TRAIN.QUICKSTART_NET
+NET = QUICKSTART_NET
 
 
 def main(argv=None):

@@ -20,9 +20,10 @@ from spikingjelly.activation_based import functional
 from torch.utils.data import DataLoader
 
 import sj_sew
-from _sweep import TRAIN, load_trained
+from _sweep import load_trained
 from sj_sew.analysis.energy import OpCounter, spikingjelly_synops
 from sj_sew.data import build_dataset, dataset_info, time_first_collate
+from sj_sew.training import QUICKSTART_NET
 
 
 def count(model, test_set, batches: int, batch_size: int = 16) -> dict:
@@ -57,7 +58,7 @@ def main(argv=None):
         args.checkpoint += [Path(c).with_name("best.pt") for row in table.values() for c in row["checkpoints"][:1]]
     if args.quick:
         info = dataset_info("events")
-        model = sj_sew.NotationNet(TRAIN.QUICKSTART_NET, input_size=info.input_size).eval()
+        model = sj_sew.NotationNet(QUICKSTART_NET, input_size=info.input_size).eval()
         results["untrained quick net"] = count(model, build_dataset("events", False, T=4, per_class=4), 1)
     elif not args.checkpoint:
         p.error("give --checkpoint PATH..., --from-ablation DIR or --quick")

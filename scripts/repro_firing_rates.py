@@ -2,12 +2,13 @@
 
 At init: Spiking ResNet and SEW ADD / AND / IAND on the 152-layer structure, with and without zero init,
 IF neurons (Vth = 1, ATan alpha = 2), on a batch of real images (Fashion-MNIST test, resized).
-Trained: pass checkpoints written by scripts/train.py with --checkpoint; each is probed on its own
-test data.
+Trained: pass checkpoints written by scripts/train.py or a sweep (<run>/best.pt, the best test accuracy's
+weights, or <run>/checkpoint.pt, the last epoch's) with --checkpoint; each is probed on its own test data
+and labelled by the directory above its run directory (a sweep's network name).
 
     python scripts/repro_firing_rates.py                 # init, 152 layers, 64x64, T=4
     python scripts/repro_firing_rates.py --quick         # init, 18 layers, 32x32, T=2 (smoke test)
-    python scripts/repro_firing_rates.py --checkpoint runs/a/last.pt runs/b/last.pt
+    python scripts/repro_firing_rates.py --checkpoint results/ablation/runs/*/seed0/best.pt   # repro_ablation's nets
 """
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def plot(results, path: Path, title: str):
 
 def main(argv=None):
     p = init_probe_parser(__doc__, "results/firing_rates")
-    p.add_argument("--checkpoint", type=Path, nargs="+", help="trained checkpoints (scripts/train.py) to probe")
+    p.add_argument("--checkpoint", type=Path, nargs="+",
+                   help="trained checkpoints to probe (a run's best.pt or checkpoint.pt)")
     p.add_argument("--batches", type=int, default=4, help="test batches per checkpoint")
     args = parse_init_probe_args(p, argv)
     start = time.time()

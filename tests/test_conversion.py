@@ -103,3 +103,20 @@ def test_spikingjelly_converter_baseline_runs_on_this_line(digits_ann):
     sj_snn = C.spikingjelly_convert(ann, calibration, mode="99.9%")
     acc = C.accuracy_vs_time(C.AccumulatedOutput(sj_snn), test, [64])
     assert acc[64] > C.ann_accuracy(ann, test) - 0.05
+
+
+def test_ann_training_goes_through_the_shared_loop(monkeypatch):
+    """train_ann and ann_accuracy are sj_sew.training's loop; SpikingJelly versions are _compat's business."""
+    from pathlib import Path
+
+    from sj_sew.training import loop
+
+    calls = []
+    real = loop.train_one_epoch
+    monkeypatch.setattr(loop, "train_one_epoch", lambda *a, **k: calls.append(k["epoch"]) or real(*a, **k))
+    ann = C.ann_resnet(8, widths=(4, 4, 4), in_channels=1, num_classes=3)
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 3, (8,))
+    assert C.train_ann(ann, [(x, y)], epochs=2) is ann and not ann.training and calls == [0, 1]
+    assert C.ann_accuracy(ann, [(x, y)]) == (ann(x).argmax(1) == y).float().mean().item()
+    package = Path(C.__file__).parent
+    assert all("SJ2" not in f.read_text() and "SJ_VERSION" not in f.read_text() for f in package.glob("*.py"))

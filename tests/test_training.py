@@ -1,6 +1,9 @@
-"""scripts/train.py and sj_sew.training: exact resume, atomic checkpoints, NaN stop, argument checks, ImageNet path."""
-import importlib.util
+"""sj_sew.training and its command line (scripts/train.py): exact resume, atomic checkpoints, NaN stop,
+argument checks, the run configuration as library data, the ImageNet path, one loop for SNNs and ANNs."""
+import ast
+import copy
 import json
+import math
 import os
 import signal
 import subprocess
@@ -10,20 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from sj_sew import training
+from sj_sew.training import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("train_script", ROOT / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_script = _load_script()
 
 
 @pytest.fixture(autouse=True)
@@ -45,12 +41,18 @@ def _records(out):
     return [{k: v for k, v in r.items() if k != "epoch_time"} for r in training.read_metrics(Path(out) / "metrics.jsonl")]
 
 
+def _assert_same_weights(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    full = train_script.main(TINY + ["--epochs", "3", "--out", str(tmp_path / "full")])
+    full = cli.main(TINY + ["--epochs", "3", "--out", str(tmp_path / "full")])
     assert full["epochs"] == 3
 
     calls = {"n": 0}
-    real_evaluate = training.evaluate
+    real_evaluate = training.loop.evaluate
 
     def killed_in_third_epoch(*args, **kwargs):
         calls["n"] += 1
@@ -58,22 +60,22 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_evaluate(*args, **kwargs)
 
-    monkeypatch.setattr(training, "evaluate", killed_in_third_epoch)
+    monkeypatch.setattr(training.loop, "evaluate", killed_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
-        train_script.main(TINY + ["--epochs", "3", "--out", str(tmp_path / "cut")])
-    monkeypatch.setattr(training, "evaluate", real_evaluate)
+        cli.main(TINY + ["--epochs", "3", "--out", str(tmp_path / "cut")])
+    monkeypatch.setattr(training.loop, "evaluate", real_evaluate)
     assert training.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1
-    resumed = train_script.main(["--resume", "--out", str(tmp_path / "cut"), "--no-progress"])
+    resumed = cli.main(["--resume", "--out", str(tmp_path / "cut"), "--no-progress"])
     assert resumed["epochs"] == 3
 
     a = training.load_checkpoint(tmp_path / "full" / "checkpoint.pt")
     b = training.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
-    assert a["model"].keys() == b["model"].keys()
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    _assert_same_weights(a["model"], b["model"])
     assert _records(tmp_path / "full") == _records(tmp_path / "cut")
     assert [r["train_loss"] for r in _records(tmp_path / "full")] != [None] * 3
-    assert a["config"]["notation"] == b["config"]["notation"] and isinstance(a["config"], dict)
+    assert isinstance(a["config"], dict) and a["config"] == {**b["config"], "out": a["config"]["out"]}
+    assert a["config"] == training.RunConfig.from_dict(a["config"]).to_dict()
+    assert (a["config"]["num_classes"], a["config"]["input_size"]) == (10, 16)  # read off the data
     assert (tmp_path / "full" / "curves.png").stat().st_size > 1000
     assert (tmp_path / "full" / "best.pt").exists()
 
@@ -126,7 +128,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     monkeypatch.setattr(torch.nn.functional, "cross_entropy", nan_from_second_epoch)
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as stop:
-        train_script.main(TINY + ["--epochs", "3", "--out", str(out)])
+        cli.main(TINY + ["--epochs", "3", "--out", str(out)])
     message = str(stop.value)
     assert "the loss became nan at epoch 1, step 0" in message
     assert f"last good checkpoint is {out / 'checkpoint.pt'} (epoch 0)" in message
@@ -141,34 +143,46 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     (["--scheduler", "linear"], "invalid choice: 'linear' (choose from 'step', 'cosine')"),
     (["--dataset", "mnist"], "invalid choice: 'mnist' (choose from"),
     (["--connect", "OR"], "invalid choice: 'OR' (choose from 'ADD', 'AND', 'IAND')"),
+    (["--surrogate", "sigmoidish"], "invalid choice: 'sigmoidish' (choose from"),
     (["--T", "8", "--T-train", "9"], "--T-train must be in [1, T=8], got 9"),
     (["--dataset", "digits", "--T", "4", "--T-train", "2"], "applies to sequence data sets"),
     (["--preset", "imagenet"], "give --data-root DIR"),
     (["--model", "sew_resnet18", "--family", "plain"], "--family applies to notation nets"),
+    (["--model", "sew_resnet18", "--notation", "c4k3s1-FC10"], "give either --model or --notation, not both"),
     (["--lr", "-1"], "--lr must be > 0"),
+    (["--preset", "dvs128_gesture", "--data-root", "x", "--family", "ms"], "no DVS128 Gesture learning rate for 'ms'"),
+    (["--epochs", "0"], "--epochs must be >= 1, got 0"),
     (["--sync-bn", "--device", "cpu"], "--sync-bn needs CUDA"),
     (["--threads", "0"], "--threads must be >= 1"),
+    (["--data-option", "per_class"], "--data-option takes KEY=VALUE, got ['per_class']"),
     (["--dataset", "digits", "--T", "4", "--download"], "--download applies to ['cifar10', 'cifar10_dvs', 'dvs128_gesture']"),
 ])
 def test_bad_arguments_fail_fast_naming_valid_choices(argv, expected, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
-        train_script.main(argv + ["--out", str(tmp_path / "never")])
+        cli.main(argv + ["--out", str(tmp_path / "never")])
     assert stop.value.code == 2
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
 
 
-def test_memory_saving_without_perf_module_fails_clearly(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "sj_sew.perf", None)  # as if perf.py were absent
-    with pytest.raises(SystemExit, match="--memory-saving needs sj_sew.perf.memory_saving"):
-        train_script.main(["--memory-saving", "--out", str(tmp_path / "never")])
+def test_resume_errors_and_an_occupied_out(tmp_path, capsys):
+    missing = tmp_path / "none"
+    for argv, expected in [(["--resume"], "--resume needs a checkpoint or run directory"),
+                           (["--resume", str(missing)], f"no checkpoint at {missing / 'checkpoint.pt'}")]:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv)
+        assert stop.value.code == 2 and expected in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--out", str(tmp_path / "run")])
+    assert stop.value.code == 2
+    assert f"{tmp_path / 'run'} already holds a run; continue it with --resume" in capsys.readouterr().err
 
 
 def test_presets_follow_the_paper_and_flags_override():
-    parser = train_script.build_parser()
-
     def cfg(*argv):
-        return train_script.resolve_config(parser.parse_args(list(argv)), parser)
+        return cli.config_from_argv(list(argv) + ["--out", "never"])[0].to_dict()
 
     for connect, lr in [("ADD", 0.001), ("AND", 0.03), ("IAND", 0.063)]:
         c = cfg("--preset", "dvs128_gesture", "--data-root", "x", "--connect", connect)
@@ -182,6 +196,56 @@ def test_presets_follow_the_paper_and_flags_override():
     assert (c["model"], c["lr"], c["epochs"], c["T_train"]) == ("wide_net7b", 0.01, 64, None)
     c = cfg("--model", "sew_resnet18")
     assert c["model"] == "sew_resnet18" and c["notation"] is None and c["dataset"] == "events"
+    c = cfg("--data-option", "per_class=16", "--data-option", "source=fashion_mnist", "--data-option", "x=none")
+    assert c["data_options"] == {"per_class": 16, "source": "fashion_mnist", "x": None}
+
+
+def test_run_config_is_library_data():
+    """Schema, presets and checks live in sj_sew.training; a bad config is a ConfigError naming the flag."""
+    cfg = training.resolve_config({"epochs": 2})
+    assert cfg.preset == "quickstart" and cfg.notation == training.QUICKSTART_NET and cfg.epochs == 2
+    assert list(cfg.to_dict())[-3:] == ["preset", "num_classes", "input_size"]
+    assert training.RunConfig.from_dict(cfg.to_dict()) == cfg
+    oldest = {k: v for k, v in cfg.to_dict().items() if k not in ("threads", "num_classes", "input_size")}
+    assert training.RunConfig.from_dict(oldest).threads is None  # checkpoints written before these keys existed
+    with pytest.raises(training.ConfigError, match=r"unknown run configuration keys \['colour'\]"):
+        training.RunConfig.from_dict({**oldest, "colour": 1})
+    for flags, message in [({"T": 8, "T_train": 9}, r"--T-train must be in \[1, T=8\], got 9"),
+                           ({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
+                           ({"model": "resnet_nope"}, "unknown model 'resnet_nope'"),
+                           ({"dataset": "mnist"}, "unknown data set 'mnist'")]:
+        with pytest.raises(training.ConfigError, match=message):
+            training.resolve_config(flags)
+    with pytest.raises(training.ConfigError, match=r"cannot change \['lr'\] when resuming"):
+        training.resolve_config({"lr": 0.5, "epochs": 20}, saved=cfg.to_dict())
+    assert training.resolve_config({"epochs": 20}, saved=cfg.to_dict()).epochs == 20
+    assert issubclass(training.ConfigError, ValueError)
+
+
+def test_train_script_is_a_thin_cli_without_private_imports():
+    tree = ast.parse((ROOT / "scripts" / "train.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            assert not any(part.startswith("_") for part in node.module.split(".")), node.module
+            assert not any(alias.name.startswith("_") for alias in node.names), ast.dump(node)
+    assert sum(isinstance(n, ast.FunctionDef) for n in ast.walk(tree)) == 0  # everything lives in sj_sew.training
+    shown = subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), "--help"], capture_output=True,
+                           text=True, check=True).stdout
+    assert "Train any sj_sew model on any registered data set." in shown
+    for flag in ("--preset", "--surrogate", "--memory-saving", "--resume", "--T-train", "--sync-bn", "--progress"):
+        assert flag in shown
+
+
+def test_memory_saving_trains_the_same_weights(tmp_path):
+    """--memory-saving (sj_sew.memory.memory_saving) changes what is stored for backward, not the training."""
+    argv = TINY + ["--epochs", "1", "--data-option", "per_class=4"]
+    cli.main(argv + ["--out", str(tmp_path / "plain")])
+    cli.main(argv + ["--out", str(tmp_path / "saving"), "--memory-saving"])
+    a = training.load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
+    b = training.load_checkpoint(tmp_path / "saving" / "checkpoint.pt")
+    assert b["config"]["memory_saving"] and a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        torch.testing.assert_close(b["model"][k], a["model"][k], rtol=1e-5, atol=1e-6)
 
 
 def test_imagenet_path_runs_one_step_on_a_tiny_image_folder(tmp_path):
@@ -192,9 +256,9 @@ def test_imagenet_path_runs_one_step_on_a_tiny_image_folder(tmp_path):
             (tmp_path / split / cls).mkdir(parents=True)
             Image.new("RGB", (40, 30), (200 * k, 60, 120)).save(tmp_path / split / cls / "a.png")
     out = tmp_path / "run"
-    summary = train_script.main(["--preset", "imagenet", "--data-root", str(tmp_path), "--T", "1", "--epochs", "1",
-                                 "--batch-size", "2", "--workers", "0", "--out", str(out), "--no-progress",
-                                 "--no-tensorboard", "--device", "cpu", "--threads", "1"])
+    summary = cli.main(["--preset", "imagenet", "--data-root", str(tmp_path), "--T", "1", "--epochs", "1",
+                        "--batch-size", "2", "--workers", "0", "--out", str(out), "--no-progress",
+                        "--no-tensorboard", "--device", "cpu", "--threads", "1"])
     (record,) = training.read_metrics(out / "metrics.jsonl")
     assert record["epoch"] == 0 and 0.0 <= record["test_acc"] <= 1.0 and record["train_loss"] > 0
     state = training.load_checkpoint(out / "checkpoint.pt")
@@ -206,8 +270,45 @@ def test_imagenet_path_runs_one_step_on_a_tiny_image_folder(tmp_path):
 @pytest.mark.slow
 def test_quickstart_main_job_reaches_90_percent(tmp_path):
     """The main job exactly as `python scripts/train.py` runs it (about 1.5 minutes on 2 CPU cores)."""
-    summary = train_script.main(["--out", str(tmp_path / "quick"), "--no-progress", "--no-tensorboard"])
+    summary = cli.main(["--out", str(tmp_path / "quick"), "--no-progress", "--no-tensorboard"])
     assert summary["epochs"] == 10 and summary["last_test_acc"] >= 0.90
+
+
+def _reference_adam_cosine(model, loader, epochs, lr):
+    """The plain loop the conversion and comparison scripts had before they used sj_sew.training.fit."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        sched.step()
+
+
+def _shuffled(x, y):
+    return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(1))
+
+
+def test_one_loop_trains_and_evaluates_a_net_without_neurons():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 6, generator=g)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    ann = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    twin = copy.deepcopy(ann)
+    opt = training.make_optimizer("adam", ann.parameters(), 0.01)
+    records = training.fit(ann, _shuffled(x, y), opt, training.make_scheduler("cosine", opt, 3), epochs=3,
+                           test_loader=DataLoader(TensorDataset(x, y), batch_size=40))
+    _reference_adam_cosine(twin, _shuffled(x, y), 3, 0.01)
+    _assert_same_weights(ann.state_dict(), twin.state_dict())  # the same numbers as the plain loop
+    assert [r["epoch"] for r in records] == [0, 1, 2] and records[-1]["lr"] < records[0]["lr"]
+    assert all(math.isnan(r["firing_rate"]) for r in records)
+    stats = training.evaluate(ann, [(x, y)])
+    assert stats["acc"] == records[-1]["test_acc"] > 0.5 and math.isnan(stats["firing_rate"])
+    opt = training.make_optimizer("adam", twin.parameters(), 0.01)
+    (record,) = training.fit(twin, [(x, y)], opt, training.make_scheduler("cosine", opt, 1), epochs=1)
+    assert list(record) == ["epoch", "train_loss", "train_acc", "lr", "epoch_time"]  # no test loader
 
 
 def test_firing_rate_monitor_counts_spikes_per_neuron_step():

@@ -1,0 +1,25 @@
+"""Reusable training machinery: the run configuration and the SEW paper's presets, one train/eval loop,
+checkpoints that survive a kill, exact resume, distributed data parallel, metrics and curves.
+
+- :mod:`.config` -- :class:`RunConfig`, :data:`PRESETS`, :func:`resolve_config`, :func:`model_from_config`.
+- :mod:`.loop` -- :func:`train_one_epoch`, :func:`evaluate`, :func:`fit`, optimizers and schedules.
+- :mod:`.checkpoint`, :mod:`.distributed`, :mod:`.metrics` -- what a run writes, DDP, the records.
+- :mod:`.run` -- :func:`run`, a whole run from a config; :mod:`.cli` -- its command line (``scripts/train.py``).
+"""
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .config import (DOWNLOAD_OPTION, DVS_GESTURE_LR, PRESETS, QUICKSTART_NET, RESUME_MAY_CHANGE, ConfigError,
+                     RunConfig, check_config, model_from_config, resolve_config, resolve_run)
+from .distributed import (DistEnv, MultiStepSyncBatchNorm, ShardSampler, all_reduce_sum, convert_sync_batchnorm,
+                          init_distributed, make_loaders, unwrap)
+from .loop import (OPTIMIZERS, SCHEDULERS, NonFiniteLossError, autocast, evaluate, fit, make_optimizer,
+                   make_scheduler, train_one_epoch)
+from .metrics import MetricsLog, plot_curves, read_metrics
+from .run import run
+
+__all__ = ["NonFiniteLossError", "seed_everything", "rng_state", "set_rng_state", "save_checkpoint",
+           "load_checkpoint", "DistEnv", "init_distributed", "all_reduce_sum", "ShardSampler", "make_loaders",
+           "MultiStepSyncBatchNorm", "convert_sync_batchnorm", "model_from_config", "make_optimizer", "make_scheduler",
+           "train_one_epoch", "evaluate", "MetricsLog", "read_metrics", "plot_curves", "unwrap",
+           "OPTIMIZERS", "SCHEDULERS",
+           "RunConfig", "ConfigError", "PRESETS", "DVS_GESTURE_LR", "QUICKSTART_NET", "DOWNLOAD_OPTION",
+           "RESUME_MAY_CHANGE", "resolve_config", "resolve_run", "check_config", "autocast", "fit", "run"]

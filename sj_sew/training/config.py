@@ -1,0 +1,296 @@
+"""The configuration of a training run: its schema, the SEW paper's recipes, and how flags resolve into one.
+
+A run is described by a :class:`RunConfig`. Checkpoints store it as a plain dict (:meth:`RunConfig.to_dict`)
+so that ``torch.load(weights_only=True)`` reads it back; :meth:`RunConfig.from_dict` accepts the dicts of
+every earlier checkpoint. :func:`resolve_config` layers defaults, a preset (or a checkpoint's config) and
+explicitly given values, and :func:`check_config` rejects what would fail only after the data or the
+model were built; both raise :class:`ConfigError`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from .checkpoint import load_checkpoint
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot run; the message names the command-line flag at fault."""
+
+
+#: The quick start's net: a 7B-Net-like SEW ResNet (ADD) for the 16x16 emulated sensor (3 blocks, 16 -> 2 pixels).
+QUICKSTART_NET = "c16k3s1-BN-PLIF-{SEW Block(c16)-MPk2s2}*3-FC10"
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run; the defaults hold under every preset.
+
+    ``num_classes`` and ``input_size`` are read off the data by :func:`sj_sew.training.run` (None until then).
+    """
+
+    dataset: str = "events"
+    data_root: str | None = None
+    download: bool = False
+    data_options: dict = field(default_factory=dict)
+    model: str | None = None
+    notation: str | None = None
+    family: str | None = None
+    connect: str | None = None
+    neuron: str | None = None
+    surrogate: str | None = None
+    T: int | None = None
+    T_train: int | None = None
+    lr: float | None = 0.1
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"
+    step_size: int = 64
+    gamma: float = 0.1
+    epochs: int = 10
+    batch_size: int = 32
+    amp: bool = False
+    zero_init: bool = False
+    seed: int = 0
+    out: str | None = None
+    workers: int = 0
+    device: str | None = None
+    threads: int | None = None
+    sync_bn: bool = False
+    memory_saving: bool = False
+    tensorboard: bool = True
+    progress: bool = True
+    preset: str = "quickstart"
+    num_classes: int | None = None
+    input_size: int | None = None
+
+    def to_dict(self) -> dict:
+        """Plain types only, as checkpoints store it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunConfig:
+        """The config a dict describes (a checkpoint's; keys it lacks take their defaults)."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown run configuration keys {unknown}")
+        return cls(**values)
+
+
+#: SEW paper, Table 8: learning rate of each network on DVS128 Gesture (SEW by g, else by family).
+DVS_GESTURE_LR = {"ADD": 0.001, "AND": 0.03, "IAND": 0.063, "spiking": 0.1, "plain": 0.005}
+
+PRESETS = {
+    # the main job: seconds to build the data, a few minutes to train on 2 CPU cores, >= 90% test accuracy
+    # (one intra-op thread: these small convs gain little from more, and spinning OpenMP threads slow to a
+    # crawl when other jobs share the CPU)
+    "quickstart": dict(dataset="events", notation=QUICKSTART_NET, T=4, optimizer="adam", lr=0.003,
+                       scheduler="cosine", epochs=10, batch_size=16, zero_init=True, threads=1),
+    # Tables 7 and 8: 7B-Net, T = 16, random temporal delete to 12, SGD, StepLR(64, 0.1), 192 epochs
+    "dvs128_gesture": dict(dataset="dvs128_gesture", model="net7b", T=16, T_train=12, optimizer="sgd",
+                           momentum=0.9, lr=None, scheduler="step", step_size=64, gamma=0.1, epochs=192,
+                           batch_size=16, amp=True, workers=4),
+    # Tables 6 and 7: Wide-7B-Net, SGD 0.01, cosine T_max = 64, 64 epochs, no random temporal delete
+    "cifar10_dvs": dict(dataset="cifar10_dvs", model="wide_net7b", T=16, optimizer="sgd", momentum=0.9,
+                        lr=0.01, scheduler="cosine", epochs=64, batch_size=16, workers=4),
+    # Table 7 and Sec. 4.1: SEW ResNet with IF neurons, T = 4, SGD 0.1, cosine T_max = 320, 320 epochs, AMP
+    "imagenet": dict(dataset="imagenet", model="sew_resnet18", neuron="if", T=4, optimizer="sgd", momentum=0.9,
+                     lr=0.1, scheduler="cosine", epochs=320, batch_size=32, amp=True, workers=8),
+    # Appendix A.5 (Table 9): the lightweight CIFAR-10 net; the paper tunes lr per surrogate and does not give
+    # T, epochs or batch size: these values are our choice
+    "cifar10_surrogate": dict(dataset="cifar10", model="surrogate_net", T=4, optimizer="sgd", momentum=0.9,
+                              lr=0.1, scheduler="cosine", epochs=64, batch_size=64, workers=4),
+}
+
+#: Data sets that can be downloaded (only with ``download``), and the builder option that allows it.
+DOWNLOAD_OPTION = {"cifar10": "download", "dvs128_gesture": "allow_download", "cifar10_dvs": "allow_download"}
+
+#: Settings that may differ from the checkpoint's configuration when resuming.
+RESUME_MAY_CHANGE = ("epochs", "workers", "device", "threads", "out", "progress", "tensorboard")
+
+
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def parse_data_options(pairs: list[str]) -> dict:
+    """``['KEY=VALUE', ...]`` (``--data-option``) as a dict; values become int, float, bool or None where
+    they read as one."""
+    bad = [s for s in pairs if "=" not in s]
+    if bad:
+        raise ConfigError(f"--data-option takes KEY=VALUE, got {bad}")
+    return {k: _parse_value(v) for k, v in (s.split("=", 1) for s in pairs)}
+
+
+def _preset_config(flags: dict, preset: str) -> dict:
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid: {sorted(PRESETS)}")
+    cfg = {**RunConfig().to_dict(), **PRESETS[preset], **flags, "preset": preset}
+    if "model" in flags and "notation" not in flags:  # one picks the net; the other's preset value goes
+        cfg["notation"] = None
+    if "notation" in flags and "model" not in flags:
+        cfg["model"] = None
+    if cfg["lr"] is None and preset == "dvs128_gesture":
+        family = cfg["family"] or "sew"
+        net = (cfg["connect"] or "ADD").upper() if family == "sew" else family
+        if net not in DVS_GESTURE_LR:
+            raise ConfigError(f"the SEW paper gives no DVS128 Gesture learning rate for {net!r} (Table 8 has "
+                              f"{sorted(DVS_GESTURE_LR)}): give --lr")
+        cfg["lr"] = DVS_GESTURE_LR[net]
+    return cfg
+
+
+def _resumed_config(flags: dict, preset: str | None, saved: dict) -> dict:
+    saved = RunConfig.from_dict(saved).to_dict()
+    if preset is not None and preset != saved["preset"]:
+        raise ConfigError(f"--preset {preset} differs from the checkpoint's preset {saved['preset']}")
+    changed = sorted(k for k, v in flags.items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v)
+    if changed:
+        raise ConfigError(f"cannot change {changed} when resuming (only {list(RESUME_MAY_CHANGE)}); "
+                          "start a new run with a new --out instead")
+    return {**saved, **flags}
+
+
+def resolve_config(flags: dict, preset: str | None = None, saved: dict | None = None) -> RunConfig:
+    """Defaults <- ``preset`` (default quickstart), or the checkpoint config ``saved`` when resuming, <- the
+    explicitly given ``flags`` (RunConfig fields; ``data_options`` as a dict or as ``KEY=VALUE`` strings);
+    then :func:`check_config`. Raises :class:`ConfigError`."""
+    flags = dict(flags)
+    if isinstance(flags.get("data_options"), (list, tuple)):
+        flags["data_options"] = parse_data_options(flags["data_options"])
+    if saved is not None:
+        cfg = RunConfig.from_dict(_resumed_config(flags, preset, saved))
+    else:
+        cfg = RunConfig.from_dict(_preset_config(flags, preset or "quickstart"))
+    check_config(cfg)
+    return cfg
+
+
+def locate_checkpoint(resume: str, out: str | None) -> Path:
+    """The checkpoint ``--resume`` names: a file, a run directory's ``checkpoint.pt``, or (``resume=''``)
+    ``out``'s."""
+    if not (resume or out):
+        raise ConfigError("--resume needs a checkpoint or run directory: --resume PATH, or --resume with --out DIR")
+    target = Path(resume or out)
+    path = target / "checkpoint.pt" if target.is_dir() or not target.suffix else target
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint at {path}")
+    return path
+
+
+def default_out(preset: str) -> str:
+    """``runs/<preset>-<date>-<time>``: where a run without ``out`` writes."""
+    return str(Path("runs") / f"{preset}-{datetime.now():%Y%m%d-%H%M%S}")
+
+
+def resolve_run(flags: dict, preset: str | None = None, resume: str | None = None) -> tuple[RunConfig, dict | None]:
+    """The run that explicitly given settings describe: (its config, the checkpoint state it continues from,
+    or None). ``resume`` is a checkpoint or run directory, '' for ``flags['out']``'s, or None for a new run,
+    whose ``out`` defaults to ``runs/<preset>-<time>`` and must not hold a run yet."""
+    flags, state = dict(flags), None
+    if resume is not None:
+        path = locate_checkpoint(resume, flags.get("out"))
+        state = load_checkpoint(path)
+        flags.setdefault("out", str(path.parent))
+    cfg = resolve_config(flags, preset, state["config"] if state else None)
+    if cfg.out is None:
+        cfg.out = default_out(cfg.preset)
+    if state is None and (Path(cfg.out) / "checkpoint.pt").exists():
+        raise ConfigError(f"{Path(cfg.out)} already holds a run; continue it with --resume or choose another --out")
+    return cfg, state
+
+
+def _check_model(cfg: RunConfig) -> None:
+    from ..models import PAPER_NETS, list_models
+
+    if cfg.model is not None and cfg.model not in list_models():
+        raise ConfigError(f"unknown model {cfg.model!r}; valid: {list_models()}")
+    if cfg.model is None and cfg.notation is None:
+        raise ConfigError(f"give --model (one of {list_models()}) or --notation")
+    if cfg.model is not None and cfg.notation is not None:
+        raise ConfigError("give either --model or --notation, not both")
+    if cfg.family is not None and cfg.notation is None and cfg.model not in PAPER_NETS:
+        raise ConfigError(f"--family applies to notation nets ({sorted(PAPER_NETS)} or --notation); for ResNets "
+                          f"choose the family by name, e.g. --model {cfg.model.replace('sew_', 'spiking_')}")
+
+
+def _check_numbers(cfg: RunConfig) -> None:
+    from .loop import OPTIMIZERS, SCHEDULERS
+
+    for key, valid in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
+        if getattr(cfg, key) not in valid:
+            raise ConfigError(f"unknown {key} {getattr(cfg, key)!r}; valid: {list(valid)}")
+    for key in ("epochs", "batch_size", "step_size"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.lr is None or cfg.lr <= 0:
+        raise ConfigError(f"--lr must be > 0, got {cfg.lr}")
+    if cfg.workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {cfg.workers}")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {cfg.threads}")
+
+
+def _check_data(cfg: RunConfig) -> None:
+    from ..data import dataset_info
+
+    try:
+        info = dataset_info(cfg.dataset)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    T = cfg.T if cfg.T is not None else info.default_T
+    if T is None or T < 1:
+        raise ConfigError(f"--T must be >= 1 (static data set {cfg.dataset!r} needs it), got {cfg.T}")
+    if cfg.T_train is not None:
+        if not info.sequence:
+            raise ConfigError(f"--T-train (random temporal delete) applies to sequence data sets, not {cfg.dataset!r}")
+        if not 1 <= cfg.T_train <= T:
+            raise ConfigError(f"--T-train must be in [1, T={T}], got {cfg.T_train}")
+    if cfg.download and cfg.dataset not in DOWNLOAD_OPTION:
+        raise ConfigError(f"--download applies to {sorted(DOWNLOAD_OPTION)}; {cfg.dataset!r} is embedded or "
+                          "never downloaded")
+    if info.needs_root and not cfg.data_root:
+        raise ConfigError(f"data set {cfg.dataset!r} is not embedded: give --data-root DIR with its files")
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Raise :class:`ConfigError` for every error that would otherwise surface after the data or the model
+    were built."""
+    _check_model(cfg)
+    _check_numbers(cfg)
+    _check_data(cfg)
+    if cfg.sync_bn and (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cpu"):
+        raise ConfigError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm does not run on CPU")
+
+
+def model_from_config(cfg: RunConfig | dict) -> nn.Module:
+    """The model a run configuration describes (a :class:`RunConfig`, or the dict every checkpoint holds):
+    ``notation`` builds a :class:`~sj_sew.models.NotationNet`, else ``model`` a registered model. Input
+    channels, size and classes come from the data set's info, or from ``input_size`` and ``num_classes``
+    where the run read them off its data; sequence sets get ``T=None`` (any length), static sets the run's T."""
+    from ..data import dataset_info
+    from ..models import PAPER_NETS, NotationNet, create_model
+
+    if isinstance(cfg, dict):
+        cfg = RunConfig.from_dict(cfg)
+    info = dataset_info(cfg.dataset)
+    kwargs = dict(in_channels=info.in_channels, num_classes=cfg.num_classes or info.num_classes,
+                  neuron=cfg.neuron, connect=cfg.connect, zero_init_residual=True if cfg.zero_init else None,
+                  T=None if info.sequence else cfg.T, surrogate_function=cfg.surrogate)
+    if cfg.notation is not None or cfg.model in PAPER_NETS:
+        kwargs.update(family=cfg.family, input_size=cfg.input_size or info.input_size)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if cfg.notation is not None:
+        return NotationNet(cfg.notation, **kwargs)
+    return create_model(cfg.model, **kwargs)

@@ -1,0 +1,194 @@
+"""One training run from a :class:`~sj_sew.training.config.RunConfig`: build the data and the model,
+restore a checkpoint, train epoch by epoch (metrics, atomic checkpoints, best weights), and finish with the
+curves and a summary. :mod:`sj_sew.training.cli` (``scripts/train.py``) is its command line."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..data import build_dataset, dataset_info
+from ..memory import memory_saving
+from . import loop
+from .checkpoint import rng_state, save_checkpoint, seed_everything, set_rng_state
+from .config import DOWNLOAD_OPTION, RunConfig, check_config, default_out, model_from_config
+from .distributed import DistEnv, convert_sync_batchnorm, init_distributed, make_loaders, unwrap
+from .metrics import MetricsLog, plot_curves
+
+
+class RunData(NamedTuple):
+    """A run's data sets, their loaders, and the number of classes and input side the data holds."""
+
+    train_set: Dataset
+    test_set: Dataset
+    train_loader: DataLoader
+    test_loader: DataLoader
+    num_classes: int
+    input_size: int
+
+
+@dataclass
+class _Session:
+    """What the epoch loop works on; ``history`` and ``best`` grow as it goes."""
+
+    cfg: RunConfig
+    env: DistEnv
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp: bool
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"acc": -1.0, "epoch": -1})
+    start_epoch: int = 0
+    log: MetricsLog | None = None
+
+    @property
+    def net(self) -> nn.Module:
+        return unwrap(self.model)
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.out)
+
+
+def build_data(cfg: RunConfig, env: DistEnv) -> RunData:
+    """The train and test sets of ``cfg.dataset`` and their (distributed) loaders."""
+    info = dataset_info(cfg.dataset)
+    kwargs = dict(root=cfg.data_root, T=cfg.T, **cfg.data_options)
+    if cfg.download:
+        kwargs[DOWNLOAD_OPTION[cfg.dataset]] = True
+    train_set = build_dataset(cfg.dataset, True, **kwargs)
+    test_set = build_dataset(cfg.dataset, False, **kwargs)
+    classes = getattr(train_set, "classes", None)
+    train_loader, test_loader = make_loaders(train_set, test_set, cfg.batch_size, env, cfg.seed, cfg.workers)
+    return RunData(train_set, test_set, train_loader, test_loader, len(classes) if classes else info.num_classes,
+                   int(train_set[0][0].shape[-1]))
+
+
+def build_model(cfg: RunConfig, env: DistEnv) -> nn.Module:
+    """The model on ``env.device``: memory saving, SyncBatchNorm and DDP as ``cfg`` and ``env`` ask."""
+    model = model_from_config(cfg).to(env.device)
+    if cfg.memory_saving:
+        model = memory_saving(model)
+    if cfg.sync_bn and env.distributed:
+        model = convert_sync_batchnorm(model)
+    if env.distributed:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+    return model
+
+
+def _session(cfg: RunConfig, env: DistEnv) -> _Session:
+    model = build_model(cfg, env)
+    optimizer = loop.make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
+    scheduler = loop.make_scheduler(cfg.scheduler, optimizer, cfg.epochs, cfg.step_size, cfg.gamma)
+    amp = cfg.amp and env.device.type == "cuda"
+    if cfg.amp and not amp and env.is_main:
+        print("note: --amp needs CUDA; training in float32 on", env.device, flush=True)
+    return _Session(cfg, env, model, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=amp), amp)
+
+
+def _restore(s: _Session, state: dict) -> None:
+    s.net.load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.scheduler.load_state_dict(state["scheduler"])
+    s.scaler.load_state_dict(state["scaler"])
+    s.history, s.best, s.start_epoch = state["history"], state["best"], state["epoch"] + 1
+    set_rng_state(state["rng"])
+    if s.env.is_main:
+        print(f"resumed from {s.out / 'checkpoint.pt'} at epoch {s.start_epoch}", flush=True)
+
+
+def _save(s: _Session, epoch: int, improved: bool) -> None:
+    from .. import SJ_VERSION, __version__
+
+    config = s.cfg.to_dict()
+    state = {"config": config, "epoch": epoch, "model": s.net.state_dict(), "optimizer": s.optimizer.state_dict(),
+             "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(), "rng": rng_state(),
+             "history": s.history, "best": s.best, "sj_sew_version": __version__, "spikingjelly_version": SJ_VERSION}
+    save_checkpoint(state, s.out / "checkpoint.pt")
+    if improved:
+        save_checkpoint({"config": config, "epoch": epoch, "model": s.net.state_dict(), "best": s.best},
+                        s.out / "best.pt")
+
+
+def _end_epoch(s: _Session, record: dict) -> None:
+    s.history.append(record)
+    improved = record["test_acc"] > s.best["acc"]
+    if improved:
+        s.best = {"acc": record["test_acc"], "epoch": record["epoch"]}
+    if not s.env.is_main:
+        return
+    s.log.log(record)
+    _save(s, record["epoch"], improved)
+    print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.4f} | test loss "
+          f"{record['test_loss']:.4f} acc {record['test_acc']:.4f} | firing {record['firing_rate']:.4f} | "
+          f"lr {record['lr']:.3g} | {record['epoch_time']:.1f}s", flush=True)
+
+
+def _train(s: _Session, data: RunData) -> None:
+    cfg = s.cfg
+    try:
+        loop.fit(s.model, data.train_loader, s.optimizer, s.scheduler, s.env, epochs=cfg.epochs,
+                 start_epoch=s.start_epoch, test_loader=data.test_loader, scaler=s.scaler, amp=s.amp,
+                 T_train=cfg.T_train, progress=cfg.progress, on_epoch=lambda record: _end_epoch(s, record))
+    except loop.NonFiniteLossError as e:
+        kept = (f"the last good checkpoint is {s.out / 'checkpoint.pt'} (epoch {e.epoch - 1})" if e.epoch > 0
+                else "no checkpoint was written")
+        raise loop.NonFiniteLossError(f"stopping: {e}; {kept}. Lower --lr or use --zero-init, then start again "
+                                      f"(or --resume from that checkpoint).", e.epoch) from None
+
+
+def _finish(s: _Session, started: float) -> dict:
+    out, history = s.out, s.history
+    summary = {"last_test_acc": history[-1]["test_acc"] if history else None, "best_test_acc": s.best["acc"],
+               "best_epoch": s.best["epoch"], "epochs": len(history), "out": str(out),
+               "metrics": str(out / "metrics.jsonl"), "plot": str(out / "curves.png"),
+               "checkpoint": str(out / "checkpoint.pt"), "wall_time_s": time.time() - started}
+    if s.env.is_main:
+        s.log.close()
+        if history:
+            plot_curves(history, out / "curves.png", title=f"{s.cfg.preset}: {s.cfg.model or s.cfg.notation}")
+        print(f"test accuracy: last {summary['last_test_acc']:.4f}, best {s.best['acc']:.4f} (epoch "
+              f"{s.best['epoch']})\nmetrics: {summary['metrics']}\nplot: {summary['plot']}\ncheckpoint: "
+              f"{summary['checkpoint']} (best weights: {out / 'best.pt'})\nwall time: {summary['wall_time_s']:.0f}s",
+              flush=True)
+    if s.env.distributed:
+        torch.distributed.destroy_process_group()
+    return summary
+
+
+def run(cfg: RunConfig, state: dict | None = None) -> dict:
+    """Train as ``cfg`` says (build it with :func:`~sj_sew.training.config.resolve_config`, which applies the
+    presets), continuing from checkpoint ``state`` (as :func:`~sj_sew.training.load_checkpoint` returns it)
+    if given. Writes ``<out>/metrics.jsonl``, ``checkpoint.pt`` and ``best.pt`` every epoch and ``curves.png``
+    at the end; returns the summary (last and best test accuracy, paths, wall time). Raises
+    :class:`~sj_sew.training.NonFiniteLossError` when the loss stops being finite."""
+    started = time.time()
+    check_config(cfg)
+    if cfg.out is None:
+        cfg = dataclasses.replace(cfg, out=default_out(cfg.preset))
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    env = init_distributed(cfg.device)
+    if env.is_main:
+        print(f"config: {cfg.to_dict()}", flush=True)
+    seed_everything(cfg.seed)
+    data = build_data(cfg, env)
+    s = _session(dataclasses.replace(cfg, num_classes=data.num_classes, input_size=data.input_size), env)
+    if state is not None:
+        _restore(s, state)
+    if env.is_main:
+        s.log = MetricsLog(s.out, s.history, cfg.tensorboard)
+        print(f"{cfg.dataset}: {len(data.train_set)} train / {len(data.test_set)} test; model "
+              f"{cfg.model or cfg.notation} ({sum(p.numel() for p in s.net.parameters())} parameters) on "
+              f"{env.device} x {env.world_size}", flush=True)
+    _train(s, data)
+    return _finish(s, started)
