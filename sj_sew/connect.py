@@ -26,12 +26,31 @@ _CONNECTS: dict[str, Connect] = {}
 def register_connect(name: str, fn: Callable, identity_spike: float) -> None:
     """Register g under ``name`` (case-insensitive). ``identity_spike`` is the A with g(A, S) == S.
     Give a module-level function (not a lambda) if models using it are to be pickled."""
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"connect name must be a non-empty string, got {name!r}")
     key = name.upper()
     if key in _CONNECTS:
         raise ValueError(f"connect function {key!r} is already registered")
-    if identity_spike not in (0.0, 1.0):
-        raise ValueError("identity_spike must be 0 or 1: a neuron can only be held silent or firing")
+    if isinstance(identity_spike, bool) or identity_spike not in (0.0, 1.0):
+        raise ValueError(f"identity_spike must be 0 or 1 (a neuron can only be held silent or firing), got "
+                         f"{identity_spike!r}")
+    _check_connect_fn(key, fn)
     _CONNECTS[key] = Connect(key, fn, float(identity_spike))
+
+
+def _check_connect_fn(key: str, fn) -> None:
+    """g must be callable and map two spike tensors to one of their shape; tried on a 2x3 pair."""
+    if not callable(fn):
+        raise TypeError(f"connect function {key!r}: fn must be callable as fn(A, S) -> tensor, got {fn!r}")
+    a, s = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]]), torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0]])
+    try:
+        out = fn(a, s)
+    except Exception as e:
+        raise TypeError(f"connect function {key!r}: fn(A, S) failed on two spike tensors of shape (2, 3): "
+                        f"{type(e).__name__}: {e}") from None
+    if not isinstance(out, torch.Tensor) or out.shape != a.shape:
+        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TypeError(f"connect function {key!r}: fn(A, S) must return a tensor of A's shape (2, 3), got {got}")
 
 
 def list_connects() -> list[str]:
@@ -49,6 +68,24 @@ def get_connect(name: str | Connect) -> Connect:
         return _CONNECTS[name.upper()]
     except KeyError:
         raise ValueError(f"unknown connect function {name!r}; valid: {list_connects()}") from None
+
+
+#: Other names of the ``connect`` argument: SpikingJelly's zoo (``cnf``, ``connection``), the SEW authors' code
+#: (``connect_f``).
+CONNECT_ALIASES = ("cnf", "connection", "connect_f")
+
+
+def pop_connect_alias(kwargs: dict, connect=None, default: str = "ADD"):
+    """The connect function named by ``connect`` or by one alias in ``kwargs`` (removed from it); ``default``
+    when neither is given. Two different names are an error."""
+    given = {"connect": connect} if connect is not None else {}
+    given.update({k: kwargs.pop(k) for k in CONNECT_ALIASES if k in kwargs})
+    given = {k: v for k, v in given.items() if v is not None}
+    names = {(v.upper() if isinstance(v, str) else v) for v in given.values()}
+    if len(names) > 1:
+        raise ValueError(f"conflicting connect functions {given}; {', '.join(CONNECT_ALIASES)} are other "
+                         "names of connect=, give one")
+    return next(iter(given.values())) if given else default
 
 
 def add(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,5 @@
 """S-ResNet conversion: the IF neuron, layer/shortcut normalisation, real-data accuracy, SpikingJelly's converter."""
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -36,7 +37,8 @@ def _rates_vs_ann(snn, ann, x, T):
 def test_layer_and_shortcut_normalisation_reproduce_the_ann():
     ann = _random_bn(C.ann_resnet(14, widths=(4, 8, 8), in_channels=1, num_classes=5))
     x = torch.rand(16, 1, 8, 8)
-    snn = C.convert(ann, [(x, None)], percentile=100.0)  # max-norm: no clipping on these inputs
+    snn = C.convert(ann, [(x, None)], percentile=100.0, readout="count+membrane",
+                    pool_neuron=False)  # max-norm: no clipping on these inputs
     assert set(snn.scales) == {"relu1", "fc"} | {f"blocks.{i}.relu{j}" for i in range(6) for j in (1, 2)}
     identity = [b for b in snn.blocks if b.shortcut is None]
     lam_in = ["relu1"] + [f"blocks.{i}.relu2" for i in range(5)]
@@ -57,6 +59,9 @@ def test_readouts_and_bad_input():
     snn.reset()
     for _ in range(7):
         snn.step(x)
+    assert snn.readout == "count+softmax"  # the authors': count + softmax(membrane) over the classes
+    assert torch.equal(snn.scores(), snn.count + torch.softmax(snn.sn_out.v, dim=1))
+    snn.readout = "count+membrane"
     assert torch.equal(snn.scores(), snn.count + snn.sn_out.v)
     snn.readout = "count"
     assert torch.equal(snn.scores(), snn.count) and set(snn.count.unique().tolist()) <= set(range(8))
@@ -120,3 +125,28 @@ def test_ann_training_goes_through_the_shared_loop(monkeypatch):
     assert C.ann_accuracy(ann, [(x, y)]) == (ann(x).argmax(1) == y).float().mean().item()
     package = Path(C.__file__).parent
     assert all("SJ2" not in f.read_text() and "SJ_VERSION" not in f.read_text() for f in package.glob("*.py"))
+
+
+def test_scale_is_the_authors_sorted_element_and_an_if_neuron_follows_pooling():
+    """MATLAB: final = sort(all activations); lambda = final(floor(numel * .999)) (1-based), zeros included."""
+    ann = _random_bn(C.ann_resnet(8, widths=(4, 4, 4), in_channels=1, num_classes=3))
+    x = torch.rand(6, 1, 8, 8)
+    seen = {}
+    handle = ann.relu1.register_forward_hook(lambda m, i, o: seen.update(relu1=o.detach().flatten()))
+    ann(x)
+    handle.remove()
+    values = torch.sort(seen["relu1"].double()).values
+    k = int(values.numel() * 0.999)  # floor, 1-based
+    scales = C.activation_scales(ann, [(x, None)], percentile=99.9)
+    assert scales["relu1"] == pytest.approx(values[k - 1].item(), rel=1e-6)
+    positive = C.activation_scales(ann, [(x, None)], percentile=99.9, method="positive")
+    assert positive["relu1"] == pytest.approx(np.percentile(values[values > 0].numpy(), 99.9), rel=1e-6)
+    with pytest.raises(ValueError, match="sorted"):
+        C.activation_scales(ann, [(x, None)], method="median")
+    snn = C.convert(ann, [(x, None)])
+    assert isinstance(snn.sn_pool, C.SubtractiveIF)
+    rates = []
+    snn.fc.register_forward_hook(lambda m, i, o: rates.append(i[0]) and None)
+    snn(x, T=5)
+    assert all(set(r.unique().tolist()) <= {0.0, 1.0} for r in rates)  # the FC sees spikes, not pooled rates
+    assert C.convert(ann, [(x, None)], pool_neuron=False).sn_pool is None

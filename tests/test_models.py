@@ -20,26 +20,47 @@ def test_parameter_counts_equal_torchvision(depth):
         assert n_params(sj_sew.create_model(f"{family}_resnet{depth}", neuron="if")) == expected
 
 
-def test_net7b_has_exactly_the_written_structure():
-    # Table 5 writes 7B-Net as c32k3s1-BN-PLIF-{SEW Block(c32)-MPk2s2}*7-FC11 (0.13M parameters). Counted
-    # layer by layer: convs have no bias, each PLIF has one parameter, 128x128 input halved 7 times is 1x1.
-    convs = 2 * 32 * 9 + 7 * 2 * 32 * 32 * 9
-    batch_norms = 2 * (32 + 7 * 2 * 32)
-    plif_neurons = 1 + 7 * 2
-    fc = 32 * 11 + 11
-    assert n_params(sj_sew.create_model("net7b")) == convs + batch_norms + plif_neurons + fc == 130_938
+# The authors' numbers: Table 5/6 (0.13M, 1.19M) are the nets of their code (fangwei123456/Spike-Element-Wise-ResNet,
+# dvsgesture/ and cifar10dvs/), which up-project with conv1x1-BN-PLIF where the notation writes k3.
+def _sew_dvs_count(stages, classes, up_kernel):
+    """Layer by layer: (in, out) channels of each up-projection, then SEW blocks of two conv3x3-BN-PLIF."""
+    total, channels = 0, 2
+    for width, blocks in stages:
+        if width != channels:
+            total += channels * width * up_kernel ** 2 + 2 * width + 1  # conv (no bias), BN, one PLIF parameter
+        total += blocks * 2 * (width * width * 9 + 2 * width + 1)
+        channels = width
+    return total + channels * classes + classes  # 128x128 halved 7 times: 1x1
 
 
-def test_wide_net7b_has_exactly_the_written_structure():
-    # Table 6 writes Wide-7B-Net as c64k3s1-BN-PLIF-{SEW Block(c64)-MPk2s2}*4-c128k3s1-BN-PLIF-
-    # {SEW Block(c128)-MPk2s2}*3-FC10 and gives 1.19M parameters. Counted layer by layer, that structure has
-    # 1,258,778; the paper's figure is about what it has without the c128k3s1 conv + BN (73,984), so the
-    # table's count, not the structure, is taken to be off. Convs have no bias; each PLIF has one parameter.
-    convs = 2 * 64 * 9 + 4 * 2 * 64 * 64 * 9 + 64 * 128 * 9 + 3 * 2 * 128 * 128 * 9
-    batch_norms = 2 * (64 + 4 * 2 * 64 + 128 + 3 * 2 * 128)
-    plif_neurons = 1 + 4 * 2 + 1 + 3 * 2
-    fc = 128 * 10 + 10  # 128x128 input halved by 7 pools: 1x1
-    assert n_params(sj_sew.create_model("wide_net7b")) == convs + batch_norms + plif_neurons + fc == 1_258_778
+@pytest.mark.parametrize("name, stages, classes, authors, k3", [
+    ("net7b", [(32, 7)], 11, 130_426, 130_938),
+    ("wide_net7b", [(64, 4), (128, 3)], 10, 1_192_218, 1_258_778),
+])
+def test_paper_dvs_nets_have_the_authors_parameter_counts(name, stages, classes, authors, k3):
+    assert n_params(sj_sew.create_model(name)) == _sew_dvs_count(stages, classes, 1) == authors
+    assert n_params(sj_sew.create_model(name, up_kernel=3)) == _sew_dvs_count(stages, classes, 3) == k3
+    assert round(authors / 1e6, 2) == {"net7b": 0.13, "wide_net7b": 1.19}[name]  # Tables 5 and 6
+    ups = [m for m in sj_sew.create_model(name).layers if isinstance(m, torch.nn.Conv2d) and m.in_channels != m.out_channels]
+    assert len(ups) == len(stages) and all(m.kernel_size == (1, 1) and m.padding == (0, 0) for m in ups)
+
+
+def test_up_kernel_only_changes_up_projections_and_is_checked():
+    net = sj_sew.NotationNet("c8k3s1-BN-IF-{Block(c8)}*1-c8k3s1-BN-IF-FC4", up_kernel=1, input_size=8)
+    convs = [m for m in net.layers if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(1, 1), (3, 3)]  # 2->8 is an up-projection, 8->8 is not
+    with pytest.raises(ValueError, match="up_kernel"):
+        sj_sew.create_model("net7b", up_kernel=2)
+    assert sj_sew.create_model("surrogate_net").up_kernel is None  # no published code: the notation's k3
+
+
+def test_connect_takes_spikingjelly_and_authors_argument_names():
+    for alias in ("cnf", "connection", "connect_f"):
+        assert sj_sew.create_model("sew_resnet18", **{alias: "IAND"}).layer1[0].connect.name == "IAND"
+        assert sj_sew.create_model("net7b", **{alias: "AND"}).layers[3].connect.name == "AND"
+    assert sj_sew.create_model("sew_resnet18", connect="iand", cnf="IAND").layer1[0].connect.name == "IAND"
+    with pytest.raises(ValueError, match="conflicting"):
+        sj_sew.create_model("sew_resnet18", connect="ADD", cnf="IAND")
 
 
 def _build_small(name):

@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from conftest import run
 from spikingjelly.activation_based import functional
 
@@ -154,3 +155,42 @@ def test_documented_difference_spikingjelly_surrogate_is_narrower():
     assert grads[0][0] == grads[1][0] == [0.0, 0.0, 1.0, 1.0]
     assert grads[0][1] == [0.0, 2.0, 2.0, 0.0]
     assert grads[1][1] == [1.0, 1.0, 1.0, 1.0]
+
+
+# --- the authors' networks (github:BICLab/MS-ResNet, models/MS_ResNet.py), counted from their code ------------
+MS_AUTHORS_PARAMS = {"ms_resnet18": 11_693_736, "ms_resnet34": 21_801_896, "ms_resnet104": 77_350_504}
+
+
+@pytest.mark.parametrize("name", sorted(MS_AUTHORS_PARAMS))
+def test_parameter_counts_equal_the_authors(name):
+    assert sum(p.numel() for p in sj_sew.create_model(name).parameters()) == MS_AUTHORS_PARAMS[name]
+
+
+def test_resnet104_stem_is_three_biased_convs_then_one_bn_and_dropout_before_fc():
+    torch.manual_seed(0)
+    net = sj_sew.create_model("ms_resnet104", num_classes=10, T=2).double().eval()
+    stem = [net.conv1, *net.stem_rest, net.bn1]
+    assert sum(p.numel() for m in stem for p in m.parameters()) == 75_776
+    assert net.stem_once is False and net.dropout.p == 0.2
+    with torch.no_grad():
+        net.bn1.weight.uniform_(0.5, 1.5), net.bn1.bias.uniform_(-0.2, 0.2)
+        net.bn1.running_mean.uniform_(-0.1, 0.1), net.bn1.running_var.uniform_(0.5, 1.5)
+    x = torch.rand(2, 3, 32, 32, dtype=torch.float64)
+    # the authors' stem written out: conv3x3 s2 (bias), conv3x3 (bias), conv3x3 (bias), BN; nothing between
+    h = F.conv2d(x, net.conv1.weight, net.conv1.bias, stride=2, padding=1)
+    for conv in net.stem_rest:
+        h = F.conv2d(h, conv.weight, conv.bias, padding=1)
+    h = F.batch_norm(h, net.bn1.running_mean, net.bn1.running_var, net.bn1.weight, net.bn1.bias, eps=net.bn1.eps)
+    assert torch.equal(net.stem(x.unsqueeze(0))[0], h)
+    # dropout: one mask for every step, so it equals the authors' dropout on the time-averaged features
+    net.train()
+    feats = torch.rand(3, 2, 512, 1, 1, dtype=torch.float64)
+    torch.manual_seed(1)
+    per_step = net.dropout(torch.flatten(feats, 2))
+    assert torch.equal((per_step != 0).all(0) | (per_step == 0).all(0), torch.ones_like(per_step[0], dtype=torch.bool))
+
+
+def test_earlier_deep_stem_stays_available_for_its_checkpoints():
+    old = sj_sew.create_model("ms_resnet104", stem="deep", dropout=0.0, num_classes=10)
+    assert old.stem_rest[0].__class__.__name__ == "LIFNode" and old.dropout is None
+    assert old.conv1.bias is None and old.conv1.out_channels == 32

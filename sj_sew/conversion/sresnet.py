@@ -14,7 +14,11 @@ from spikingjelly.activation_based import base
 from ..deploy import fold_conv_bn
 from .ann import ANNResNet
 
-READOUTS = ("count+membrane", "count")
+READOUTS = ("count+softmax", "count+membrane", "count")
+#: How a site's scale lambda is read off its activations: ``'sorted'`` (the authors' MATLAB code: element
+#: floor(p/100 * n) of all n sorted activations, zeros and negatives included) or ``'positive'`` (the
+#: percentile of the positive activations only, sj_sew's earlier reading).
+SCALE_METHODS = ("sorted", "positive")
 
 
 class SubtractiveIF(base.MemoryModule):
@@ -71,17 +75,22 @@ class SBlock(nn.Module):
 class SResNet(nn.Module):
     """The converted spiking ResNet; single-step (one call = one time step of constant input current).
 
+    As the authors' code: the global average pool of the last block's spikes drives an IF neuron (``sn_pool``)
+    whose spikes drive the FC layer and its IF output neurons; ``pool_neuron=False`` feeds the pooled rates to
+    the FC directly instead.
+
     :meth:`step` advances one step; :meth:`scores` gives the readout so far; ``forward(x)`` runs ``T``
     steps on a static batch ``[N, C, H, W]`` from rest and returns scores / T ``[N, classes]``.
     """
 
     def __init__(self, stem: nn.Conv2d, blocks: Sequence[SBlock], fc: nn.Linear, scales: dict[str, float],
-                 readout: str = "count+membrane", v_init: float = 0.5, T: int = 64):
+                 readout: str = "count+softmax", v_init: float = 0.5, T: int = 64, pool_neuron: bool = True):
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"unknown readout {readout!r}; valid: {list(READOUTS)}")
         self.conv1, self.sn1 = stem, SubtractiveIF(v_init=v_init)
         self.blocks = nn.Sequential(*blocks)
+        self.sn_pool = SubtractiveIF(v_init=v_init) if pool_neuron else None
         self.fc, self.sn_out = fc, SubtractiveIF(v_init=v_init)
         self.scales = dict(scales)
         self.readout = readout
@@ -98,7 +107,8 @@ class SResNet(nn.Module):
     def step(self, x: torch.Tensor) -> torch.Tensor:
         """One time step with the analog input ``x`` as current; returns the output spikes."""
         s = self.blocks(self.sn1(self.conv1(x)))
-        out = self.sn_out(self.fc(torch.flatten(F.adaptive_avg_pool2d(s, 1), 1)))
+        pooled = torch.flatten(F.adaptive_avg_pool2d(s, 1), 1)
+        out = self.sn_out(self.fc(pooled if self.sn_pool is None else self.sn_pool(pooled)))
         self.count = out if self.count.numel() == 0 else self.count + out
         return out
 
@@ -106,7 +116,10 @@ class SResNet(nn.Module):
         """The readout so far (see :data:`READOUTS`)."""
         if self.readout == "count":
             return self.count
-        return self.count + self.sn_out.v
+        v = self.sn_out.v
+        if self.readout == "count+softmax":  # the authors': spike count + softmax of the output membrane
+            v = torch.softmax(torch.as_tensor(v, dtype=self.count.dtype).expand_as(self.count), dim=1)
+        return self.count + v
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor, T: int | None = None) -> torch.Tensor:
@@ -119,20 +132,29 @@ class SResNet(nn.Module):
         return out
 
 
-def _percentile_scale(values: torch.Tensor, percentile: float) -> float:
-    scale = float(np.percentile(values.numpy(), percentile)) if values.numel() else 1.0
+def _percentile_scale(values: torch.Tensor, percentile: float, method: str = "sorted") -> float:
+    if not values.numel():
+        return 1.0
+    if method == "sorted":  # MATLAB's final(floor(numel * p)) on the sorted values, 1-based
+        k = max(1, int(np.floor(values.numel() * percentile / 100.0)))
+        scale = float(torch.sort(values.flatten().double()).values[k - 1])
+    else:
+        scale = float(np.percentile(values.numpy(), percentile))
     return max(scale, 1e-6)
 
 
 @torch.no_grad()
 def activation_scales(ann: ANNResNet, loader: Iterable, percentile: float = 99.9,
-                      max_values: int = 2_000_000) -> dict[str, float]:
-    """lambda per ReLU site (and ``'fc'``): the percentile of positive activations on ``loader``.
+                      max_values: int = 2_000_000, method: str = "sorted") -> dict[str, float]:
+    """lambda per ReLU site (and ``'fc'``) from the activations on ``loader`` (see :data:`SCALE_METHODS`).
 
-    At most ``max_values`` positive values per site are kept (a random subset), to bound memory.
+    At most ``max_values`` values per site are kept (a random subset), to bound memory; below that the
+    ``'sorted'`` scale is exactly the authors' element.
     """
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
+    if method not in SCALE_METHODS:
+        raise ValueError(f"unknown scale method {method!r}; valid: {list(SCALE_METHODS)}")
     sites = {name: m for name, m in ann.named_modules() if isinstance(m, nn.ReLU)}
     sites["fc"] = ann.fc
     seen: dict[str, list[torch.Tensor]] = {name: [] for name in sites}
@@ -145,7 +167,8 @@ def activation_scales(ann: ANNResNet, loader: Iterable, percentile: float = 99.9
 
     def hook(name):
         def record(_module, _inputs, output):
-            seen[name].append(subset(output[output > 0].flatten()))
+            values = output.flatten() if method == "sorted" else output[output > 0].flatten()
+            seen[name].append(subset(values.detach().cpu()))
         return record
 
     handles = [m.register_forward_hook(hook(name)) for name, m in sites.items()]
@@ -156,13 +179,14 @@ def activation_scales(ann: ANNResNet, loader: Iterable, percentile: float = 99.9
     finally:
         for h in handles:
             h.remove()
-    return {name: _percentile_scale(subset(torch.cat(chunks) if chunks else torch.zeros(0)), percentile)
+    return {name: _percentile_scale(subset(torch.cat(chunks) if chunks else torch.zeros(0)), percentile, method)
             for name, chunks in seen.items()}
 
 
 @torch.no_grad()
 def convert(ann: ANNResNet, calibration_loader: Iterable, percentile: float = 99.9, v_init: float = 0.5,
-            readout: str = "count+membrane", T: int = 64) -> SResNet:
+            readout: str = "count+softmax", T: int = 64, scale_method: str = "sorted",
+            pool_neuron: bool = True) -> SResNet:
     """S-ResNet conversion of a trained :class:`ANNResNet` (see :mod:`sj_sew.conversion` for every step).
 
     Args:
@@ -170,13 +194,17 @@ def convert(ann: ANNResNet, calibration_loader: Iterable, percentile: float = 99
         calibration_loader: batches ``(x, y)`` or ``x`` used to find the activation scales.
         percentile: activation percentile that maps to the maximum firing rate (99.9 on CIFAR in the paper).
         v_init: initial membrane as a fraction of the threshold.
-        readout: ``'count+membrane'`` or ``'count'``.
+        readout: ``'count+softmax'`` (the authors'), ``'count+membrane'`` or ``'count'``.
         T: default number of steps of ``SResNet.forward``.
+        scale_method: ``'sorted'`` (the authors') or ``'positive'`` (:data:`SCALE_METHODS`).
+        pool_neuron: an IF neuron after the average pooling (the authors').
     """
     if not isinstance(ann, ANNResNet):
         raise TypeError(f"convert needs an sj_sew.conversion.ANNResNet (see ann_resnet), got {type(ann).__name__}")
     ann = copy.deepcopy(ann).eval()
-    lam = activation_scales(ann, calibration_loader, percentile)
+    if readout not in READOUTS:
+        raise ValueError(f"unknown readout {readout!r}; valid: {list(READOUTS)}")
+    lam = activation_scales(ann, calibration_loader, percentile, method=scale_method)
     stem = _scaled_conv(ann.conv1, ann.bn1, 1.0, lam["relu1"])
     blocks, lam_in = [], lam["relu1"]
     for i, blk in enumerate(ann.blocks):
@@ -189,4 +217,4 @@ def convert(ann: ANNResNet, calibration_loader: Iterable, percentile: float = 99
     fc = nn.Linear(ann.fc.in_features, ann.fc.out_features)
     fc.weight.data.copy_(ann.fc.weight * (lam_in / lam["fc"]))
     fc.bias.data.copy_(ann.fc.bias / lam["fc"])
-    return SResNet(stem, blocks, fc, lam, readout, v_init, T).eval()
+    return SResNet(stem, blocks, fc, lam, readout, v_init, T, pool_neuron).eval()

@@ -22,10 +22,17 @@ class SpikingNetwork(nn.Module):
     the image first, except for one training-time detail: the stem BatchNorm's running variance is
     updated with the unbiased correction of N*H*W values instead of N*T*H*W (same batch mean and variance).
     Output is the logits averaged over time, ``[N, num_classes]``.
+    Set :attr:`stem_once` False to repeat the image T times before the stem instead (MS-ResNet's and
+    DS-ResNet's authors do; their stem BN statistics then count N*T samples).
     Subclasses implement :meth:`stem`, :meth:`body` and :meth:`head`; stages are
     :class:`~sj_sew.memory.SegmentedSequential` and layers outside them are called through
     :func:`sj_sew.memory.run`, so that :meth:`set_grad_checkpointing` is honoured.
     """
+
+    #: static input: run the stem once and repeat its output (True), or repeat the image first (False).
+    stem_once = True
+    #: the side of the square input the network was built for (its FC layers depend on it), or None for any.
+    input_size: int | None = None
 
     def __init__(self, neuron: NeuronSpec, in_channels: int, num_classes: int, T: int | None):
         super().__init__()
@@ -79,11 +86,20 @@ class SpikingNetwork(nn.Module):
 
     # --- shared behaviour -----------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
+        """Raise TypeError/ValueError naming what is wrong with ``x`` (type, dtype, shape, T, channels, size,
+        non-finite values) before any layer sees it."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"input must be a floating-point tensor (spikes or intensities), got dtype {x.dtype}; "
+                            "convert it with x.float()")
         if x.dim() not in (4, 5):
             raise ValueError(f"input must be [T, N, C, H, W] or, for a model built with T, [N, C, H, W]; "
                              f"got shape {tuple(x.shape)}")
+        if x.dim() == 5 and x.shape[0] == 0:
+            raise ValueError(f"the input sequence has T = 0 time steps (shape {tuple(x.shape)}); it needs at least 1")
+        if x.shape[-4] == 0:
+            raise ValueError(f"the input batch is empty (N = 0, shape {tuple(x.shape)})")
         if x.shape[-3] != self.in_channels:
             raise ValueError(f"expected {self.in_channels} input channels at dim {x.dim() - 3} "
                              f"(shape [T, N, C, H, W] or [N, C, H, W]); got shape {tuple(x.shape)}")
@@ -93,6 +109,13 @@ class SpikingNetwork(nn.Module):
         if x.dim() == 5 and self.T is not None and x.shape[0] != self.T:
             raise ValueError(f"model was built with T={self.T} but the sequence has {x.shape[0]} steps "
                              f"(shape {tuple(x.shape)}); build it with T=None to accept any length")
+        if self.input_size is not None and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+            raise ValueError(f"{type(self).__name__} was built for {self.input_size}x{self.input_size} input "
+                             f"(input_size={self.input_size}) but got {x.shape[-2]}x{x.shape[-1]} (shape "
+                             f"{tuple(x.shape)}); build it with input_size={x.shape[-1]} or resize the input")
+        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # no data-dependent branch in a graph
+        if not tracing and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"input holds non-finite values (nan or inf; shape {tuple(x.shape)}); check the data")
 
     def sync_backend(self, device: torch.device) -> None:
         """Point every neuron at the backend the spec picks for ``device`` (no-op once per device)."""
@@ -109,7 +132,9 @@ class SpikingNetwork(nn.Module):
         """The last feature map ``[T, N, C, H, W]``."""
         self.check_input(x)
         self.sync_backend(x.device)
-        if x.dim() == 4:  # static image: stem once, then repeat over T (the authors' trick)
+        if x.dim() == 4 and not self.stem_once:  # the authors of this net repeat the image first
+            x = x.unsqueeze(0).expand(self.T, *x.shape)
+        if x.dim() == 4:  # static image: stem once, then repeat over T (the SEW authors' trick)
             s = self.stem(x.unsqueeze(0))
             s = s.expand(self.T, *s.shape[1:])
         else:

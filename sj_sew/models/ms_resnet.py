@@ -9,9 +9,13 @@ The block is :class:`sj_sew.blocks.BasicBlock` with ``family='ms'``; the neuron 
 rectangular surrogate).
 
 Layouts: ``ms_resnet18/34`` (stem conv7x7 s2 + BN, no max-pool; the first stage has stride 2 so feature
-sizes match torchvision's, as in SpikingJelly 2.0's ``model.ms_resnet``), ``ms_resnet104`` (three-conv3x3
-stem, stages [3, 8, 32, 8], AvgPool shortcut) and the CIFAR-style ``ms_resnet(depth=6n+2)`` (conv3x3 stem,
-three stages of n blocks, widths 16/32/64; depth 482 is n = 80).
+sizes match torchvision's, as in SpikingJelly 2.0's ``model.ms_resnet``), ``ms_resnet104`` (the authors'
+ResNet-104, github:BICLab/MS-ResNet: a stem of three biased conv3x3 3->64 s2, 64->64, 64->64 with nothing
+between them, then one BN; stages [3, 8, 32, 8] each with stride 2, AvgPool shortcut; dropout 0.2 before the
+classifier) and the CIFAR-style ``ms_resnet(depth=6n+2)`` (conv3x3 stem, three stages of n blocks, widths
+16/32/64; depth 482 is n = 80).
+
+Static input is repeated T times before the stem (:attr:`SpikingNetwork.stem_once` False), as the authors do.
 """
 from __future__ import annotations
 
@@ -26,17 +30,24 @@ from .init import init_weights
 from .layouts import build_stages, cifar_blocks_per_stage
 from .registry import register_model, register_variant
 
-STEMS = ("conv7", "conv3", "deep")
+STEMS = ("conv7", "conv3", "ms104", "deep")
 
 
 class MSResNet(SpikingNetwork):
     """A membrane-shortcut ResNet.
 
+    Static input is repeated T times before the stem, as in the authors' code (set ``stem_once`` True to run
+    the stem once: same outputs, the stem BN's running variance then counts N instead of N*T samples).
+
     Args:
         layers: blocks per stage.
         widths: channels per stage (the stem outputs ``widths[0]``, or ``stem_width`` for the deep stem).
-        stem: ``'conv7'`` (7x7 s2 + BN, ImageNet), ``'conv3'`` (3x3 s1 + BN, CIFAR) or ``'deep'``
-            (conv3x3 s2-BN-SN-conv3x3-BN-SN-conv3x3-BN, ResNet-104).
+        stem: ``'conv7'`` (7x7 s2 + BN, ImageNet), ``'conv3'`` (3x3 s1 + BN, CIFAR), ``'ms104'`` (the
+            authors' ResNet-104 stem: three biased conv3x3, the first s2, then one BN) or ``'deep'``
+            (conv3x3 s2-BN-SN-conv3x3-BN-SN-conv3x3-BN without bias, ``stem_width`` wide: the ResNet-D-style
+            reading ``ms_resnet104`` used before it followed the authors; its checkpoints load with it).
+        dropout: dropout before the classifier (0.2 in the authors' ResNet-104; one mask for all T steps, so
+            it equals their dropout on the time-averaged features).
         first_stride: stride of the first stage (2 for the ImageNet layouts, which have no max-pool).
         shortcut: ``'conv'`` or ``'avgpool'`` for the downsampling shortcut.
         zero_init_residual: zero the last BN of every block, so each block starts as the identity
@@ -48,7 +59,7 @@ class MSResNet(SpikingNetwork):
     def __init__(self, layers, widths=(64, 128, 256, 512), stem: str = "conv7", first_stride: int = 2,
                  shortcut: str = "conv", zero_init_residual: bool = True, neuron=None, backend: str = "auto",
                  in_channels: int = 3, num_classes: int = 1000, T: int | None = None, stem_width: int = 32,
-                 **neuron_kwargs):
+                 dropout: float = 0.0, **neuron_kwargs):
         for key in ("connect", "family"):
             if key in neuron_kwargs:
                 raise ValueError(f"MS-ResNet has membrane shortcuts, not SEW/spiking/plain blocks: {key!r} does not "
@@ -58,7 +69,16 @@ class MSResNet(SpikingNetwork):
         spec = ms_neuron_spec(neuron, backend, **neuron_kwargs)
         super().__init__(spec, in_channels, num_classes, T)
         self.stem_kind = stem
-        if stem == "deep":
+        self.stem_once = False
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if stem == "ms104":
+            w = widths[0]
+            self.conv1 = layer.Conv2d(in_channels, w, 3, stride=2, padding=1, bias=True, step_mode="m")
+            self.stem_rest = SegmentedSequential(layer.Conv2d(w, w, 3, padding=1, bias=True, step_mode="m"),
+                                                 layer.Conv2d(w, w, 3, padding=1, bias=True, step_mode="m"))
+            self.bn1 = layer.BatchNorm2d(w, step_mode="m")
+        elif stem == "deep":
             self.conv1, self.bn1 = conv_bn(in_channels, stem_width, 3, 2)
             self.stem_rest = SegmentedSequential(spec.make(), *conv_bn(stem_width, stem_width, 3, 1),
                                                  spec.make(), *conv_bn(stem_width, widths[0], 3, 1))
@@ -73,6 +93,7 @@ class MSResNet(SpikingNetwork):
         self.num_stages = len(stages)
         self.sn = spec.make()
         self.avgpool = layer.AdaptiveAvgPool2d((1, 1), step_mode="m")
+        self.dropout = layer.Dropout(dropout, step_mode="m") if dropout > 0 else None
         self.fc = layer.Linear(channels, num_classes, step_mode="m")
         vth = spec.v_threshold  # BN weights at Vth (the authors' tdBN-style init)
         init_weights(self, kaiming_convs=False, bn_weight=vth, zero_init_residual=zero_init_residual,
@@ -82,28 +103,32 @@ class MSResNet(SpikingNetwork):
     def depth(self) -> int:
         """Weighted layers: stem convs + two per block + the FC."""
         blocks = sum(len(getattr(self, f"layer{i}")) for i in range(1, self.num_stages + 1))
-        return (3 if self.stem_kind == "deep" else 1) + 2 * blocks + 1
+        return (3 if self.stem_kind in ("ms104", "deep") else 1) + 2 * blocks + 1
 
     def stem(self, x):
+        if self.stem_kind == "ms104":
+            return self.bn1(self.stem_rest(self.conv1(x)))
         return self.bn1(self.conv1(x))
 
     def body(self, x):
-        if self.stem_rest is not None:
+        if self.stem_kind == "deep":
             x = self.stem_rest(x)
         for i in range(1, self.num_stages + 1):
             x = getattr(self, f"layer{i}")(x)
         return x
 
     def head(self, features):
-        return self.fc(torch.flatten(self.avgpool(run(self.sn, features)), 2))
+        x = torch.flatten(self.avgpool(run(self.sn, features)), 2)
+        return self.fc(x if self.dropout is None else self.dropout(x))
 
 
 register_variant("ms_resnet18", MSResNet, "MS-ResNet-18 (conv7 stem, stages [2, 2, 2, 2]); kwargs: see MSResNet.",
                  defaults=dict(layers=(2, 2, 2, 2), stem="conv7"))
 register_variant("ms_resnet34", MSResNet, "MS-ResNet-34 (conv7 stem, stages [3, 4, 6, 3]); kwargs: see MSResNet.",
                  defaults=dict(layers=(3, 4, 6, 3), stem="conv7"))
-register_variant("ms_resnet104", MSResNet, "MS-ResNet-104 (deep stem, stages [3, 8, 32, 8], AvgPool shortcut); "
-                 "kwargs: see MSResNet.", defaults=dict(layers=(3, 8, 32, 8), stem="deep", shortcut="avgpool"))
+register_variant("ms_resnet104", MSResNet, "MS-ResNet-104 as the authors' code (three-conv3x3 stem, stages "
+                 "[3, 8, 32, 8], AvgPool shortcut, dropout 0.2); kwargs: see MSResNet.",
+                 defaults=dict(layers=(3, 8, 32, 8), stem="ms104", shortcut="avgpool", dropout=0.2))
 
 
 @register_model

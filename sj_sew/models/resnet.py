@@ -5,6 +5,7 @@ import torch
 from spikingjelly.activation_based import layer
 
 from ..blocks import ResidualBlock, get_family
+from ..connect import pop_connect_alias
 from ..memory import run
 from ..neurons import NeuronSpec
 from .base import SpikingNetwork
@@ -20,7 +21,8 @@ class SpikingResNet(SpikingNetwork):
         block: :class:`~sj_sew.blocks.BasicBlock` or :class:`~sj_sew.blocks.Bottleneck`.
         layers: blocks per stage.
         family: a block family (``'sew'``, ``'spiking'``, ``'plain'``, see :mod:`sj_sew.blocks`).
-        connect: g for SEW blocks (``'ADD'``, ``'AND'``, ``'IAND'`` or a registered name).
+        connect: g for SEW blocks (``'ADD'``, ``'AND'``, ``'IAND'`` or a registered name); SpikingJelly's
+            ``cnf=``/``connection=`` and the SEW authors' ``connect_f=`` are accepted as other names.
         neuron, backend, **neuron_kwargs: see :class:`sj_sew.neurons.NeuronSpec`.
         in_channels: 3 for images, 2 for DVS polarity frames.
         zero_init_residual: start every block as an identity mapping (paper, Sec. 3.3).
@@ -28,9 +30,10 @@ class SpikingResNet(SpikingNetwork):
         width: channels of the stem and the first stage.
     """
 
-    def __init__(self, block: type[ResidualBlock], layers, family: str = "sew", connect: str = "ADD",
+    def __init__(self, block: type[ResidualBlock], layers, family: str = "sew", connect: str | None = None,
                  neuron="if", backend: str = "auto", in_channels: int = 3, num_classes: int = 1000,
                  zero_init_residual: bool = False, T: int | None = None, width: int = 64, **neuron_kwargs):
+        connect = pop_connect_alias(neuron_kwargs, connect)
         spec = NeuronSpec(neuron, backend, **neuron_kwargs)
         super().__init__(spec, in_channels, num_classes, T)
         self.family = get_family(family).name

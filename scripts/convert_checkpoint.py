@@ -1,0 +1,51 @@
+"""Convert a published checkpoint (the SEW, MS-ResNet or MLF authors', SpikingJelly's zoo) to sj_sew's names.
+
+    python scripts/convert_checkpoint.py sew18_checkpoint_319.pth --arch sew_resnet18 --out sew18_sj_sew.pth
+    python scripts/convert_checkpoint.py dvsgesture.pth --arch net7b --source sew_authors --trusted
+
+The output is a plain state dict for ``sj_sew.create_model(arch, weights=OUT)``. Every key and shape is checked;
+a checkpoint that does not fit is refused with one line per key or shape at fault.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sj_sew  # noqa: E402
+from sj_sew.pretrained import SOURCES, CheckpointMismatch, convert_checkpoint  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="the file to convert")
+    p.add_argument("--arch", required=True, choices=sj_sew.list_models(), metavar="ARCH",
+                   help="the sj_sew model it is for (sj_sew.list_models())")
+    p.add_argument("--source", default="auto", choices=["auto", *SOURCES], help="who wrote it (default: find out)")
+    p.add_argument("--out", help="where to write the converted state dict (default: <checkpoint>.sj_sew.pth)")
+    p.add_argument("--num-classes", type=int, help="classes of its classifier, if not the model's default")
+    p.add_argument("--connect", help="g of its SEW blocks (ADD, AND, IAND)")
+    p.add_argument("--family", help="block family of a notation net (sew, spiking, plain)")
+    p.add_argument("--trusted", action="store_true",
+                   help="allow a full pickle (old training checkpoints that weights_only=True refuses)")
+    args = p.parse_args(argv)
+    kwargs = {k: v for k, v in dict(num_classes=args.num_classes, connect=args.connect, family=args.family).items()
+              if v is not None}
+    try:
+        state = convert_checkpoint(args.checkpoint, args.arch, args.source, args.trusted, **kwargs)
+    except (CheckpointMismatch, RuntimeError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out = Path(args.out or f"{args.checkpoint}.sj_sew.pth")
+    torch.save(state, out)
+    print(f"{out}: {len(state)} tensors for {args.arch}, sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
