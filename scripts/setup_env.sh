@@ -7,10 +7,12 @@
 #   release pins another torch, so it and torchaudio go in with --no-deps and its runtime deps by name.
 # - SpikingJelly 0.0.0.0.14 (the CuPy line) goes to $VENV/sj014; put it first on PYTHONPATH to use it
 #   (scripts/run_tests.sh runs the suite on both lines).
+# - Export (sj_sew.deploy): onnx + onnxruntime (ONNX), nir + nirtorch (NIR; nirtorch with --no-deps, it
+#   declares torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${SJ_SEW_VENV:-.venv}
-STAMP="$VENV/.sj_sew-env-v1"
+STAMP="$VENV/.sj_sew-env-v2"
 # Fashion-MNIST (real data, no download from a data host) comes as a Debian package.
 FASHION=/usr/share/datasets/fashion-mnist
 if [ ! -d "$FASHION" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -21,8 +23,10 @@ if [ -f "$STAMP" ]; then exit 0; fi
 [ -x "$VENV/bin/python" ] || "${PYTHON:-python3}" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
 pip install torch==2.14.1 torchvision==0.29.1
-pip install numpy scipy tqdm matplotlib tensorboard scikit-learn pytest h5py 'loguru<1,>=0.7' packaging requests SciencePlots cupy-cuda12x
+pip install numpy scipy tqdm matplotlib tensorboard scikit-learn pytest h5py 'loguru<1,>=0.7' packaging requests SciencePlots cupy-cuda12x \
+  onnx onnxruntime nir
 pip install --no-deps spikingjelly==2.0.0 torchaudio==2.11.0
+pip install --no-deps nirtorch  # export: NIR graphs (it declares torch, already here)
 pip install --no-deps --target "$VENV/sj014" spikingjelly==0.0.0.0.14
 pip install --no-deps -e .
 "$VENV/bin/python" - <<'PY'

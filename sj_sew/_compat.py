@@ -142,3 +142,13 @@ def ann2snn_convert(ann, calibration_loader, mode):
     if SJ2:
         return ann2snn.Converter(ann2snn.RateCodingRecipe(dataloader=calibration_loader, mode=mode)).convert(ann)
     return ann2snn.Converter(calibration_loader, mode=mode)(ann)
+
+
+def spikingjelly_nir_import():
+    """SpikingJelly's ``import_from_nir`` (2.x ``activation_based.nir_exchange``), or None on a line without it
+    (0.0.0.0.14) or where ``nir``/``nirtorch`` are not installed."""
+    try:
+        from spikingjelly.activation_based.nir_exchange import import_from_nir
+    except ImportError:
+        return None
+    return import_from_nir

@@ -33,15 +33,16 @@ def test_fused_conv_equals_conv_then_bn_in_eval():
 ])
 def test_inference_model_same_predictions(name, kwargs, x_shape):
     model, _ = model_pair(name, **kwargs)
+    norm = torch.nn.modules.batchnorm._BatchNorm  # BatchNorm2d, and DS-ResNet's tdBN (eps outside the root)
     for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
+        if isinstance(m, norm):
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     model = memory_saving(model) if name == "sew_resnet18" else model  # checkpointing is switched off
     deployed = inference_model(model)
     assert isinstance(deployed, InferenceModel) and "forward" not in vars(deployed.model)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in deployed.modules())
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()), "the original stays as it was"
+    assert not any(isinstance(m, norm) for m in deployed.modules()), "every normalisation after a conv folds"
+    assert any(isinstance(m, norm) for m in model.modules()), "the original stays as it was"
     assert not deployed.training and not any(p.requires_grad for p in deployed.parameters())
     x = torch.rand(*x_shape) * 3
     model.eval()

@@ -1,0 +1,202 @@
+"""Export of the inference model as a fixed-T graph: TorchScript (trace) and ONNX.
+
+:func:`graph_model` prepares the graph: the :func:`~sj_sew.deploy.inference_model` copy (BatchNorm folded), with
+every neuron replaced by :class:`UnrolledNeuron`, a stateless module that runs the whole sequence from rest with
+plain tensor operations (no autograd functions, buffers written in place or per-call state), so that tracers
+and the ONNX exporter see one straight graph unrolled over the T time steps.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+
+import torch
+import torch.nn as nn
+from spikingjelly.activation_based import base, functional, layer, neuron as sj_neuron
+
+from ..neurons import MLFNode
+from .inference import ChannelsLastMaxPool2d, InferenceModel, inference_model
+
+#: SpikingJelly neuron classes (and their sj_sew subclasses) that :class:`UnrolledNeuron` reproduces.
+UNROLLABLE = (sj_neuron.IFNode, sj_neuron.LIFNode, sj_neuron.ParametricLIFNode, MLFNode)
+
+
+def _float(value, what: str, node) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{type(node).__name__}.{what} has {value.numel()} values; export needs one scalar")
+        return float(value)
+    return float(value)
+
+
+class UnrolledNeuron(nn.Module):
+    """A stateless copy of one IF, LIF, PLIF or MLF neuron for export: ``forward(x_seq)`` runs the ``T`` steps of
+    ``x_seq`` (``[T, N, ...]``) from rest and returns the spikes (MLF: the spike counts), ``[T, N, ...]``.
+
+    Charge (IF) ``H = V + X``; (LIF/PLIF, decay_input) ``H = V + (X - (V - V_reset)) / tau``; (no decay_input)
+    ``H = V - (V - V_reset) / tau + X``; fire ``S = H >= V_th``; reset to ``V_reset`` (hard) or ``H - V_th``
+    (soft). PLIF's learned tau is frozen. Inference only (no surrogate gradient).
+    """
+
+    def __init__(self, node: nn.Module):
+        super().__init__()
+        if not isinstance(node, UNROLLABLE):
+            raise ValueError(f"cannot export neuron {type(node).__name__}: the exportable neurons are IF, LIF, "
+                             f"PLIF and MLF ({', '.join(c.__name__ for c in UNROLLABLE)} and their subclasses)")
+        self.source = type(node).__name__
+        if isinstance(node, MLFNode):
+            self.kind = "mlf"
+            self.decay = float(node.tau)
+            self.register_buffer("thresholds", node.thresholds.detach().clone().reshape(-1, 1), persistent=False)
+            return
+        self.v_threshold = _float(node.v_threshold, "v_threshold", node)
+        self.v_reset = _float(node.v_reset, "v_reset", node)
+        if isinstance(node, sj_neuron.ParametricLIFNode):
+            self.kind = "plif"
+            self.register_buffer("k", node.w.detach().clone().sigmoid().reshape(()), persistent=False)
+            self.decay_input = bool(node.decay_input)
+        elif isinstance(node, sj_neuron.LIFNode):
+            self.kind = "lif"
+            self.tau = _float(node.tau, "tau", node)
+            self.decay_input = bool(node.decay_input)
+        else:
+            self.kind = "if"
+
+    def _leak(self, v: torch.Tensor) -> torch.Tensor:
+        """(V - V_reset) / tau."""
+        rel = v if self.v_reset is None else v - self.v_reset
+        return rel * self.k if self.kind == "plif" else rel / self.tau
+
+    def _charge(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "if":
+            return v + x
+        if self.decay_input:
+            rel = v if self.v_reset is None else v - self.v_reset
+            return v + ((x - rel) * self.k if self.kind == "plif" else (x - rel) / self.tau)
+        return v - self._leak(v) + x
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        if self.kind == "mlf":
+            return self._mlf(x_seq)
+        v = x_seq[0] * 0.0  # rest; unlike zeros_like/full_like, keeps the batch axis dynamic in ONNX
+        if self.v_reset:
+            v = v + self.v_reset
+        spikes = []
+        for t in range(x_seq.shape[0]):
+            h = self._charge(v, x_seq[t])
+            fired = h >= self.v_threshold
+            s = fired.to(h.dtype)
+            if self.v_reset is None:
+                v = h - s * self.v_threshold
+            else:
+                v = h.masked_fill(fired, self.v_reset)
+            spikes.append(s)
+        return torch.stack(spikes)
+
+    def _mlf(self, x_seq: torch.Tensor) -> torch.Tensor:
+        theta = self.thresholds.to(x_seq).reshape(-1, *([1] * (x_seq.dim() - 1)))
+        v = (x_seq[0] * 0.0).unsqueeze(0)
+        counts = []
+        for t in range(x_seq.shape[0]):
+            h = self.decay * v + x_seq[t].unsqueeze(0)  # the same operations as MLFNode.step
+            s = (h - theta >= 0).to(h.dtype)
+            v = h * (1.0 - s)
+            counts.append(s.sum(0))
+        return torch.stack(counts)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind} (from {self.source})"
+
+
+def _replace_neurons(module: nn.Module) -> int:
+    """Neurons -> :class:`UnrolledNeuron`, channels-last max pools -> SpikingJelly's (whose reshapes keep the
+    batch axis dynamic in ONNX); returns the number of neurons."""
+    count = 0
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ChannelsLastMaxPool2d):
+                setattr(parent, name, layer.MaxPool2d(**child.args, step_mode="m"))
+            elif isinstance(child, UNROLLABLE):
+                setattr(parent, name, UnrolledNeuron(child))
+                count += 1
+            elif isinstance(child, base.MemoryModule):
+                raise ValueError(f"cannot export {name!r}: neuron {type(child).__name__} has no export form; "
+                                 f"supported: IF, LIF, PLIF, MLF")
+    return count
+
+
+class GraphModel(nn.Module):
+    """The export form of an sj_sew network for a fixed ``T``: stateless, every call from rest.
+
+    Input: ``[T, N, C, H, W]``, or ``[N, C, H, W]`` for a network built with ``T`` (static image).
+    Output: logits averaged over T, ``[N, num_classes]``, as the network's own forward.
+    """
+
+    def __init__(self, net: nn.Module, T: int):
+        super().__init__()
+        self.net = net
+        self.T = T
+
+    def example_input(self, batch: int = 1, size: int | tuple[int, int] = 32, static: bool = False) -> torch.Tensor:
+        """A random input of the exported shape (``static``: an image batch, for networks built with T)."""
+        h, w = (size, size) if isinstance(size, int) else size
+        shape = (batch, self.net.in_channels, h, w)
+        return torch.rand(shape) if static else torch.rand((self.T, *shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 5 and x.shape[0] != self.T:
+            raise ValueError(f"the graph is unrolled for T={self.T} steps; got a sequence of {x.shape[0]}")
+        return self.net(x)
+
+
+def graph_model(model: nn.Module, T: int | None = None) -> GraphModel:
+    """The export form (:class:`GraphModel`) of an sj_sew network or :class:`InferenceModel`, unrolled for ``T``
+    steps (default: the network's own ``T``). ``model`` is left unchanged."""
+    net = model.model if isinstance(model, InferenceModel) else model
+    T = T if T is not None else getattr(net, "T", None)
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"export needs a fixed number of time steps: pass T=<int> (the network was built with "
+                         f"T={getattr(net, 'T', None)!r})")
+    prepared = copy.deepcopy(net) if isinstance(model, InferenceModel) else inference_model(net).model
+    functional.reset_net(prepared)
+    if _replace_neurons(prepared) == 0:
+        raise ValueError(f"{type(net).__name__} has no spiking neuron to export")
+    prepared.eval().requires_grad_(False)
+    if getattr(prepared, "T", None) is not None:
+        prepared.T = T
+    return GraphModel(prepared, T)
+
+
+def _example(graph: GraphModel, example_input: torch.Tensor | None) -> torch.Tensor:
+    return graph.example_input() if example_input is None else example_input
+
+
+def export_torchscript(model: nn.Module, path: str | os.PathLike | None = None, T: int | None = None,
+                       example_input: torch.Tensor | None = None) -> torch.jit.ScriptModule:
+    """Trace the export form of ``model`` for ``T`` steps (``example_input`` fixes C, H and W; default
+    ``[T, 1, C, 32, 32]``); saved to ``path`` (``torch.jit.load`` reads it, also from C++) if given."""
+    graph = graph_model(model, T)
+    x = _example(graph, example_input)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings of the input checks, the trace deprecation notice
+        traced = torch.jit.trace(graph, x, check_trace=False)
+    if path is not None:
+        traced.save(os.fspath(path))
+    return traced
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, T: int | None = None,
+                example_input: torch.Tensor | None = None, opset_version: int = 17) -> str:
+    """Write the export form of ``model`` for ``T`` steps to an ONNX file (input ``"input"``, output
+    ``"logits"``). The graph has the example input's shape, batch size included (SpikingJelly's multi-step layers
+    reshape with the traced sizes). Returns the path."""
+    graph = graph_model(model, T)
+    x = _example(graph, example_input)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, (x,), os.fspath(path), dynamo=False, input_names=["input"],
+                          output_names=["logits"], opset_version=opset_version)
+    return os.fspath(path)

@@ -1,0 +1,403 @@
+"""NIR (Neuromorphic Intermediate Representation) export of SEW-ADD, Spiking, Plain and MS ResNets.
+
+NIR has Conv2d, Affine, AvgPool2d, Flatten, IF and LIF, but no Add, BatchNorm, MaxPool or multiplication. So
+:func:`to_nir` works on the BatchNorm-folded :func:`~sj_sew.deploy.inference_model` copy and writes a sum as
+several edges into one node (NIR sums a node's inputs): a SEW-ADD block's output ``A + S`` becomes an edge
+from A and an edge from (every term of) S into each node that reads the block's output; everything that does is
+linear (conv, pooling, affine) or a neuron, which sums its input currents. AND/IAND multiply spikes and are
+refused, as are max pooling (unless ``max_pool='avg'``, see :func:`max_pool_to_avg`), soft reset and neurons
+NIR has no primitive for (MLF, hence DS-ResNet). Neurons follow SpikingJelly 2.x's NIR convention with
+``dt``: IF ``r = 1/dt``; LIF ``tau = tau_steps * dt``, ``r = 1`` (decay_input) or ``tau_steps``,
+``v_leak = v_reset``; PLIF exports as LIF with its learned tau. Only ``nir`` is needed (both SpikingJelly lines).
+
+:func:`from_nir` reads a graph back into PyTorch with ``nirtorch`` and sj_sew's own discrete-time IF/LIF
+(:class:`NIRIF`, :class:`NIRLIF`); :func:`run_nir` feeds it one time step per call.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+
+import numpy as np
+import torch
+import torch.nn as nn
+from spikingjelly.activation_based import base, layer, neuron as sj_neuron
+
+from .. import _compat
+from ..blocks import ResidualBlock
+from ..models.ds_resnet import DSResNet
+from ..models.ms_resnet import MSResNet
+from ..models.notation import NotationNet
+from ..models.resnet import SpikingResNet
+from .inference import ChannelsLastMaxPool2d, InferenceModel, inference_model
+
+MAX_POOL_CHOICES = ("error", "avg")
+
+
+def _nir():
+    try:
+        import nir
+    except ImportError:
+        raise ImportError("NIR export needs the 'nir' package: pip install 'sj_sew[export]' (or pip install nir)") from None
+    return nir
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32)
+
+
+def _pair(v) -> tuple[int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def max_pool_to_avg(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every max pooling replaced by average pooling of the same kernel, stride and
+    padding (zeros counted). This is a different network: fine-tune it before exporting it to NIR with
+    ``max_pool='avg'``; its outputs are what the exported graph computes."""
+    net = copy.deepcopy(model)
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, (nn.MaxPool2d, ChannelsLastMaxPool2d)):
+                args = child.args if isinstance(child, ChannelsLastMaxPool2d) else dict(
+                    kernel_size=child.kernel_size, stride=child.stride, padding=child.padding,
+                    dilation=child.dilation, ceil_mode=child.ceil_mode)
+                if _pair(args.get("dilation", 1)) != (1, 1):
+                    raise ValueError(f"max pooling {name!r} is dilated; average pooling has no dilation")
+                setattr(parent, name, layer.AvgPool2d(args["kernel_size"], args["stride"], args["padding"],
+                                                      ceil_mode=args["ceil_mode"], step_mode="m"))
+    return net
+
+
+class _Builder:
+    """Emits NIR nodes and edges while walking a BN-folded network; a *value* is the list of node names whose
+    outputs are summed (a residual sum is a longer list)."""
+
+    def __init__(self, dt: float, max_pool: str):
+        self.nir = _nir()
+        self.dt, self.max_pool = dt, max_pool
+        self.nodes: dict = {}
+        self.edges: list[tuple[str, str]] = []
+
+    def node(self, name: str, node, value: list[str]) -> list[str]:
+        key = name.replace(".", "_") or "node"
+        if key in self.nodes:
+            i = 1
+            while f"{key}_{i}" in self.nodes:
+                i += 1
+            key = f"{key}_{i}"
+        if len(set(value)) != len(value):
+            raise ValueError(f"{name}: the same path enters a sum twice ({value}); NIR edges cannot carry a weight")
+        self.nodes[key] = node
+        self.edges += [(src, key) for src in value]
+        return [key]
+
+    # --- one module -----------------------------------------------------------------------------
+    def module(self, name: str, m: nn.Module, value, shape):
+        nir = self.nir
+        if isinstance(m, (nn.Identity, nn.Dropout)):
+            return value, shape
+        if isinstance(m, (nn.Sequential,)):
+            for child_name, child in m.named_children():
+                value, shape = self.module(f"{name}.{child_name}", child, value, shape)
+            return value, shape
+        if isinstance(m, ResidualBlock):
+            return self.block(name, m, value, shape)
+        if isinstance(m, nn.Conv2d):
+            if m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str):
+                raise ValueError(f"{name}: NIR export takes ungrouped, zero-padded convolutions with numeric padding")
+            bias = m.bias if m.bias is not None else torch.zeros(m.out_channels)
+            out = self.node(name, nir.Conv2d(input_shape=shape[1:], weight=_np(m.weight), stride=_pair(m.stride),
+                                             padding=_pair(m.padding), dilation=_pair(m.dilation), groups=1,
+                                             bias=_np(bias)), value)
+            h, w = (math.floor((s + 2 * p - d * (k - 1) - 1) / st) + 1 for s, p, d, k, st in
+                    zip(shape[1:], _pair(m.padding), _pair(m.dilation), m.kernel_size, _pair(m.stride)))
+            return out, (m.out_channels, h, w)
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            raise ValueError(f"{name}: BatchNorm that does not follow a convolution cannot be folded, and NIR has "
+                             "no BatchNorm")
+        if isinstance(m, (nn.MaxPool2d, ChannelsLastMaxPool2d)):
+            if self.max_pool == "error":
+                raise ValueError(f"{name}: NIR has no max pooling (a max of spikes is an OR, not a linear map). "
+                                 "Export the average-pooling variant instead: net = "
+                                 "sj_sew.deploy.max_pool_to_avg(net), fine-tune it, then to_nir(net, ..., "
+                                 "max_pool='avg')")
+            args = m.args if isinstance(m, ChannelsLastMaxPool2d) else dict(
+                kernel_size=m.kernel_size, stride=m.stride, padding=m.padding, ceil_mode=m.ceil_mode)
+            return self.avg_pool(name, _pair(args["kernel_size"]), _pair(args["stride"]), _pair(args["padding"]),
+                                 args["ceil_mode"], True, value, shape)
+        if isinstance(m, nn.AvgPool2d):
+            return self.avg_pool(name, _pair(m.kernel_size), _pair(m.stride if m.stride else m.kernel_size),
+                                 _pair(m.padding), m.ceil_mode, m.count_include_pad, value, shape,
+                                 m.divisor_override)
+        if isinstance(m, nn.AdaptiveAvgPool2d):
+            if _pair(m.output_size) != (1, 1):
+                raise ValueError(f"{name}: only global average pooling (output 1x1) maps to NIR's AvgPool2d")
+            return self.avg_pool(name, shape[1:], shape[1:], (0, 0), False, True, value, shape)
+        if isinstance(m, nn.Flatten):
+            out = self.node(name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1), value)
+            return out, (int(np.prod(shape)),)
+        if isinstance(m, nn.Linear):
+            node = (nir.Affine(_np(m.weight), _np(m.bias)) if m.bias is not None else nir.Linear(_np(m.weight)))
+            return self.node(name, node, value), (m.out_features,)
+        if isinstance(m, base.MemoryModule):
+            return self.neuron(name, m, value, shape), shape
+        raise ValueError(f"{name}: {type(m).__name__} has no NIR form; NIR export takes convolutions, folded "
+                         "BatchNorm, IF/LIF/PLIF neurons, average pooling, flatten and linear layers")
+
+    def avg_pool(self, name, kernel, stride, padding, ceil_mode, count_include_pad, value, shape, divisor=None):
+        if divisor is not None or (any(padding) and not count_include_pad):
+            raise ValueError(f"{name}: NIR's AvgPool2d divides by the kernel size; this pooling does not")
+        sizes = [(s + 2 * p - k) / st + 1 for s, p, k, st in zip(shape[1:], padding, kernel, stride)]
+        if ceil_mode and any(v != int(v) for v in sizes):
+            raise ValueError(f"{name}: ceil_mode pooling of a {shape[1:]} map has partial windows; NIR cannot "
+                             "express them")
+        out = self.node(name, self.nir.AvgPool2d(kernel_size=np.array(kernel), stride=np.array(stride),
+                                                 padding=np.array(padding)), value)
+        return out, (shape[0], *(math.floor(v) for v in sizes))
+
+    def neuron(self, name: str, m: nn.Module, value, shape):
+        nir = self.nir
+        problem = _neuron_problem(name, m)
+        if problem:
+            raise ValueError(problem)
+
+        def full(v):  # NIR neuron parameters have the neurons' shape (as SpikingJelly's exporter writes them)
+            return np.full(shape, float(v), dtype=np.float32)
+
+        if isinstance(m, sj_neuron.IFNode):
+            node = nir.IF(r=full(1.0 / self.dt), v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))
+        else:
+            tau = 1.0 / float(m.w.sigmoid()) if isinstance(m, sj_neuron.ParametricLIFNode) else float(m.tau)
+            node = nir.LIF(tau=full(tau * self.dt), r=full(1.0 if m.decay_input else tau), v_leak=full(m.v_reset),
+                           v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))
+        return self.node(name, node, value)
+
+    # --- a residual block -----------------------------------------------------------------------
+    def block(self, name: str, b: ResidualBlock, value, shape):
+        family = b.family
+        if family == "sew" and b.connect.name != "ADD":
+            raise ValueError(f"{name}: connect={b.connect.name} multiplies spikes (AND: A*S, IAND: (1-A)*S); NIR has "
+                             "no multiplication. Only SEW-ADD blocks export")
+        if family not in ("sew", "spiking", "plain", "ms"):
+            raise ValueError(f"{name}: family {family!r} is not exported to NIR; exportable: sew (ADD), spiking, "
+                             "plain, ms")
+        x, x_shape = value, shape
+        for i in range(1, b.num_convs + 1):
+            if b.kind.preactivation:
+                value, shape = self.module(f"{name}.sn{i}", getattr(b, f"sn{i}"), value, shape)
+            value, shape = self.module(f"{name}.conv{i}", getattr(b, f"conv{i}"), value, shape)
+            value, shape = self.module(f"{name}.bn{i}", getattr(b, f"bn{i}"), value, shape)
+            if not b.kind.preactivation and i < b.num_convs:
+                value, shape = self.module(f"{name}.sn{i}", getattr(b, f"sn{i}"), value, shape)
+        if family == "plain":
+            return self.module(f"{name}.sn{b.num_convs}", b.residual_neuron, value, shape)
+        short = x
+        if b.downsample is not None:
+            short, _ = self.module(f"{name}.downsample", b.downsample, x, x_shape)
+            if b.kind.shortcut == "conv-bn-sn":
+                short, _ = self.module(f"{name}.downsample_sn", b.downsample_sn, short, shape)
+        if family == "spiking":
+            return self.module(f"{name}.sn{b.num_convs}", b.residual_neuron, value + short, shape)
+        if family == "sew":
+            a, _ = self.module(f"{name}.sn{b.num_convs}", b.residual_neuron, value, shape)
+            return a + short, shape
+        return value + short, shape  # ms: the membrane sum
+
+
+def _neuron_problem(name: str, m: nn.Module) -> str | None:
+    """Why neuron ``m`` has no NIR form, or None."""
+    if not isinstance(m, (sj_neuron.IFNode, sj_neuron.LIFNode, sj_neuron.ParametricLIFNode)):
+        why = ("it fires several spikes per step (multi-level firing)" if type(m).__name__ == "MLFNode"
+               else "NIR has no primitive for it")
+        return (f"{name}: neuron {type(m).__name__} cannot be exported to NIR: {why}. Exportable: IF, LIF, "
+                "PLIF (as LIF) with hard reset")
+    if m.v_reset is None:
+        return f"{name}: soft reset (v_reset=None) cannot be exported: NIR's IF/LIF reset to v_reset"
+    return None
+
+
+def _layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The network as one sequence of (name, module), in the order its forward runs them."""
+    if isinstance(net, (SpikingResNet, DSResNet)):  # DS-ResNet: the same, without max pooling (its MLF is refused)
+        stages = [(f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, net.num_stages + 1)]
+        pool = [("maxpool", net.maxpool)] if isinstance(net, SpikingResNet) else []
+        return [("conv1", net.conv1), ("bn1", net.bn1), ("sn1", net.sn1), *pool, *stages,
+                ("avgpool", net.avgpool), ("flatten", nn.Flatten()), ("fc", net.fc)]
+    if isinstance(net, MSResNet):
+        stages = [(f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, net.num_stages + 1)]
+        stem = [("stem_rest", net.stem_rest)] if net.stem_rest is not None else []
+        return [("conv1", net.conv1), ("bn1", net.bn1), *stem, *stages, ("sn", net.sn), ("avgpool", net.avgpool),
+                ("flatten", nn.Flatten()), ("fc", net.fc)]
+    if isinstance(net, NotationNet):
+        return [(f"layers.{i}", m) for i, m in enumerate(net.layers)]
+    raise ValueError(f"to_nir exports SpikingResNet (sew/spiking/plain_resnet*), MSResNet (ms_resnet*) and "
+                     f"NotationNet (net7b, ...); got {type(net).__name__}")
+
+
+def to_nir(model: nn.Module, input_shape: tuple[int, int, int] | tuple[int, int] | int = 32, dt: float = 1e-4,
+           max_pool: str = "error", path: str | os.PathLike | None = None):
+    """The NIR graph of an sj_sew network (or its :class:`InferenceModel`), BatchNorm folded.
+
+    Args:
+        model: a SEW-ADD, Spiking, Plain or MS ResNet, or a NotationNet of such blocks.
+        input_shape: ``(C, H, W)`` of one time step, ``(H, W)`` or a side (C is the network's).
+        dt: the time step in seconds that NIR's continuous-time neurons are written with.
+        max_pool: ``'error'`` (default) refuses max pooling; ``'avg'`` writes average pooling in its place: the
+            graph then computes :func:`max_pool_to_avg` (model), a different network.
+        path: also write the graph there (HDF5, ``nir.read`` loads it).
+
+    The graph takes one time step ``[N, C, H, W]`` per call and outputs that step's logits; the network's
+    output is their mean over T.
+    """
+    if max_pool not in MAX_POOL_CHOICES:
+        raise ValueError(f"unknown max_pool {max_pool!r}; valid: {list(MAX_POOL_CHOICES)}")
+    if dt <= 0:
+        raise ValueError(f"dt must be positive, got {dt!r}")
+    net = model.model if isinstance(model, InferenceModel) else inference_model(model).model
+    layers = _layers(net)
+    for name, m in net.named_modules():  # the neurons first: their refusal says more than a layer's
+        if isinstance(m, base.MemoryModule) and _neuron_problem(name, m):
+            raise ValueError(_neuron_problem(name, m))
+    if isinstance(input_shape, int):
+        input_shape = (input_shape, input_shape)
+    if len(input_shape) == 2:
+        input_shape = (net.in_channels, *input_shape)
+    input_shape = tuple(int(s) for s in input_shape)
+    nir = _nir()
+    builder = _Builder(dt, max_pool)
+    builder.nodes["input"] = nir.Input(input_type={"input": np.array(input_shape)})
+    value, shape = ["input"], input_shape
+    for name, m in layers:
+        value, shape = builder.module(name, m, value, shape)
+    builder.nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
+    builder.edges += [(src, "output") for src in value]
+    graph = nir.NIRGraph(nodes=builder.nodes, edges=builder.edges,
+                         metadata={"source": f"sj_sew {type(net).__name__}", "dt": dt})
+    if path is not None:
+        nir.write(os.fspath(path), graph)
+    return graph
+
+
+# --------------------------------------------------------------------------------------------------
+# Import (nirtorch, sj_sew's discrete-time neurons)
+# --------------------------------------------------------------------------------------------------
+
+def _scalar(values, what: str) -> float:
+    unique = np.unique(np.asarray(values))
+    if unique.size != 1:
+        raise ValueError(f"{what} must be the same for every neuron (found {unique.size} values)")
+    return float(unique[0])
+
+
+class NIRIF(nn.Module):
+    """Discrete-time IF read from ``nir.IF`` (``r = 1/dt``): ``H = V + X``, spike at ``H >= v_threshold``,
+    hard reset; ``forward(x, state)`` returns ``(spikes, membrane)`` as nirtorch expects."""
+
+    def __init__(self, v_threshold: float, v_reset: float):
+        super().__init__()
+        self.v_threshold, self.v_reset = v_threshold, v_reset
+
+    def charge(self, v, x):
+        return v + x
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
+        v = torch.full_like(x, self.v_reset) if state is None else state
+        h = self.charge(v, x)
+        fired = h >= self.v_threshold
+        return fired.to(x.dtype), h.masked_fill(fired, self.v_reset)
+
+
+class NIRLIF(NIRIF):
+    """Discrete-time LIF read from ``nir.LIF``: ``H = V + (X - (V - v_reset)) / tau`` (``r = 1``) or
+    ``H = V - (V - v_reset) / tau + X`` (``r = tau``), tau in steps."""
+
+    def __init__(self, tau: float, decay_input: bool, v_threshold: float, v_reset: float):
+        super().__init__(v_threshold, v_reset)
+        self.tau, self.decay_input = tau, decay_input
+
+    def charge(self, v, x):
+        if self.decay_input:
+            return v + (x - (v - self.v_reset)) / self.tau
+        return v - (v - self.v_reset) / self.tau + x
+
+
+def _node_map(dt: float) -> dict:
+    nir = _nir()
+
+    def conv2d(n):
+        w = torch.from_numpy(np.asarray(n.weight))
+        m = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[-2:]), stride=_pair(np.asarray(n.stride).tolist()),
+                      padding=_pair(np.asarray(n.padding).tolist()), dilation=_pair(np.asarray(n.dilation).tolist()),
+                      groups=int(n.groups), bias=True)
+        m.weight.data, m.bias.data = w, torch.from_numpy(np.asarray(n.bias))
+        return m
+
+    def affine(n):
+        w = torch.from_numpy(np.asarray(n.weight))
+        m = nn.Linear(w.shape[1], w.shape[0], bias=isinstance(n, nir.Affine))
+        m.weight.data = w
+        if isinstance(n, nir.Affine):
+            m.bias.data = torch.from_numpy(np.asarray(n.bias))
+        return m
+
+    def avgpool(n):
+        return nn.AvgPool2d(_pair(np.asarray(n.kernel_size).tolist()), _pair(np.asarray(n.stride).tolist()),
+                            _pair(np.asarray(n.padding).tolist()))
+
+    def flatten(n):  # NIR's dims exclude the batch
+        return nn.Flatten(n.start_dim + 1 if n.start_dim >= 0 else n.start_dim,
+                          n.end_dim + 1 if n.end_dim >= 0 else n.end_dim)
+
+    def if_node(n):
+        r = _scalar(n.r, "nir.IF.r")
+        if not math.isclose(r * dt, 1.0, rel_tol=1e-6):
+            raise ValueError(f"nir.IF.r = {r} is not 1/dt = {1 / dt}: pass the dt the graph was written with")
+        return NIRIF(_scalar(n.v_threshold, "v_threshold"), _scalar(n.v_reset, "v_reset"))
+
+    def lif_node(n):
+        tau = _scalar(n.tau, "nir.LIF.tau") / dt
+        r = _scalar(n.r, "nir.LIF.r")
+        decay_input = math.isclose(r, 1.0, rel_tol=1e-6)
+        if not decay_input and not math.isclose(r, tau, rel_tol=1e-6):
+            raise ValueError(f"nir.LIF.r = {r} is neither 1 nor tau/dt = {tau}")
+        return NIRLIF(tau, decay_input, _scalar(n.v_threshold, "v_threshold"), _scalar(n.v_reset, "v_reset"))
+
+    return {nir.Input: lambda n: nn.Identity(), nir.Output: lambda n: nn.Identity(), nir.Conv2d: conv2d,
+            nir.Affine: affine, nir.Linear: affine, nir.AvgPool2d: avgpool, nir.Flatten: flatten,
+            nir.IF: if_node, nir.LIF: lif_node}
+
+
+def from_nir(graph, dt: float = 1e-4) -> nn.Module:
+    """A PyTorch module (nirtorch's interpreter) computing a NIR graph of Conv2d/Affine/Linear/AvgPool2d/Flatten/
+    IF/LIF nodes, one time step per call: ``out, state = module(x, state)``. ``graph`` may be a path."""
+    try:
+        import nirtorch
+    except ImportError:
+        raise ImportError("reading NIR into PyTorch needs nirtorch: pip install 'sj_sew[export]'") from None
+    nir = _nir()
+    if isinstance(graph, (str, os.PathLike)):
+        graph = nir.read(os.fspath(graph))
+    return nirtorch.nir_to_torch(graph, _node_map(dt))
+
+
+def from_nir_spikingjelly(graph, dt: float = 1e-4) -> nn.Module:
+    """The same through SpikingJelly's own importer (2.x ``nir_exchange.import_from_nir``, single-step mode);
+    a clear error on SpikingJelly 0.0.0.0.14, which has none (use :func:`from_nir` there)."""
+    importer = _compat.spikingjelly_nir_import()
+    if importer is None:
+        raise RuntimeError(f"SpikingJelly {_compat.SJ_VERSION} has no nir_exchange (SpikingJelly 2.x ships it), or "
+                           "nir/nirtorch are not installed; read the graph with sj_sew.deploy.from_nir, which needs "
+                           "only nir and nirtorch")
+    return importer(graph, dt=dt, step_mode="s")
+
+
+@torch.no_grad()
+def run_nir(module: nn.Module, sequence: torch.Tensor) -> torch.Tensor:
+    """Feed ``sequence`` ``[T, N, ...]`` to an imported NIR module step by step from rest (``state=None`` first,
+    then the returned state); returns the per-step outputs ``[T, N, ...]``."""
+    state, outputs = None, []
+    for frame in sequence:
+        out, state = module(frame, state)
+        outputs.append(out)
+    return torch.stack(outputs)
