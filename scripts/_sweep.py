@@ -26,7 +26,8 @@ def train_run(argv: list[str], out: Path, seed: int, train: bool = True) -> dict
         return json.loads(done.read_text())
     if not train:
         return None
-    args = argv + ["--out", str(out), "--seed", str(seed), "--no-progress", "--no-tensorboard"]
+    # one intra-op thread, as the quickstart preset these sweeps started from had (runs are small)
+    args = ["--threads", "1"] + argv + ["--out", str(out), "--seed", str(seed), "--no-progress", "--no-tensorboard"]
     if (out / "checkpoint.pt").exists():
         args.append("--resume")
     summary = cli.main(args)
@@ -53,14 +54,20 @@ def load_trained(path: str | Path):
     """(model in eval mode, its run config as a dict, its test set) from a checkpoint written by a training run
     (scripts/train.py or a sweep)."""
     from sj_sew.data import build_dataset
-    from sj_sew.training import load_checkpoint, model_from_config
+    from sj_sew.training import load_checkpoint
 
-    ckpt = load_checkpoint(path)
-    cfg = ckpt["config"]
-    model = model_from_config(cfg)
-    model.load_state_dict(ckpt["model"])
-    test_set = build_dataset(cfg["dataset"], False, root=cfg["data_root"], T=cfg["T"], **cfg["data_options"])
-    return model.eval(), cfg, test_set
+    run = load_checkpoint(path)
+    cfg = run.config
+    test_set = build_dataset(cfg.dataset, False, root=cfg.data_root, T=cfg.T, **cfg.data_options)
+    return run.model, cfg.to_dict(), test_set
+
+
+def output_dir(out: Path | None, name: str, quick: bool) -> Path:
+    """``--out`` as given, else ``results/<name>`` (the committed results) or, for a ``--quick`` smoke run,
+    ``runs/quick/<name>``, so that a smoke run never writes over committed results."""
+    if out is not None:
+        return out
+    return Path("runs/quick") / name if quick else Path("results") / name
 
 
 def init_probe_parser(doc: str, out: str):
@@ -77,7 +84,8 @@ def init_probe_parser(doc: str, out: str):
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="18 layers, 32x32, T=2, batch 2 (smoke test)")
-    p.add_argument("--out", type=Path, default=Path(out))
+    p.add_argument("--out", type=Path, help=f"default results/{out}, or runs/quick/{out} with --quick")
+    p.set_defaults(result_name=out)
     return p
 
 
@@ -85,5 +93,6 @@ def parse_init_probe_args(p, argv):
     args = p.parse_args(argv)
     if args.quick:
         args.depth, args.size, args.T, args.batch = 18, 32, 2, 2
+    args.out = output_dir(args.out, args.result_name, args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     return args

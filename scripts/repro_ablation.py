@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from _sweep import fmt, spread, train_run
+from _sweep import fmt, output_dir, spread, train_run
 from sj_sew.training import DVS_GESTURE_LR, QUICKSTART_NET
 
 #: name -> (flags, learning rate of Table 8)
@@ -45,8 +45,9 @@ def main(argv=None):
     p.add_argument("--per-class", type=int, help="use at most this many images per class (default: all)")
     p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed, T = 4, 12 images per class")
-    p.add_argument("--out", type=Path, default=Path("results/ablation"))
+    p.add_argument("--out", type=Path, help="default results/ablation, or runs/quick/ablation with --quick")
     args = p.parse_args(argv)
+    args.out = output_dir(args.out, "ablation", args.quick)
     if args.quick:
         args.seeds, args.epochs, args.T, args.per_class = 1, 1, 4, 12
     T_train = max(1, round(args.T * 12 / 16))

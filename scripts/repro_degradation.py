@@ -20,7 +20,7 @@ import json
 import time
 from pathlib import Path
 
-from _sweep import fmt, spread, train_run
+from _sweep import fmt, output_dir, spread, train_run
 
 FAMILIES = {"SEW ADD": ["--family", "sew", "--connect", "ADD"], "Spiking ResNet": ["--family", "spiking"],
             "Plain": ["--family", "plain"],
@@ -41,8 +41,9 @@ def main(argv=None):
     p.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="n = 1, 2; 1 seed; 1 epoch")
-    p.add_argument("--out", type=Path, default=Path("results/degradation"))
+    p.add_argument("--out", type=Path, help="default results/degradation, or runs/quick/degradation with --quick")
     args = p.parse_args(argv)
+    args.out = output_dir(args.out, "degradation", args.quick)
     if args.quick:
         args.blocks, args.seeds, args.epochs = [1, 2], 1, 1
     start, table = time.time(), {}

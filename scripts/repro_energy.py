@@ -20,7 +20,7 @@ from spikingjelly.activation_based import functional
 from torch.utils.data import DataLoader
 
 import sj_sew
-from _sweep import load_trained
+from _sweep import load_trained, output_dir
 from sj_sew.analysis.energy import OpCounter, spikingjelly_synops
 from sj_sew.data import build_dataset, dataset_info, time_first_collate
 from sj_sew.training import QUICKSTART_NET
@@ -50,8 +50,9 @@ def main(argv=None):
     p.add_argument("--from-ablation", type=Path, help="results directory of repro_ablation.py")
     p.add_argument("--batches", type=int, default=8)
     p.add_argument("--quick", action="store_true", help="an untrained 7B-style net, one batch")
-    p.add_argument("--out", type=Path, default=Path("results/energy"))
+    p.add_argument("--out", type=Path, help="default results/energy, or runs/quick/energy with --quick")
     args = p.parse_args(argv)
+    args.out = output_dir(args.out, "energy", args.quick)
     start, results = time.time(), {}
     if args.from_ablation:
         table = json.loads((args.from_ablation / "ablation.json").read_text())["table"]

@@ -83,7 +83,7 @@ def plot(results, path: Path, title: str):
 
 
 def main(argv=None):
-    p = init_probe_parser(__doc__, "results/firing_rates")
+    p = init_probe_parser(__doc__, "firing_rates")
     p.add_argument("--checkpoint", type=Path, nargs="+",
                    help="trained checkpoints to probe (a run's best.pt or checkpoint.pt)")
     p.add_argument("--batches", type=int, default=4, help="test batches per checkpoint")

@@ -72,7 +72,7 @@ def plot(results, path: Path):
 
 
 def main(argv=None):
-    args = parse_init_probe_args(init_probe_parser(__doc__, "results/gradients"), argv)
+    args = parse_init_probe_args(init_probe_parser(__doc__, "gradients"), argv)
     x, y = real_image_batch(args.batch, args.size, args.seed)
     results, start = {}, time.time()
     jobs = [(s, z, n) for s in SETTINGS for z in (False, True) for n in NETWORKS]

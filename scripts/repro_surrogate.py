@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from _sweep import fmt, spread, train_run
+from _sweep import fmt, output_dir, spread, train_run
 
 SURROGATES = {"ArcTan": "atan", "Rectangular": "rectangular", "Constant 1": "constant"}
 NETWORKS = {"SEW ADD": ["--family", "sew", "--connect", "ADD"], "Spiking ResNet": ["--family", "spiking"]}
@@ -33,8 +33,9 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed")
-    p.add_argument("--out", type=Path, default=Path("results/surrogate"))
+    p.add_argument("--out", type=Path, help="default results/surrogate, or runs/quick/surrogate with --quick")
     args = p.parse_args(argv)
+    args.out = output_dir(args.out, "surrogate", args.quick)
     if args.quick:
         args.seeds, args.epochs = 1, 1
     start, rows = time.time(), {}

@@ -17,6 +17,8 @@ from .memory import memory_saving
 from .models import (DSResNet, MSResNet, NotationNet, SpikingResNet, create_model, list_models, register_model,
                      register_variant)
 from .neurons import Constant, MLFNode, NeuronSpec, Rectangular, list_neurons, list_surrogates
+from .pretrained import load_pretrained
+from .training.load import load_checkpoint
 
 __version__ = "0.1.0"
 
@@ -26,6 +28,6 @@ __all__ = [
     "NeuronSpec", "list_neurons", "list_surrogates", "Rectangular", "Constant", "MLFNode",
     "BasicBlock", "Bottleneck", "ResidualBlock", "list_families", "register_family",
     "SpikingResNet", "MSResNet", "DSResNet", "NotationNet",
-    "memory_saving", "inference_model",
+    "memory_saving", "inference_model", "load_pretrained", "load_checkpoint",
     "SJ_VERSION", "SJ2", "__version__",
 ]

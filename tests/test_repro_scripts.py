@@ -51,7 +51,7 @@ needs_default_line = pytest.mark.skipif(not __import__("sj_sew").SJ2, reason="sm
 
 def _assert_row_matches_its_runs(row: dict, run_dir: Path):
     """A table row's numbers are exactly what its runs' metrics.jsonl and checkpoints say, seed by seed."""
-    from sj_sew.training import load_checkpoint, read_metrics
+    from sj_sew.training import read_checkpoint, read_metrics
 
     seeds = sorted(run_dir.glob("seed*"))
     assert seeds and row["best_test_acc"]["n"] == len(seeds)
@@ -62,15 +62,16 @@ def _assert_row_matches_its_runs(row: dict, run_dir: Path):
         assert row["final_train_loss"]["values"] == [m[-1]["train_loss"] for m in metrics]
     for d, m in zip(seeds, metrics):
         assert json.loads((d / "summary.json").read_text())["history"] == m
-        assert load_checkpoint(d / "checkpoint.pt")["epoch"] == m[-1]["epoch"]
-        assert load_checkpoint(d / "best.pt")["best"]["acc"] == max(r["test_acc"] for r in m)
+        assert read_checkpoint(d / "checkpoint.pt")["epoch"] == m[-1]["epoch"]
+        selected = max(m, key=lambda r: (r["val_acc"], -r["epoch"]))  # validation-selected, earliest on ties
+        assert read_checkpoint(d / "best.pt")["epoch"] == selected["epoch"]
 
 
 def read_config(run_dir: Path) -> dict:
     """The run configuration of seed 0 of a sweep cell."""
-    from sj_sew.training import load_checkpoint
+    from sj_sew.training import read_checkpoint
 
-    return load_checkpoint(run_dir / "seed0" / "checkpoint.pt")["config"]
+    return read_checkpoint(run_dir / "seed0" / "checkpoint.pt")["config"]
 
 
 def _report_only_reproduces(script: str, argv: list[str], table_file: Path):
@@ -136,3 +137,10 @@ def test_repro_surrogate_quick(tmp_path):
         _assert_row_matches_its_runs(row, run_dir)
         assert read_config(run_dir)["surrogate"] == sg and row["paper_cifar10"] == script.PAPER[(surrogate, net)]
     _report_only_reproduces("repro_surrogate", argv, tmp_path / "s" / "surrogate.json")
+
+
+def test_smoke_runs_never_write_into_results():
+    sweep = load("_sweep")
+    assert sweep.output_dir(None, "ablation", quick=True) == Path("runs/quick/ablation")
+    assert sweep.output_dir(None, "ablation", quick=False) == Path("results/ablation")
+    assert sweep.output_dir(Path("elsewhere"), "ablation", quick=True) == Path("elsewhere")

@@ -47,7 +47,7 @@ def _assert_same_weights(a: dict, b: dict):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
+def test_resume_equals_uninterrupted(tmp_path, monkeypatch, capsys):
     full = cli.main(TINY + ["--epochs", "3", "--out", str(tmp_path / "full")])
     assert full["epochs"] == 3
 
@@ -56,20 +56,21 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
 
     def killed_in_third_epoch(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 5:  # validation, then test, each epoch: the third epoch's validation
             raise KeyboardInterrupt
         return real_evaluate(*args, **kwargs)
 
     monkeypatch.setattr(training.loop, "evaluate", killed_in_third_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stop:
         cli.main(TINY + ["--epochs", "3", "--out", str(tmp_path / "cut")])
+    assert stop.value.code == 130 and "--resume --out" in capsys.readouterr().err
     monkeypatch.setattr(training.loop, "evaluate", real_evaluate)
-    assert training.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1
+    assert training.read_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1
     resumed = cli.main(["--resume", "--out", str(tmp_path / "cut"), "--no-progress"])
     assert resumed["epochs"] == 3
 
-    a = training.load_checkpoint(tmp_path / "full" / "checkpoint.pt")
-    b = training.load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    a = training.read_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = training.read_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     _assert_same_weights(a["model"], b["model"])
     assert _records(tmp_path / "full") == _records(tmp_path / "cut")
     assert [r["train_loss"] for r in _records(tmp_path / "full")] != [None] * 3
@@ -107,10 +108,11 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    state = training.load_checkpoint(path)
+    state = training.read_checkpoint(path, require=("epoch", "w"))
     assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(1000))
-    with pytest.raises(Exception):
-        training.load_checkpoint(partial[0])
+    with pytest.raises(training.CheckpointError, match="not a readable checkpoint"):
+        training.read_checkpoint(partial[0], require=())
+    assert training.remove_stale_temps(tmp_path) == partial and list(tmp_path.iterdir()) == [path]
 
 
 def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
@@ -132,7 +134,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     message = str(stop.value)
     assert "the loss became nan at epoch 1, step 0" in message
     assert f"last good checkpoint is {out / 'checkpoint.pt'} (epoch 0)" in message
-    state = training.load_checkpoint(out / "checkpoint.pt")
+    state = training.read_checkpoint(out / "checkpoint.pt")
     assert state["epoch"] == 0 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
     assert len(training.read_metrics(out / "metrics.jsonl")) == 1
 
@@ -185,19 +187,19 @@ def test_presets_follow_the_paper_and_flags_override():
         return cli.config_from_argv(list(argv) + ["--out", "never"])[0].to_dict()
 
     for connect, lr in [("ADD", 0.001), ("AND", 0.03), ("IAND", 0.063)]:
-        c = cfg("--preset", "dvs128_gesture", "--data-root", "x", "--connect", connect)
+        c = cfg("--preset", "dvs128_gesture", "--data-root", ".", "--connect", connect)
         assert (c["model"], c["T"], c["T_train"], c["lr"], c["epochs"], c["scheduler"]) == ("net7b", 16, 12, lr, 192, "step")
-    assert cfg("--preset", "dvs128_gesture", "--data-root", "x", "--family", "spiking")["lr"] == 0.1
-    assert cfg("--preset", "dvs128_gesture", "--data-root", "x", "--family", "plain")["lr"] == 0.005
-    assert cfg("--preset", "dvs128_gesture", "--data-root", "x", "--lr", "0.5")["lr"] == 0.5
-    c = cfg("--preset", "imagenet", "--data-root", "x", "--model", "sew_resnet50")
+    assert cfg("--preset", "dvs128_gesture", "--data-root", ".", "--family", "spiking")["lr"] == 0.1
+    assert cfg("--preset", "dvs128_gesture", "--data-root", ".", "--family", "plain")["lr"] == 0.005
+    assert cfg("--preset", "dvs128_gesture", "--data-root", ".", "--lr", "0.5")["lr"] == 0.5
+    c = cfg("--preset", "imagenet", "--data-root", ".", "--model", "sew_resnet50")
     assert (c["model"], c["neuron"], c["T"], c["lr"], c["epochs"], c["batch_size"], c["amp"]) == ("sew_resnet50", "if", 4, 0.1, 320, 32, True)
-    c = cfg("--preset", "cifar10_dvs", "--data-root", "x")
+    c = cfg("--preset", "cifar10_dvs", "--data-root", ".")
     assert (c["model"], c["lr"], c["epochs"], c["T_train"]) == ("wide_net7b", 0.01, 64, None)
     c = cfg("--model", "sew_resnet18")
     assert c["model"] == "sew_resnet18" and c["notation"] is None and c["dataset"] == "events"
-    c = cfg("--data-option", "per_class=16", "--data-option", "source=fashion_mnist", "--data-option", "x=none")
-    assert c["data_options"] == {"per_class": 16, "source": "fashion_mnist", "x": None}
+    c = cfg("--data-option", "per_class=16", "--data-option", "source=fashion_mnist", "--data-option", "split_seed=none")
+    assert c["data_options"] == {"per_class": 16, "source": "fashion_mnist", "split_seed": None}
 
 
 def test_run_config_is_library_data():
@@ -241,8 +243,8 @@ def test_memory_saving_trains_the_same_weights(tmp_path):
     argv = TINY + ["--epochs", "1", "--data-option", "per_class=4"]
     cli.main(argv + ["--out", str(tmp_path / "plain")])
     cli.main(argv + ["--out", str(tmp_path / "saving"), "--memory-saving"])
-    a = training.load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
-    b = training.load_checkpoint(tmp_path / "saving" / "checkpoint.pt")
+    a = training.read_checkpoint(tmp_path / "plain" / "checkpoint.pt")
+    b = training.read_checkpoint(tmp_path / "saving" / "checkpoint.pt")
     assert b["config"]["memory_saving"] and a["model"].keys() == b["model"].keys()
     for k in a["model"]:
         torch.testing.assert_close(b["model"][k], a["model"][k], rtol=1e-5, atol=1e-6)
@@ -257,11 +259,12 @@ def test_imagenet_path_runs_one_step_on_a_tiny_image_folder(tmp_path):
             Image.new("RGB", (40, 30), (200 * k, 60, 120)).save(tmp_path / split / cls / "a.png")
     out = tmp_path / "run"
     summary = cli.main(["--preset", "imagenet", "--data-root", str(tmp_path), "--T", "1", "--epochs", "1",
+                        "--val-fraction", "0",
                         "--batch-size", "2", "--workers", "0", "--out", str(out), "--no-progress",
                         "--no-tensorboard", "--device", "cpu", "--threads", "1"])
     (record,) = training.read_metrics(out / "metrics.jsonl")
     assert record["epoch"] == 0 and 0.0 <= record["test_acc"] <= 1.0 and record["train_loss"] > 0
-    state = training.load_checkpoint(out / "checkpoint.pt")
+    state = training.read_checkpoint(out / "checkpoint.pt")
     assert state["model"]["fc.weight"].shape == (2, 512)  # two classes found in the folder
     assert state["config"]["preset"] == "imagenet" and summary["epochs"] == 1
     json.dumps(state["config"])  # plain types only

@@ -8,11 +8,14 @@ Sequence items are ``[T, C, H, W]``; static items ``[C, H, W]`` (build the model
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
+import numpy as np
 from torch.utils.data import Dataset
 
+from .dvs import DatasetFilesError
 from .transforms import RandomTemporalDelete, integrate_by_count, random_temporal_delete, time_first_collate
 
 
@@ -28,19 +31,66 @@ class DatasetInfo:
     needs_root: bool = False  # the files must be given (``root``); nothing is embedded or downloaded
 
 
+class DataError(ValueError):
+    """A split that would train or test on nothing: empty, or (train) a single class. The message names the
+    data set and the split."""
+
+
 _DATASETS: dict[str, tuple[Callable[..., Dataset], DatasetInfo]] = {}
+_OPTIONS: dict[str, Callable[[], Sequence[str]] | Sequence[str] | None] = {}
 
 
-def register_dataset(name: str, info: DatasetInfo):
-    """Register ``build(train, root, T, **options) -> Dataset`` under ``name``."""
+def register_dataset(name: str, info: DatasetInfo, options: Callable[[], Sequence[str]] | Sequence[str] | None = None):
+    """Register ``build(train, root, T, **options) -> Dataset`` under ``name``. ``options`` are the option
+    names the builder takes (or a function returning them, called on first use); None: read them off
+    ``build``'s signature (any, if it takes ``**options``)."""
 
     def wrap(fn):
         if name in _DATASETS:
             raise ValueError(f"data set {name!r} is already registered")
         _DATASETS[name] = (fn, info)
+        _OPTIONS[name] = options
         return fn
 
     return wrap
+
+
+def dataset_options(name: str) -> list[str] | None:
+    """The option names ``build_dataset(name, ..., **options)`` takes (``--data-option KEY=VALUE``); None
+    where the builder takes any."""
+    build, _ = _entry(name)
+    options = _OPTIONS[name]
+    if callable(options):
+        options = options()
+    if options is None:
+        params = inspect.signature(build).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return None
+        options = [k for k in params if k not in ("train", "root", "T")]
+    return sorted(options)
+
+
+def check_split(dataset: Dataset, name: str, train: bool) -> Dataset:
+    """``dataset`` if it can be trained or tested on; :class:`DataError` naming the data set and the split if
+    it is empty, or (train split) holds fewer than two classes where its labels can be read without loading
+    its items."""
+    split = "train" if train else "test"
+    if len(dataset) == 0:
+        raise DataError(f"the {split} split of data set {name!r} is empty: its files hold too few samples per "
+                        "class for the split (check the data root and its options)")
+    labels = None
+    for attr in ("targets", "labels"):
+        labels = getattr(dataset, attr, None)
+        if labels is not None:
+            break
+    if labels is None and hasattr(dataset, "tensors") and len(dataset.tensors) > 1:
+        labels = dataset.tensors[1]
+    if train and labels is not None:
+        classes = np.unique(np.asarray(labels))
+        if len(classes) < 2:
+            raise DataError(f"the train split of data set {name!r} holds {len(dataset)} samples of "
+                            f"{len(classes)} class: nothing to learn to classify")
+    return dataset
 
 
 def list_datasets() -> list[str]:
@@ -66,59 +116,72 @@ def build_dataset(name: str, train: bool, root=None, T: int | None = None, **opt
     build, info = _entry(name)
     if info.sequence:
         T = info.default_T if T is None else T
-        if not isinstance(T, int) or T < 1:
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
             raise ValueError(f"T must be a positive int for the sequence data set {name!r}, got {T!r}")
-    return build(train=train, root=root, T=T, **options)
+    valid = dataset_options(name)
+    unknown = sorted(set(options) - set(valid)) if valid is not None else []
+    if unknown:
+        raise TypeError(f"data set {name!r} takes no option {unknown}; valid: {valid or 'none'}")
+    return check_split(build(train=train, root=root, T=T, **options), name, train)
 
 
-@register_dataset("events", DatasetInfo(2, 10, 16, True, 4))
+def _events_options() -> list[str]:
+    from .embedded import SensorConfig
+
+    return ["source", "per_class", "train_fraction", "split_seed", *SensorConfig.__dataclass_fields__]
+
+
+@register_dataset("events", DatasetInfo(2, 10, 16, True, 4), options=_events_options)
 def _events(train, root, T, **options):
     from .embedded import EmbeddedEventSet
 
     return EmbeddedEventSet(train=train, T=T, root=root, **options)
 
 
-@register_dataset("digits", DatasetInfo(1, 10, 8, False))
+@register_dataset("digits", DatasetInfo(1, 10, 8, False), options=("train_fraction", "split_seed"))
 def _digits(train, root, T, **options):
     from .static import digits
 
     return digits(train, root, **options)
 
 
-@register_dataset("fashion_mnist", DatasetInfo(1, 10, 28, False))
+@register_dataset("fashion_mnist", DatasetInfo(1, 10, 28, False), options=())
 def _fashion_mnist(train, root, T, **options):
     from .static import fashion_mnist
 
     return fashion_mnist(train, root, **options)
 
 
-@register_dataset("cifar10", DatasetInfo(3, 10, 32, False, needs_root=True))
+@register_dataset("cifar10", DatasetInfo(3, 10, 32, False, needs_root=True), options=("download",))
 def _cifar10(train, root, T, **options):
     from .static import cifar10
 
     return cifar10(train, root, **options)
 
 
-@register_dataset("imagenet", DatasetInfo(3, 1000, 224, False, needs_root=True))
+@register_dataset("imagenet", DatasetInfo(3, 1000, 224, False, needs_root=True), options=())
 def _imagenet(train, root, T, **options):
     from .static import imagenet
 
     return imagenet(train, root, **options)
 
 
-@register_dataset("dvs128_gesture", DatasetInfo(2, 11, 128, True, 16, needs_root=True))
+@register_dataset("dvs128_gesture", DatasetInfo(2, 11, 128, True, 16, needs_root=True),
+                  options=("split_by", "allow_download"))
 def _dvs128_gesture(train, root, T, **options):
     from .dvs import dvs128_gesture
 
     return dvs128_gesture(root, train, T, **options)
 
 
-@register_dataset("cifar10_dvs", DatasetInfo(2, 10, 128, True, 16, needs_root=True))
+@register_dataset("cifar10_dvs", DatasetInfo(2, 10, 128, True, 16, needs_root=True),
+                  options=("split_by", "allow_download", "split_seed"))
 def _cifar10_dvs(train, root, T, **options):
     from .dvs import cifar10_dvs
 
     return cifar10_dvs(root, train, T, **options)
 
 
-__all__ = ["build_dataset", "dataset_info", "list_datasets", "register_dataset", "DatasetInfo",
+__all__ = ["build_dataset", "dataset_info", "dataset_options", "list_datasets", "register_dataset", "DatasetInfo",
+           "DataError", "DatasetFilesError", "check_split",
            "time_first_collate", "random_temporal_delete", "RandomTemporalDelete", "integrate_by_count"]

@@ -10,11 +10,11 @@
 from .fused import IFNode, LIFNode, fast_path_applies, fused_neuron_class
 from .mlf import MLFNode, default_thresholds
 from .presets import MS_NEURON, mlf_spec, ms_neuron_spec
-from .spec import BACKENDS, NEURONS, NeuronSpec, list_neurons
+from .spec import BACKENDS, NEURONS, NeuronSpec, UnknownNeuronArgument, close_matches, list_neurons
 from .surrogate import (SURROGATES, Constant, Rectangular, fused_derivative, list_surrogates, make_surrogate,
                         register_surrogate)
 
-__all__ = ["NeuronSpec", "NEURONS", "BACKENDS", "list_neurons",
+__all__ = ["NeuronSpec", "NEURONS", "BACKENDS", "list_neurons", "UnknownNeuronArgument", "close_matches",
            "SURROGATES", "register_surrogate", "list_surrogates", "make_surrogate", "fused_derivative",
            "Rectangular", "Constant", "IFNode", "LIFNode", "fast_path_applies", "fused_neuron_class",
            "MLFNode", "default_thresholds", "MS_NEURON", "ms_neuron_spec", "mlf_spec"]

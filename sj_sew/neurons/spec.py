@@ -8,7 +8,9 @@ ATan(alpha = 2), detached reset.
 from __future__ import annotations
 
 import copy
+import difflib
 import inspect
+import math
 from typing import Any
 
 import torch
@@ -42,6 +44,44 @@ def _neuron_class(neuron):
     raise TypeError(f"neuron must be one of {list_neurons()} or a SpikingJelly neuron class, got {neuron!r}")
 
 
+class UnknownNeuronArgument(TypeError):
+    """Keyword arguments that a neuron class does not take (``unknown``; ``valid`` are those it takes)."""
+
+    def __init__(self, cls: type, unknown: list[str], valid: list[str]):
+        self.cls, self.unknown, self.valid = cls, list(unknown), list(valid)
+        super().__init__(f"{cls.__name__} does not take {self.unknown}{close_matches(self.unknown, valid)}; "
+                         f"valid: {self.valid}")
+
+
+def close_matches(names, valid) -> str:
+    """'; did you mean X?' for the names with a close match in ``valid`` ('' for none)."""
+    hints = [f"{m[0]} (for {n})" for n in names for m in [difflib.get_close_matches(n, list(valid), n=1)] if m]
+    return f"; did you mean {', '.join(hints)}?" if hints else ""
+
+
+def _check_parameters(cls: type, kwargs: dict) -> None:
+    """ValueError naming the parameter for values SpikingJelly would reject with a bare AssertionError
+    (or silently misuse): non-numeric or non-finite numbers, tau <= 1, a threshold <= 0 or <= the reset."""
+    for key in ("v_threshold", "v_reset", "tau", "init_tau"):
+        value = kwargs.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {value!r}")
+    decays = [k for k, base_cls in (("tau", sj_neuron.LIFNode), ("init_tau", sj_neuron.ParametricLIFNode))
+              if issubclass(cls, base_cls) and kwargs.get(k) is not None]
+    for key in decays:
+        if kwargs[key] <= 1:
+            raise ValueError(f"{key} of {cls.__name__} must be > 1 (the membrane time constant in steps: the "
+                             f"decay is 1/{key}), got {kwargs[key]!r}")
+    vth, vreset = kwargs.get("v_threshold"), kwargs.get("v_reset")
+    if vth is not None and vth <= 0:
+        raise ValueError(f"v_threshold must be > 0 (the paper: 1.0), got {vth!r}")
+    if vth is not None and vreset is not None and vreset >= vth:
+        raise ValueError(f"v_reset must be below v_threshold (or None for a soft reset), got v_reset={vreset!r} "
+                         f">= v_threshold={vth!r}")
+
+
 def _has_cuda_code(surrogate_function) -> bool:
     try:
         surrogate_function.cuda_codes("y", "x", "float")
@@ -69,9 +109,10 @@ class NeuronSpec:
         unknown = [k for k in kwargs if k not in params and not accepts_any]
         if unknown or "backend" in kwargs or "step_mode" in kwargs:
             valid = sorted(k for k in params if k not in ("self", "step_mode", "backend"))
-            raise TypeError(f"{self.cls.__name__} does not take {unknown or ['backend/step_mode']}; valid: {valid}")
+            raise UnknownNeuronArgument(self.cls, unknown or ["backend/step_mode"], valid)
         merged = {k: v for k, v in PAPER_DEFAULTS.items() if k in params or accepts_any}
         merged.update(kwargs)
+        _check_parameters(self.cls, merged)
         merged["surrogate_function"] = make_surrogate(merged.get("surrogate_function"))
         for key in ("v_threshold", "v_reset", "tau", "init_tau"):  # SpikingJelly 2.x asserts floats
             if merged.get(key) is not None and key in merged:

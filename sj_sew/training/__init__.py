@@ -4,13 +4,16 @@ checkpoints that survive a kill, exact resume, distributed data parallel, metric
 - :mod:`.config` -- :class:`RunConfig`, :data:`PRESETS`, :func:`resolve_config`, :func:`model_from_config`.
 - :mod:`.loop` -- :func:`train_one_epoch`, :func:`evaluate`, :func:`fit`, optimizers and schedules.
 - :mod:`.checkpoint`, :mod:`.distributed`, :mod:`.metrics` -- what a run writes, DDP, the records.
+- :mod:`.load` -- :func:`load_checkpoint`: a trained model back from a checkpoint or run directory.
 - :mod:`.run` -- :func:`run`, a whole run from a config; :mod:`.cli` -- its command line (``scripts/train.py``).
 """
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .checkpoint import (CheckpointError, read_checkpoint, remove_stale_temps, rng_state, save_checkpoint,
+                         seed_everything, set_rng_state)
 from .config import (DOWNLOAD_OPTION, DVS_GESTURE_LR, PRESETS, QUICKSTART_NET, RESUME_MAY_CHANGE, ConfigError,
                      RunConfig, check_config, model_from_config, resolve_config, resolve_run)
 from .distributed import (DistEnv, MultiStepSyncBatchNorm, ShardSampler, all_reduce_sum, convert_sync_batchnorm,
                           init_distributed, make_loaders, unwrap)
+from .load import LoadedRun, architecture, load_checkpoint
 from .loop import (OPTIMIZERS, SCHEDULERS, NonFiniteLossError, autocast, evaluate, fit, make_optimizer,
                    make_scheduler, train_one_epoch)
 from .metrics import MetricsLog, plot_curves, read_metrics
@@ -22,4 +25,5 @@ __all__ = ["NonFiniteLossError", "seed_everything", "rng_state", "set_rng_state"
            "train_one_epoch", "evaluate", "MetricsLog", "read_metrics", "plot_curves", "unwrap",
            "OPTIMIZERS", "SCHEDULERS",
            "RunConfig", "ConfigError", "PRESETS", "DVS_GESTURE_LR", "QUICKSTART_NET", "DOWNLOAD_OPTION",
-           "RESUME_MAY_CHANGE", "resolve_config", "resolve_run", "check_config", "autocast", "fit", "run"]
+           "RESUME_MAY_CHANGE", "resolve_config", "resolve_run", "check_config", "autocast", "fit", "run",
+           "CheckpointError", "read_checkpoint", "remove_stale_temps", "LoadedRun", "architecture"]

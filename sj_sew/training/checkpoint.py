@@ -1,6 +1,14 @@
-"""Checkpoints that survive a kill, and the random state that makes a resumed run equal an uninterrupted one."""
+"""Checkpoints that survive a kill and say when they are damaged, and the random state that makes a resumed
+run equal an uninterrupted one.
+
+Every checkpoint carries a SHA-256 of its content (:func:`state_digest`: tensors by dtype, shape and bytes,
+everything else by value, independent of how ``torch.save`` lays it out); :func:`read_checkpoint` verifies it
+and turns every way a file can be unusable into one :class:`CheckpointError` naming the file.
+"""
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -50,13 +58,57 @@ def _fsync_directory(directory: Path) -> None:
         pass
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: missing, damaged, or not an sj_sew run checkpoint."""
+
+
+def _feed(h, value) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=repr):
+            _feed(h, key)
+            _feed(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"L{len(value)}".encode())
+        for item in value:
+            _feed(h, item)
+    else:
+        h.update(f"V{type(value).__name__}:{value!r};".encode())
+
+
+def state_digest(state: dict) -> str:
+    """SHA-256 of a checkpoint's content, its ``checksum`` entry left out."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in state.items() if k != "checksum"})
+    return h.hexdigest()
+
+
+def temp_name(path: Path) -> Path:
+    """The temporary file :func:`save_checkpoint` writes before renaming it over ``path``."""
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def remove_stale_temps(directory: str | Path) -> list[Path]:
+    """Delete the temporary files that killed writers left in ``directory``; returns what was removed."""
+    stale = [Path(p) for p in glob.glob(str(Path(directory) / ".*.pt.tmp*"))]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """Write ``state`` so that ``path`` always holds a complete checkpoint: write a temporary file in the
-    same directory, fsync it, then atomically rename it over ``path``. A kill at any moment leaves either
-    the previous checkpoint or the new one."""
+    """Write ``state`` (with its checksum added) so that ``path`` always holds a complete checkpoint: write a
+    temporary file in the same directory, fsync it, then atomically rename it over ``path``. A kill at any
+    moment leaves either the previous checkpoint or the new one (and maybe a temporary file, which
+    :func:`remove_stale_temps` clears)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_name(path)
+    state = {**state, "checksum": state_digest(state)}
     try:
         with open(tmp, "wb") as f:
             torch.save(state, f)
@@ -69,6 +121,27 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     _fsync_directory(path.parent)  # make the rename itself durable
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``: tensors and plain types only, no code runs."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+def read_checkpoint(path: str | Path, map_location="cpu", require: tuple[str, ...] = ("config", "model")) -> dict:
+    """A checkpoint's content, loaded with ``weights_only=True`` (tensors and plain types only, no code runs)
+    and checked: readable, a dict holding ``require``, checksum equal where it has one (checkpoints from
+    before checksums have none). Raises :class:`CheckpointError` naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): the write that made it did not finish")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for damaged files; all mean the same to the user
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or damaged?): "
+                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not an sj_sew checkpoint")
+    missing = [k for k in require if k not in state]
+    if missing:
+        hint = (" It looks like a bare state_dict (weights only): load it with model.load_state_dict."
+                if all(isinstance(v, torch.Tensor) for v in state.values()) else "")
+        raise CheckpointError(f"{path} is not an sj_sew run checkpoint: it lacks {missing}.{hint}")
+    if "checksum" in state and state["checksum"] != state_digest(state):
+        raise CheckpointError(f"{path} is damaged: its content does not match its checksum")
+    return state

@@ -9,6 +9,10 @@ model were built; both raise :class:`ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .checkpoint import load_checkpoint
+from .checkpoint import read_checkpoint
 
 
 class ConfigError(ValueError):
@@ -32,6 +36,9 @@ class RunConfig:
     """Everything that defines a training run; the defaults hold under every preset.
 
     ``num_classes`` and ``input_size`` are read off the data by :func:`sj_sew.training.run` (None until then).
+    ``val_fraction`` of each class of the training split is held out as the validation split that selects the
+    best epoch (0: no validation split, the last epoch is the reported one). ``progress`` None shows progress
+    bars only when the output is a terminal.
     """
 
     dataset: str = "events"
@@ -65,7 +72,8 @@ class RunConfig:
     sync_bn: bool = False
     memory_saving: bool = False
     tensorboard: bool = True
-    progress: bool = True
+    progress: bool | None = None
+    val_fraction: float = 0.1
     preset: str = "quickstart"
     num_classes: int | None = None
     input_size: int | None = None
@@ -80,6 +88,8 @@ class RunConfig:
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise ConfigError(f"unknown run configuration keys {unknown}")
+        values = dict(values)
+        values.setdefault("val_fraction", 0.0)  # runs from before the validation split had none
         return cls(**values)
 
 
@@ -133,10 +143,30 @@ def parse_data_options(pairs: list[str]) -> dict:
     return {k: _parse_value(v) for k, v in (s.split("=", 1) for s in pairs)}
 
 
+#: What a run is called that no preset describes: ``--dataset``, ``--model`` or ``--notation`` without ``--preset``.
+CUSTOM = "custom"
+
+#: The flags that describe a run of one's own: given without ``--preset``, no preset applies.
+OWN_RUN_FLAGS = ("dataset", "model", "notation")
+
+PRESET_RULE = """\
+Presets: --preset NAME applies that recipe. Without --preset, the quickstart preset applies only when none of
+--dataset, --model and --notation is given; a run that sets one of them starts from the plain defaults of
+sj_sew.training.RunConfig (SGD, lr 0.1, batch 32, ...) and is called 'custom'. Explicit flags override both."""
+
+
+def preset_for(flags: dict, preset: str | None) -> str:
+    """The preset a new run with explicitly given ``flags`` uses: ``preset`` if given, else quickstart when
+    ``flags`` name no data set or net (:data:`OWN_RUN_FLAGS`), else :data:`CUSTOM` (no preset)."""
+    if preset is not None:
+        return preset
+    return CUSTOM if any(k in flags for k in OWN_RUN_FLAGS) else "quickstart"
+
+
 def _preset_config(flags: dict, preset: str) -> dict:
-    if preset not in PRESETS:
+    if preset != CUSTOM and preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid: {sorted(PRESETS)}")
-    cfg = {**RunConfig().to_dict(), **PRESETS[preset], **flags, "preset": preset}
+    cfg = {**RunConfig().to_dict(), **PRESETS.get(preset, {}), **flags, "preset": preset}
     if "model" in flags and "notation" not in flags:  # one picks the net; the other's preset value goes
         cfg["notation"] = None
     if "notation" in flags and "model" not in flags:
@@ -163,16 +193,16 @@ def _resumed_config(flags: dict, preset: str | None, saved: dict) -> dict:
 
 
 def resolve_config(flags: dict, preset: str | None = None, saved: dict | None = None) -> RunConfig:
-    """Defaults <- ``preset`` (default quickstart), or the checkpoint config ``saved`` when resuming, <- the
-    explicitly given ``flags`` (RunConfig fields; ``data_options`` as a dict or as ``KEY=VALUE`` strings);
-    then :func:`check_config`. Raises :class:`ConfigError`."""
+    """Defaults <- ``preset`` (see :func:`preset_for`: quickstart unless ``flags`` set the data set or the net),
+    or the checkpoint config ``saved`` when resuming, <- the explicitly given ``flags`` (RunConfig fields;
+    ``data_options`` as a dict or as ``KEY=VALUE`` strings); then :func:`check_config`. Raises :class:`ConfigError`."""
     flags = dict(flags)
     if isinstance(flags.get("data_options"), (list, tuple)):
         flags["data_options"] = parse_data_options(flags["data_options"])
     if saved is not None:
         cfg = RunConfig.from_dict(_resumed_config(flags, preset, saved))
     else:
-        cfg = RunConfig.from_dict(_preset_config(flags, preset or "quickstart"))
+        cfg = RunConfig.from_dict(_preset_config(flags, preset_for(flags, preset)))
     check_config(cfg)
     return cfg
 
@@ -201,11 +231,19 @@ def resolve_run(flags: dict, preset: str | None = None, resume: str | None = Non
     flags, state = dict(flags), None
     if resume is not None:
         path = locate_checkpoint(resume, flags.get("out"))
-        state = load_checkpoint(path)
-        flags.setdefault("out", str(path.parent))
+        state = read_checkpoint(path)
+        if "optimizer" not in state:
+            raise ConfigError(f"{path} holds weights only (no optimizer state; best.pt is the selected epoch's "
+                              f"weights): resume from the run's checkpoint.pt, or evaluate this file with "
+                              f"scripts/evaluate.py")
+        out = Path(flags.setdefault("out", str(path.parent)))
+        if out.resolve() != path.parent.resolve() and (out / "checkpoint.pt").exists():
+            raise ConfigError(f"--out {out} already holds another run; resuming {path} there would overwrite it. "
+                              f"Choose an empty --out, or leave --out out to continue in {path.parent}")
     cfg = resolve_config(flags, preset, state["config"] if state else None)
     if cfg.out is None:
         cfg.out = default_out(cfg.preset)
+        check_out(cfg.out)
     if state is None and (Path(cfg.out) / "checkpoint.pt").exists():
         raise ConfigError(f"{Path(cfg.out)} already holds a run; continue it with --resume or choose another --out")
     return cfg, state
@@ -223,6 +261,31 @@ def _check_model(cfg: RunConfig) -> None:
     if cfg.family is not None and cfg.notation is None and cfg.model not in PAPER_NETS:
         raise ConfigError(f"--family applies to notation nets ({sorted(PAPER_NETS)} or --notation); for ResNets "
                           f"choose the family by name, e.g. --model {cfg.model.replace('sew_', 'spiking_')}")
+    if cfg.notation is not None or cfg.model in PAPER_NETS:
+        _check_notation_net(cfg)
+
+
+def _check_notation_net(cfg: RunConfig) -> None:
+    """Build a notation net (small) as the run would, so that a notation that does not parse or does not fit
+    the data set's input fails now, naming the flag. Skipped where ``--data-option``s may change the input
+    size; the global random state is left as it was."""
+    from ..models import parse_notation
+
+    flag = "--notation" if cfg.notation is not None else f"--model {cfg.model}"
+    if cfg.notation is not None:
+        if not isinstance(cfg.notation, str) or not cfg.notation.strip():
+            raise ConfigError(f"--notation must be a network in the paper's notation, got {cfg.notation!r}")
+        try:
+            parse_notation(cfg.notation)
+        except ValueError as e:
+            raise ConfigError(f"--notation {cfg.notation!r} does not parse: {e}") from None
+    if cfg.data_options or cfg.input_size is not None:
+        return
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model_from_config(cfg)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{flag} cannot be built for data set {cfg.dataset!r}: {e}") from None
 
 
 def _check_numbers(cfg: RunConfig) -> None:
@@ -234,12 +297,48 @@ def _check_numbers(cfg: RunConfig) -> None:
     for key in ("epochs", "batch_size", "step_size"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.lr is None or cfg.lr <= 0:
-        raise ConfigError(f"--lr must be > 0, got {cfg.lr}")
+    if cfg.lr is None or not 0 < cfg.lr < math.inf:
+        raise ConfigError(f"--lr must be > 0 and finite, got {cfg.lr}")
+    for key in ("momentum", "weight_decay"):
+        value = getattr(cfg, key)
+        if not 0 <= value < math.inf:
+            raise ConfigError(f"--{key.replace('_', '-')} must be a finite number >= 0, got {value}")
+    if cfg.momentum >= 1:
+        raise ConfigError(f"--momentum must be < 1 (SGD momentum; 0.9 in the paper), got {cfg.momentum}")
+    if not 0 < cfg.gamma < math.inf:
+        raise ConfigError(f"--gamma (the StepLR factor) must be a finite number > 0, got {cfg.gamma}")
     if cfg.workers < 0:
         raise ConfigError(f"--workers must be >= 0, got {cfg.workers}")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {cfg.threads}")
+
+
+def _check_data_options(cfg: RunConfig) -> None:
+    from ..data import dataset_options
+
+    valid = dataset_options(cfg.dataset)
+    unknown = sorted(set(cfg.data_options) - set(valid))
+    if unknown:
+        close = {k: difflib.get_close_matches(k, valid, n=1) for k in unknown}
+        hint = "".join(f"; did you mean {m[0]}= for {k}=?" for k, m in close.items() if m)
+        reserved = [k for k in unknown if k in ("root", "T", "train")]
+        if reserved:
+            hint += f"; {reserved} are set by --data-root/--T, not --data-option"
+        raise ConfigError(f"--data-option {unknown[0]}={cfg.data_options[unknown[0]]!r}: data set {cfg.dataset!r} "
+                          f"takes no option {unknown}; valid: {valid or 'none'}{hint}")
+
+
+def _check_data_root(cfg: RunConfig) -> None:
+    root = Path(cfg.data_root)
+    if not str(cfg.data_root).strip():
+        raise ConfigError("--data-root must name a directory, got ''")
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--data-root {root} is a file; give the directory that holds the data set's files")
+    if not root.exists() and not cfg.download:
+        raise ConfigError(f"--data-root {root} does not exist; give the directory that holds the "
+                          f"{cfg.dataset} files" + (" (or add --download)" if cfg.dataset in DOWNLOAD_OPTION else ""))
+    if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
+        raise ConfigError(f"--data-root {root} is not readable")
 
 
 def _check_data(cfg: RunConfig) -> None:
@@ -250,8 +349,11 @@ def _check_data(cfg: RunConfig) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     T = cfg.T if cfg.T is not None else info.default_T
-    if T is None or T < 1:
-        raise ConfigError(f"--T must be >= 1 (static data set {cfg.dataset!r} needs it), got {cfg.T}")
+    if T is None:
+        raise ConfigError(f"static data set {cfg.dataset!r} needs --T (how many time steps each image is shown), "
+                          "e.g. --T 4")
+    if T < 1:
+        raise ConfigError(f"--T must be >= 1, got {cfg.T}")
     if cfg.T_train is not None:
         if not info.sequence:
             raise ConfigError(f"--T-train (random temporal delete) applies to sequence data sets, not {cfg.dataset!r}")
@@ -262,14 +364,57 @@ def _check_data(cfg: RunConfig) -> None:
                           "never downloaded")
     if info.needs_root and not cfg.data_root:
         raise ConfigError(f"data set {cfg.dataset!r} is not embedded: give --data-root DIR with its files")
+    if cfg.data_root is not None:
+        _check_data_root(cfg)
+    _check_data_options(cfg)
+
+
+def _check_device(cfg: RunConfig) -> None:
+    if cfg.device is None:
+        return
+    valid = "cpu, cuda or cuda:N"
+    try:
+        dev = torch.device(cfg.device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"--device {cfg.device!r} is not a device; valid: {valid}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {cfg.device!r}: sj_sew trains on {valid}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {cfg.device}: CUDA is not available on this machine; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {cfg.device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+
+
+def check_out(out: str | Path) -> None:
+    """Raise :class:`ConfigError` unless ``out`` is (or can be made) a writable run directory; creates nothing
+    that stays (a probe directory is made and removed in the nearest existing parent)."""
+    if not str(out).strip():
+        raise ConfigError("--out must name a directory, got ''")
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out {path} is a file, not a directory; choose another --out")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {path}: {existing} is a file, not a directory; choose another --out")
+    try:
+        tempfile.TemporaryDirectory(dir=existing, prefix=".sj_sew-probe-").cleanup()
+    except OSError as e:
+        raise ConfigError(f"--out {path} is not writable (cannot create a directory in {existing}: "
+                          f"{e.strerror or e}); choose another --out") from None
 
 
 def check_config(cfg: RunConfig) -> None:
     """Raise :class:`ConfigError` for every error that would otherwise surface after the data or the model
     were built."""
-    _check_model(cfg)
     _check_numbers(cfg)
     _check_data(cfg)
+    _check_device(cfg)
+    _check_model(cfg)
+    if cfg.out is not None:
+        check_out(cfg.out)
     if cfg.sync_bn and (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cpu"):
         raise ConfigError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm does not run on CPU")
 

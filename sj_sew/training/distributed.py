@@ -72,17 +72,25 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
+def _loader_options(batch_size: int, env: DistEnv, workers: int) -> dict:
+    return dict(batch_size=batch_size, num_workers=workers, collate_fn=time_first_collate,
+                pin_memory=env.device.type == "cuda")
+
+
+def make_eval_loader(dataset: Dataset, batch_size: int, env: DistEnv, workers: int = 0) -> DataLoader:
+    """A loader giving this process's shard of ``dataset`` in order, time-first, each sample exactly once."""
+    sampler = ShardSampler(dataset, env.rank, env.world_size)
+    return DataLoader(dataset, sampler=sampler, **_loader_options(batch_size, env, workers))
+
+
 def make_loaders(train_set: Dataset, test_set: Dataset, batch_size: int, env: DistEnv, seed: int,
                  workers: int = 0) -> tuple[DataLoader, DataLoader]:
     """Loaders giving time-first batches. The training order is a function of (seed, epoch) only
     (``loader.sampler.set_epoch``), the same in one process and across ``world_size`` processes."""
-    pin = env.device.type == "cuda"
     train_sampler = DistributedSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                        seed=seed)
-    common = dict(batch_size=batch_size, num_workers=workers, collate_fn=time_first_collate, pin_memory=pin)
-    train = DataLoader(train_set, sampler=train_sampler, **common)
-    test = DataLoader(test_set, sampler=ShardSampler(test_set, env.rank, env.world_size), **common)
-    return train, test
+    train = DataLoader(train_set, sampler=train_sampler, **_loader_options(batch_size, env, workers))
+    return train, make_eval_loader(test_set, batch_size, env, workers)
 
 
 class MultiStepSyncBatchNorm(nn.SyncBatchNorm):

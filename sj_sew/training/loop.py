@@ -142,14 +142,14 @@ def evaluate(model: nn.Module, loader: DataLoader, env: DistEnv | None = None, *
 
 
 def fit(model: nn.Module, train_loader: Iterable, optimizer, scheduler, env: DistEnv | None = None, *,
-        epochs: int, start_epoch: int = 0, test_loader: Iterable | None = None, scaler=None, amp: bool = False,
-        T_train: int | None = None, progress: bool = False,
+        epochs: int, start_epoch: int = 0, test_loader: Iterable | None = None, val_loader: Iterable | None = None,
+        scaler=None, amp: bool = False, T_train: int | None = None, progress: bool = False,
         on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
-    """Epochs ``start_epoch .. epochs - 1`` of :func:`train_one_epoch`, :func:`evaluate` on ``test_loader``
-    (if given) and a scheduler step. Returns one record per epoch (``epoch``, ``train_loss``, ``train_acc``,
-    ``test_loss``, ``test_acc``, ``firing_rate``, ``lr``, ``epoch_time``), each also passed to ``on_epoch``
-    as soon as the epoch ends. The loaders give ``(x, y)`` batches; a sampler with ``set_epoch`` (distributed)
-    is told the epoch first."""
+    """Epochs ``start_epoch .. epochs - 1`` of :func:`train_one_epoch`, :func:`evaluate` on ``val_loader`` and
+    ``test_loader`` (each if given) and a scheduler step. Returns one record per epoch (``epoch``,
+    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc``, ``firing_rate`` (on
+    the test split), ``lr``, ``epoch_time``), each also passed to ``on_epoch`` as soon as the epoch ends. The
+    loaders give ``(x, y)`` batches; a sampler with ``set_epoch`` (distributed) is told the epoch first."""
     env = env or DistEnv()
     records = []
     for epoch in range(start_epoch, epochs):
@@ -161,6 +161,9 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer, scheduler, env: Dis
         train = train_one_epoch(model, train_loader, optimizer, env, scaler=scaler, amp=amp, T_train=T_train,
                                 epoch=epoch, progress=progress)
         record = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"]}
+        if val_loader is not None:
+            val = evaluate(model, val_loader, env, amp=amp, progress=progress)
+            record.update(val_loss=val["loss"], val_acc=val["acc"])
         if test_loader is not None:
             test = evaluate(model, test_loader, env, amp=amp, progress=progress)
             record.update(test_loss=test["loss"], test_acc=test["acc"], firing_rate=test["firing_rate"])

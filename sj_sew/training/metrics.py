@@ -43,8 +43,9 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def plot_curves(records: list[dict], path: str | Path, title: str = "") -> None:
-    """Loss, accuracy and firing rate against epoch, train and test, to a PNG."""
+def plot_curves(records: list[dict], path: str | Path, title: str = "", selected_epoch: int | None = None) -> None:
+    """Loss, accuracy and firing rate against epoch (train, validation where present, test) to a PNG; a
+    dashed line marks ``selected_epoch``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,8 +54,11 @@ def plot_curves(records: list[dict], path: str | Path, title: str = "") -> None:
     epochs = [r["epoch"] for r in records]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key in zip(axes[:2], ("loss", "acc")):
-        for split in ("train", "test"):
-            ax.plot(epochs, [r[f"{split}_{key}"] for r in records], marker=".", label=split)
+        for split in ("train", "val", "test"):
+            if f"{split}_{key}" in records[0]:
+                ax.plot(epochs, [r[f"{split}_{key}"] for r in records], marker=".", label=split)
+        if selected_epoch is not None:
+            ax.axvline(selected_epoch, color="grey", linestyle="--", linewidth=1, label="selected")
         ax.set(xlabel="epoch", ylabel="accuracy" if key == "acc" else "cross-entropy loss")
         ax.legend()
         ax.grid(alpha=0.3)

@@ -4,6 +4,7 @@ curves and a summary. :mod:`sj_sew.training.cli` (``scripts/train.py``) is its c
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,20 +15,24 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import build_dataset, dataset_info
+from ..data.split import validation_split
 from ..memory import memory_saving
 from . import loop
-from .checkpoint import rng_state, save_checkpoint, seed_everything, set_rng_state
-from .config import DOWNLOAD_OPTION, RunConfig, check_config, default_out, model_from_config
-from .distributed import DistEnv, convert_sync_batchnorm, init_distributed, make_loaders, unwrap
+from .checkpoint import remove_stale_temps, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .config import DOWNLOAD_OPTION, ConfigError, RunConfig, check_config, default_out, model_from_config
+from .distributed import DistEnv, convert_sync_batchnorm, init_distributed, make_eval_loader, make_loaders, unwrap
 from .metrics import MetricsLog, plot_curves
 
 
 class RunData(NamedTuple):
-    """A run's data sets, their loaders, and the number of classes and input side the data holds."""
+    """A run's data sets, their loaders, and the number of classes and input side the data holds; the
+    validation split (None where ``val_fraction`` is 0) is carved from the training split."""
 
     train_set: Dataset
+    val_set: Dataset | None
     test_set: Dataset
     train_loader: DataLoader
+    val_loader: DataLoader | None
     test_loader: DataLoader
     num_classes: int
     input_size: int
@@ -45,7 +50,7 @@ class _Session:
     scaler: torch.amp.GradScaler
     amp: bool
     history: list = field(default_factory=list)
-    best: dict = field(default_factory=lambda: {"acc": -1.0, "epoch": -1})
+    best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": -1})
     start_epoch: int = 0
     log: MetricsLog | None = None
 
@@ -64,12 +69,18 @@ def build_data(cfg: RunConfig, env: DistEnv) -> RunData:
     kwargs = dict(root=cfg.data_root, T=cfg.T, **cfg.data_options)
     if cfg.download:
         kwargs[DOWNLOAD_OPTION[cfg.dataset]] = True
-    train_set = build_dataset(cfg.dataset, True, **kwargs)
+    full_train = build_dataset(cfg.dataset, True, **kwargs)
     test_set = build_dataset(cfg.dataset, False, **kwargs)
-    classes = getattr(train_set, "classes", None)
+    classes = getattr(full_train, "classes", None)
+    try:
+        train_set, val_set = (validation_split(full_train, cfg.val_fraction) if cfg.val_fraction > 0
+                              else (full_train, None))
+    except ValueError as e:
+        raise ConfigError(f"{cfg.dataset}: {e}") from None
     train_loader, test_loader = make_loaders(train_set, test_set, cfg.batch_size, env, cfg.seed, cfg.workers)
-    return RunData(train_set, test_set, train_loader, test_loader, len(classes) if classes else info.num_classes,
-                   int(train_set[0][0].shape[-1]))
+    val_loader = None if val_set is None else make_eval_loader(val_set, cfg.batch_size, env, cfg.workers)
+    return RunData(train_set, val_set, test_set, train_loader, val_loader, test_loader,
+                   len(classes) if classes else info.num_classes, int(full_train[0][0].shape[-1]))
 
 
 def build_model(cfg: RunConfig, env: DistEnv) -> nn.Module:
@@ -95,6 +106,20 @@ def _session(cfg: RunConfig, env: DistEnv) -> _Session:
     return _Session(cfg, env, model, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=amp), amp)
 
 
+def _replan_schedule(s: _Session, planned_epochs: int) -> None:
+    """The schedule of a run resumed with another ``epochs``: the learning rate of every epoch from here on
+    is the one a fresh run of the new length would have (cosine annealing then ends at the new last epoch)."""
+    for group in s.optimizer.param_groups:
+        group["lr"] = group["initial_lr"]
+    s.scheduler = loop.make_scheduler(s.cfg.scheduler, s.optimizer, s.cfg.epochs, s.cfg.step_size, s.cfg.gamma)
+    for _ in range(s.start_epoch):
+        s.scheduler.step()
+    if s.env.is_main:
+        print(f"note: --epochs {s.cfg.epochs} instead of the planned {planned_epochs}: the {s.cfg.scheduler} "
+              f"schedule is re-planned for {s.cfg.epochs} epochs (lr now {s.optimizer.param_groups[0]['lr']:.3g})",
+              flush=True)
+
+
 def _restore(s: _Session, state: dict) -> None:
     s.net.load_state_dict(state["model"])
     s.optimizer.load_state_dict(state["optimizer"])
@@ -102,6 +127,9 @@ def _restore(s: _Session, state: dict) -> None:
     s.scaler.load_state_dict(state["scaler"])
     s.history, s.best, s.start_epoch = state["history"], state["best"], state["epoch"] + 1
     set_rng_state(state["rng"])
+    planned = state["config"]["epochs"]
+    if planned != s.cfg.epochs:
+        _replan_schedule(s, planned)
     if s.env.is_main:
         print(f"resumed from {s.out / 'checkpoint.pt'} at epoch {s.start_epoch}", flush=True)
 
@@ -113,32 +141,49 @@ def _save(s: _Session, epoch: int, improved: bool) -> None:
     state = {"config": config, "epoch": epoch, "model": s.net.state_dict(), "optimizer": s.optimizer.state_dict(),
              "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(), "rng": rng_state(),
              "history": s.history, "best": s.best, "sj_sew_version": __version__, "spikingjelly_version": SJ_VERSION}
-    save_checkpoint(state, s.out / "checkpoint.pt")
-    if improved:
+    if improved:  # best.pt first: a kill between the two writes leaves best.pt ahead, never behind, of the
+        # best epoch that checkpoint.pt records, and the resumed run rewrites it identically
         save_checkpoint({"config": config, "epoch": epoch, "model": s.net.state_dict(), "best": s.best},
                         s.out / "best.pt")
+    save_checkpoint(state, s.out / "checkpoint.pt")
+
+
+def _select(s: _Session, record: dict) -> bool:
+    """Whether this epoch becomes the selected one: a higher validation accuracy (the earlier epoch wins
+    ties); without a validation split, every epoch (the last is reported). Never the test split."""
+    if "val_acc" not in record:
+        improved = True
+    else:
+        improved = record["val_acc"] > s.best.get("val_acc", -1.0)
+    if improved:
+        s.best = {"val_acc": record.get("val_acc"), "test_acc": record["test_acc"], "epoch": record["epoch"]}
+    return improved
+
+
+def _epoch_line(record: dict) -> str:
+    val = f"val acc {record['val_acc']:.4f} | " if "val_acc" in record else ""
+    return (f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.4f} | {val}"
+            f"test loss {record['test_loss']:.4f} acc {record['test_acc']:.4f} | firing {record['firing_rate']:.4f}"
+            f" | lr {record['lr']:.3g} | {record['epoch_time']:.1f}s")
 
 
 def _end_epoch(s: _Session, record: dict) -> None:
     s.history.append(record)
-    improved = record["test_acc"] > s.best["acc"]
-    if improved:
-        s.best = {"acc": record["test_acc"], "epoch": record["epoch"]}
+    improved = _select(s, record)
     if not s.env.is_main:
         return
     s.log.log(record)
     _save(s, record["epoch"], improved)
-    print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} acc {record['train_acc']:.4f} | test loss "
-          f"{record['test_loss']:.4f} acc {record['test_acc']:.4f} | firing {record['firing_rate']:.4f} | "
-          f"lr {record['lr']:.3g} | {record['epoch_time']:.1f}s", flush=True)
+    print(_epoch_line(record), flush=True)
 
 
 def _train(s: _Session, data: RunData) -> None:
     cfg = s.cfg
     try:
         loop.fit(s.model, data.train_loader, s.optimizer, s.scheduler, s.env, epochs=cfg.epochs,
-                 start_epoch=s.start_epoch, test_loader=data.test_loader, scaler=s.scaler, amp=s.amp,
-                 T_train=cfg.T_train, progress=cfg.progress, on_epoch=lambda record: _end_epoch(s, record))
+                 start_epoch=s.start_epoch, test_loader=data.test_loader, val_loader=data.val_loader,
+                 scaler=s.scaler, amp=s.amp, T_train=cfg.T_train, progress=_show_progress(cfg),
+                 on_epoch=lambda record: _end_epoch(s, record))
     except loop.NonFiniteLossError as e:
         kept = (f"the last good checkpoint is {s.out / 'checkpoint.pt'} (epoch {e.epoch - 1})" if e.epoch > 0
                 else "no checkpoint was written")
@@ -146,20 +191,39 @@ def _train(s: _Session, data: RunData) -> None:
                                       f"(or --resume from that checkpoint).", e.epoch) from None
 
 
+def _show_progress(cfg: RunConfig) -> bool:
+    """Progress bars as ``cfg.progress`` says; by default only when they go to a terminal."""
+    return sys.stderr.isatty() if cfg.progress is None else cfg.progress
+
+
+def summarize(history: list[dict], best: dict) -> dict:
+    """A run's reported numbers: test accuracy at the last epoch and at the validation-selected epoch (the
+    last epoch where there is no validation split). ``best_test_acc``, the maximum test accuracy over epochs,
+    is a selection on the test split, kept only to compare with results made before the validation split."""
+    if not history:
+        return {"last_test_acc": None, "selected_epoch": None, "selected_test_acc": None, "selected_val_acc": None,
+                "best_test_acc": None, "epochs": 0}
+    selected = next(r for r in history if r["epoch"] == best["epoch"])
+    return {"last_test_acc": history[-1]["test_acc"], "selected_epoch": best["epoch"],
+            "selected_test_acc": selected["test_acc"], "selected_val_acc": selected.get("val_acc"),
+            "best_test_acc": max(r["test_acc"] for r in history), "epochs": len(history)}
+
+
 def _finish(s: _Session, started: float) -> dict:
     out, history = s.out, s.history
-    summary = {"last_test_acc": history[-1]["test_acc"] if history else None, "best_test_acc": s.best["acc"],
-               "best_epoch": s.best["epoch"], "epochs": len(history), "out": str(out),
-               "metrics": str(out / "metrics.jsonl"), "plot": str(out / "curves.png"),
-               "checkpoint": str(out / "checkpoint.pt"), "wall_time_s": time.time() - started}
+    summary = {**summarize(history, s.best), "out": str(out), "metrics": str(out / "metrics.jsonl"),
+               "plot": str(out / "curves.png"), "checkpoint": str(out / "checkpoint.pt"),
+               "best_checkpoint": str(out / "best.pt"), "wall_time_s": time.time() - started}
     if s.env.is_main:
         s.log.close()
         if history:
-            plot_curves(history, out / "curves.png", title=f"{s.cfg.preset}: {s.cfg.model or s.cfg.notation}")
-        print(f"test accuracy: last {summary['last_test_acc']:.4f}, best {s.best['acc']:.4f} (epoch "
-              f"{s.best['epoch']})\nmetrics: {summary['metrics']}\nplot: {summary['plot']}\ncheckpoint: "
-              f"{summary['checkpoint']} (best weights: {out / 'best.pt'})\nwall time: {summary['wall_time_s']:.0f}s",
-              flush=True)
+            plot_curves(history, out / "curves.png", title=f"{s.cfg.preset}: {s.cfg.model or s.cfg.notation}",
+                        selected_epoch=summary["selected_epoch"] if s.cfg.val_fraction > 0 else None)
+            chosen = "validation-selected" if s.cfg.val_fraction > 0 else "last (no validation split)"
+            print(f"test accuracy: last epoch {summary['last_test_acc']:.4f}; {chosen} epoch "
+                  f"{summary['selected_epoch']}: {summary['selected_test_acc']:.4f}", flush=True)
+        print(f"metrics: {summary['metrics']}\nplot: {summary['plot']}\ncheckpoint: {summary['checkpoint']} "
+              f"(selected weights: {summary['best_checkpoint']})\nwall time: {summary['wall_time_s']:.0f}s", flush=True)
     if s.env.distributed:
         torch.distributed.destroy_process_group()
     return summary
@@ -186,8 +250,10 @@ def run(cfg: RunConfig, state: dict | None = None) -> dict:
     if state is not None:
         _restore(s, state)
     if env.is_main:
+        remove_stale_temps(s.out)
         s.log = MetricsLog(s.out, s.history, cfg.tensorboard)
-        print(f"{cfg.dataset}: {len(data.train_set)} train / {len(data.test_set)} test; model "
+        val = f"{len(data.val_set)} validation / " if data.val_set is not None else ""
+        print(f"{cfg.dataset}: {len(data.train_set)} train / {val}{len(data.test_set)} test; model "
               f"{cfg.model or cfg.notation} ({sum(p.numel() for p in s.net.parameters())} parameters) on "
               f"{env.device} x {env.world_size}", flush=True)
     _train(s, data)

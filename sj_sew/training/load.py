@@ -1,0 +1,137 @@
+"""A trained model back from its checkpoint: :func:`load_checkpoint` and the architecture check behind it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch.nn as nn
+from spikingjelly.activation_based import base
+
+from ..blocks import ResidualBlock
+from .checkpoint import CheckpointError, read_checkpoint
+from .config import ConfigError, RunConfig, check_config, model_from_config
+
+
+class LoadedRun(NamedTuple):
+    """A trained model (eval mode, weights loaded strictly), its run configuration and the epoch it holds."""
+
+    model: nn.Module
+    config: RunConfig
+    epoch: int
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory's ``best.pt`` (the validation-selected weights) if it has one,
+    else its ``checkpoint.pt`` (the last epoch)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "checkpoint.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} holds no checkpoint (best.pt or checkpoint.pt)")
+    return path
+
+
+def architecture(model: nn.Module) -> dict[str, str]:
+    """What defines a network beyond its parameter shapes: block families and connect functions, neuron
+    classes and their settings, T, input channels and classes. Two models with equal state-dict shapes but
+    different entries here compute different functions."""
+    blocks = [m for m in model.modules() if isinstance(m, ResidualBlock)]
+    neurons = [m for m in model.modules() if isinstance(m, base.MemoryModule)]
+    settings = ("v_threshold", "v_reset", "tau", "decay_input", "detach_reset", "levels", "thresholds")
+
+    def neuron_entry(m) -> str:
+        values = ", ".join(f"{k}={getattr(m, k)!r}" for k in settings if isinstance(getattr(m, k, None), (int, float, bool, tuple)))
+        sg = type(getattr(m, "surrogate_function", None)).__name__
+        return f"{type(m).__name__}({values}, surrogate={sg})"
+
+    return {
+        "class": type(model).__name__,
+        "families": ", ".join(sorted({b.family for b in blocks})),
+        "connect": ", ".join(sorted({b.connect.name for b in blocks if b.family == "sew"})),
+        "neurons": "; ".join(sorted({neuron_entry(m) for m in neurons})),
+        "T": repr(getattr(model, "T", None)),
+        "in_channels": repr(getattr(model, "in_channels", None)),
+        "num_classes": repr(getattr(model, "num_classes", None)),
+    }
+
+
+def check_same_architecture(expected: nn.Module, model: nn.Module, path: str | Path) -> None:
+    """Raise :class:`CheckpointError` naming every field in which ``model`` differs from the network the
+    checkpoint at ``path`` was trained as (``expected``)."""
+    mine, theirs = architecture(model), architecture(expected)
+    differ = [f"{k}: checkpoint {theirs[k]}, model {mine[k]}" for k in theirs if mine[k] != theirs[k]]
+    if differ:
+        raise CheckpointError(f"{path} was trained as another network; differing: " + " | ".join(differ))
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None, map_location="cpu") -> LoadedRun:
+    """The trained model a run checkpoint (or run directory) holds, rebuilt from its stored configuration with
+    its weights loaded strictly, in eval mode. Given ``model``, the weights go into it instead, after checking
+    that it is the same network (another g, neuron, family, T ... is refused, naming what differs)."""
+    path = checkpoint_path(path)
+    state = read_checkpoint(path, map_location)
+    try:
+        cfg = RunConfig.from_dict(state["config"])
+        check_config(cfg)
+    except ConfigError as e:
+        raise CheckpointError(f"{path} holds an unusable run configuration: {e}") from None
+    built = model_from_config(cfg)
+    if model is not None:
+        check_same_architecture(built, model, path)
+        built = model
+    try:
+        built.load_state_dict(state["model"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: its weights do not fit the network: {str(e).splitlines()[0]}") from None
+    return LoadedRun(built.eval(), cfg, int(state.get("epoch", -1)))
+
+
+SPLITS = ("test", "val", "train")
+
+
+def split_dataset(cfg: RunConfig, split: str):
+    """The ``split`` of a run's data exactly as the run used it (``val``: carved from the training split with
+    the run's ``val_fraction``; ``train``: what is left)."""
+    from ..data import build_dataset
+    from ..data.split import validation_split
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
+    kwargs = dict(root=cfg.data_root, T=cfg.T, **cfg.data_options)
+    if split == "test":
+        return build_dataset(cfg.dataset, False, **kwargs)
+    full = build_dataset(cfg.dataset, True, **kwargs)
+    if cfg.val_fraction <= 0:
+        if split == "val":
+            raise ValueError("this run has no validation split (val_fraction 0)")
+        return full
+    train, val = validation_split(full, cfg.val_fraction)
+    return val if split == "val" else train
+
+
+def evaluate_checkpoint(path: str | Path, split: str = "test", batch_size: int | None = None, device: str = "cpu",
+                        firing_rates: bool = False, progress: bool = False) -> dict:
+    """Loss and accuracy of a trained run's model on one split of its data (and, with ``firing_rates``, the
+    firing rate of every neuron layer), with where it came from."""
+    from ..analysis import FiringRateMonitor
+    from .distributed import DistEnv, make_eval_loader
+    from .loop import evaluate
+
+    loaded = load_checkpoint(path)
+    cfg = loaded.config
+    dataset = split_dataset(cfg, split)
+    if len(dataset) == 0:
+        raise ValueError(f"the {split} split of {cfg.dataset!r} is empty")
+    env = DistEnv(device=__import__("torch").device(device))
+    model = loaded.model.to(env.device)
+    loader = make_eval_loader(dataset, batch_size or cfg.batch_size, env)
+    result = {"checkpoint": str(checkpoint_path(path)), "epoch": loaded.epoch, "split": split,
+              "samples": len(dataset), "dataset": cfg.dataset, "model": cfg.model or cfg.notation}
+    if firing_rates:
+        with FiringRateMonitor(model) as monitor:
+            stats = evaluate(model, loader, env, progress=progress)
+        result["layer_firing_rates"] = monitor.rates()
+    else:
+        stats = evaluate(model, loader, env, progress=progress)
+    return {**result, **stats}
