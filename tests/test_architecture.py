@@ -105,3 +105,19 @@ def test_no_script_loads_another_script_by_path():
     offenders = [p.name for p in (ROOT / "scripts").glob("*.py")
                  if "spec_from_file_location" in p.read_text() or "runpy" in p.read_text()]
     assert not offenders, offenders
+
+
+def test_fingerprints_tell_a_changed_network_apart():
+    """scripts/fingerprint_models.py, the check behind 'the refactoring changed no network'."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("fingerprint_models", ROOT / "scripts" / "fingerprint_models.py")
+    fp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fp)
+    a = {"net": {"keys": ["w"], "out": torch.ones(2), "grads": torch.zeros(1)}}
+    assert fp.compare(a, a) == []
+    b = {"net": {"keys": ["w"], "out": torch.ones(2) + 1e-7, "grads": torch.zeros(1)}, "new": {}}
+    assert fp.compare(a, b) == ["new: new in the second", "net: out differs"]
+    assert fp.compare(a, {"net": {**a["net"], "keys": ["v"]}}) == ["net: keys differs"]
