@@ -10,7 +10,10 @@ buffers equal the default mode's.
 - :func:`mark_checkpointed` / :func:`run` -- a single module checkpointed alone wherever the network
   calls it through :func:`run` (stem and head neurons, blocks outside stages).
 - :func:`memory_saving` -- switch a whole sj_sew network to this mode (it plans segments through the
-  network's ``set_grad_checkpointing``).
+  network's ``set_grad_checkpointing``); ``budget='speed'|'balanced'|'memory'`` picks a plan.
+- :func:`pack` / :func:`unpack` / :func:`compact_saved_tensors` -- store what autograd keeps for backward
+  in the smallest exact form (0/1 spikes as packed bits, small non-negative integers as uint8, integer
+  indices in the narrowest integer type); any other value is kept as it is, so gradients are bit-equal.
 """
 from __future__ import annotations
 
@@ -25,6 +28,139 @@ from . import _compat
 from .neurons.fused import settings_covered
 
 _MARK = "sj_sew_checkpointed"
+_COMPACT = "sj_sew_compact"
+
+
+# --------------------------------------------------------------------------------------------------
+# Compact, exact storage of saved tensors
+# --------------------------------------------------------------------------------------------------
+
+#: tensors smaller than this are kept as they are (the check would cost more than it saves)
+MIN_COMPACT_NUMEL = 4096
+_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_INTS = (torch.int64, torch.int32, torch.int16)
+_BYTE_SPREAD = 0x0102040810204080  # x * this >> 56 gathers the low bit of 8 little-endian bytes into one byte
+
+
+class Packed:
+    """A tensor stored compactly: ``kind`` is ``'bits'`` (0/1, 8 values a byte), ``'u8'`` (integers 0..255)
+    or ``'int'`` (an integer tensor in a narrower integer type); :func:`unpack` restores it exactly."""
+
+    __slots__ = ("kind", "data", "shape", "dtype")
+
+    def __init__(self, kind, data, shape, dtype):
+        self.kind, self.data, self.shape, self.dtype = kind, data, shape, dtype
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.numel() * self.data.element_size()
+
+
+def _owns_storage(t: torch.Tensor) -> bool:
+    """Contiguous, dense and the only user of its whole storage (compacting a view would add memory)."""
+    return (t.layout == torch.strided and t.is_contiguous() and t.storage_offset() == 0
+            and t.untyped_storage().nbytes() == t.numel() * t.element_size())
+
+
+def _to_bits(u: torch.Tensor) -> torch.Tensor:
+    flat = u.reshape(-1)
+    pad = (-flat.numel()) % 8
+    if pad:
+        flat = torch.cat([flat, flat.new_zeros(pad)])
+    words = flat.view(torch.int64)
+    return ((words * _BYTE_SPREAD) >> 56).to(torch.uint8)  # wraps mod 2^64; the top byte is exact
+
+
+def _from_bits(bits: torch.Tensor, numel: int) -> torch.Tensor:
+    shifts = torch.arange(8, dtype=torch.uint8, device=bits.device)
+    return ((bits.unsqueeze(1) >> shifts) & 1).reshape(-1)[:numel]
+
+
+def pack(t):
+    """``t`` in its smallest exact form (a :class:`Packed`), or ``t`` itself where no smaller form is exact:
+    floats that are not integers in 0..255 (or are -0.0 or NaN), integers out of range, views, small tensors,
+    parameters."""
+    if (not isinstance(t, torch.Tensor) or t.numel() < MIN_COMPACT_NUMEL or (t.is_leaf and t.requires_grad)
+            or not _owns_storage(t)):
+        return t
+    with torch.no_grad():
+        if t.dtype in _FLOATS:
+            head = t.view(-1)[:1024]  # most float tensors (potentials, BN inputs) fail here, cheaply
+            if not torch.equal(head.to(torch.uint8).to(t.dtype), head):
+                return t
+            u = t.to(torch.uint8)  # out-of-range or fractional values come back different
+            if not torch.equal(u.to(t.dtype), t) or bool(torch.signbit(t).any()):
+                return t
+            if int(u.max()) <= 1:
+                return Packed("bits", _to_bits(u), t.shape, t.dtype)
+            return Packed("u8", u, t.shape, t.dtype)
+        if t.dtype == torch.bool:
+            return Packed("bits", _to_bits(t.view(torch.uint8)), t.shape, t.dtype)
+        if t.dtype in _INTS:
+            lo, hi = (int(v) for v in torch.aminmax(t))
+            for narrow in (torch.uint8, torch.int8, torch.int16, torch.int32):
+                info = torch.iinfo(narrow)
+                if narrow.itemsize < t.element_size() and info.min <= lo and hi <= info.max:
+                    return Packed("int", t.to(narrow), t.shape, t.dtype)
+    return t
+
+
+def unpack(p):
+    """The tensor :func:`pack` stored (a new tensor with the same values, dtype and shape)."""
+    if not isinstance(p, Packed):
+        return p
+    if p.kind == "bits":
+        n = 1
+        for d in p.shape:
+            n *= d
+        u = _from_bits(p.data, n).view(p.shape)
+        return u.view(torch.bool) if p.dtype == torch.bool else u.to(p.dtype)
+    return p.data.to(p.dtype)
+
+
+def compact_saved_tensors():
+    """Context manager: autograd keeps what it saves for backward in :func:`pack`'s compact form (exact)."""
+    return torch.autograd.graph.saved_tensors_hooks(pack, unpack)
+
+
+class _CompactScope:
+    """Forward pre-/post-hooks that run a module's forward under :func:`compact_saved_tensors`."""
+
+    def __init__(self):
+        self._open = []
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self._open = []
+
+    def enter(self, module, args):
+        scope = compact_saved_tensors() if torch.is_grad_enabled() else None
+        if scope is not None:
+            scope.__enter__()
+        self._open.append(scope)
+
+    def exit(self, module, args, output):
+        scope = self._open.pop() if self._open else None
+        if scope is not None:
+            scope.__exit__(None, None, None)
+
+
+def set_compact(model: nn.Module, enabled: bool) -> None:
+    """Run ``model``'s forward under :func:`compact_saved_tensors` (or stop doing so)."""
+    for hooks in (model._forward_pre_hooks, model._forward_hooks):
+        for key in [k for k, h in hooks.items() if isinstance(getattr(h, "__self__", None), _CompactScope)]:
+            del hooks[key]
+            getattr(model, "_forward_hooks_always_called", {}).pop(key, None)
+    if enabled:
+        scope = _CompactScope()
+        model.register_forward_pre_hook(scope.enter)
+        model.register_forward_hook(scope.exit, always_call=True)
+
+
+def is_compact(model: nn.Module) -> bool:
+    return any(isinstance(getattr(h, "__self__", None), _CompactScope) for h in model._forward_pre_hooks.values())
 
 
 def _stateful_parts(modules: Sequence[nn.Module]):
@@ -34,21 +170,27 @@ def _stateful_parts(modules: Sequence[nn.Module]):
     return memories, norms
 
 
-def checkpointed_run(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """Run ``modules`` in sequence under one non-reentrant checkpoint, recomputed exactly in backward."""
+def checkpointed_run(modules: Sequence[nn.Module], x: torch.Tensor, compact: bool = False) -> torch.Tensor:
+    """Run ``modules`` in sequence under one non-reentrant checkpoint, recomputed exactly in backward.
+    With ``compact``, the input kept for the recomputation is stored by :func:`pack` (exact)."""
     memories, norms = _stateful_parts(modules)
     before = [dict(m._memories) for m in memories]
     calls = []
+    box = [x]  # the checkpoint holds the box; after the forward pass it holds the packed input
+    needs_grad = x.requires_grad
 
     def sequence(inp):
         for mod in modules:
             inp = mod(inp)
         return inp
 
-    def recompute(inp):
+    def recompute(held):
         if not calls:  # the forward pass
             calls.append(1)
-            return sequence(inp)
+            return sequence(held[0])
+        inp = held[0]
+        if isinstance(inp, Packed):
+            inp = unpack(inp).requires_grad_(needs_grad)
         after = [dict(m._memories) for m in memories]
         stats = [{k: b.clone() for k, b in bn.named_buffers(recurse=False)} for bn in norms]
         for m, state in zip(memories, before):
@@ -63,7 +205,10 @@ def checkpointed_run(modules: Sequence[nn.Module], x: torch.Tensor) -> torch.Ten
                     b.copy_(saved[k])
 
     with set_checkpoint_early_stop(_early_stop_safe(memories)):
-        return checkpoint(recompute, x, use_reentrant=False)
+        out = checkpoint(recompute, box, use_reentrant=False)
+    if compact:
+        box[0] = pack(x)
+    return out
 
 
 def _early_stop_safe(memories) -> bool:
@@ -75,9 +220,10 @@ def _early_stop_safe(memories) -> bool:
     return all(settings_covered(m) for m in memories if isinstance(m, sj_neuron.BaseNode))
 
 
-def mark_checkpointed(module: nn.Module, enabled: bool = True) -> None:
-    """Have :func:`run` checkpoint ``module`` alone (while autograd records)."""
+def mark_checkpointed(module: nn.Module, enabled: bool = True, compact: bool = False) -> None:
+    """Have :func:`run` checkpoint ``module`` alone (while autograd records), its input packed if ``compact``."""
     setattr(module, _MARK, bool(enabled))
+    setattr(module, _COMPACT, bool(enabled and compact))
 
 
 def is_checkpointed(module: nn.Module) -> bool:
@@ -87,7 +233,7 @@ def is_checkpointed(module: nn.Module) -> bool:
 def run(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``module(x)``, checkpointed alone if it was marked and autograd is recording."""
     if is_checkpointed(module) and torch.is_grad_enabled():
-        return checkpointed_run([module], x)
+        return checkpointed_run([module], x, getattr(module, _COMPACT, False))
     return module(x)
 
 
@@ -96,37 +242,70 @@ class SegmentedSequential(nn.Sequential):
     children while autograd records, and otherwise calls each child through :func:`run`."""
 
     segment_size: int | None = None
+    compact: bool = False  # store each segment's input packed (exact)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         children = list(self)
         if self.segment_size and torch.is_grad_enabled():
             for i in range(0, len(children), self.segment_size):
-                x = checkpointed_run(children[i: i + self.segment_size], x)
+                x = checkpointed_run(children[i: i + self.segment_size], x, self.compact)
             return x
         for child in children:
             x = run(child, x)
         return x
 
     def extra_repr(self) -> str:
-        return f"segment_size={self.segment_size}" if self.segment_size else ""
+        if not self.segment_size:
+            return ""
+        return f"segment_size={self.segment_size}" + (", compact=True" if self.compact else "")
+
+
+#: budget -> plan: (blocks per segment, checkpoint the last stage, pack saved tensors and segment inputs).
+#: 'speed' recomputes nothing and only packs what autograd saves; 'balanced' checkpoints sqrt(blocks)-block
+#: segments in every stage; 'memory' checkpoints every block alone. Peak memory of a checkpointed network
+#: is (kept segment inputs) + (one segment's activations) + (gradients); with packed inputs the first term
+#: is ~1/32 of float32, so the smallest segments minimise the peak (measured: BENCHMARKS.md, "Memory").
+BUDGETS = {
+    "speed": (None, False, True),
+    "balanced": ("sqrt", True, True),
+    "memory": (1, True, True),
+}
+
+
+def plan(budget: str) -> dict:
+    """The ``set_grad_checkpointing`` arguments a budget stands for."""
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    segment, last, compact = BUDGETS[budget]
+    return {"enable": segment is not None, "blocks_per_segment": segment or "sqrt",
+            "checkpoint_last_stage": last, "compact": compact}
 
 
 def memory_saving(model: nn.Module, blocks_per_segment: int | str = "sqrt",
-                  checkpoint_last_stage: bool = False) -> nn.Module:
-    """Train an sj_sew network with exact gradient checkpointing (in place; returns the model).
+                  checkpoint_last_stage: bool = False, budget: str | None = None,
+                  compact: bool = False) -> nn.Module:
+    """Train an sj_sew network with less memory, exactly (in place; returns the model).
 
-    Every stage is split into segments of ``blocks_per_segment`` blocks (``'sqrt'``: ceil(sqrt(blocks in
-    the stage)), so stored activations grow like sqrt(depth)); the last stage is left alone unless
-    ``checkpoint_last_stage`` (it costs as much to recompute as any other but holds the smallest
-    activations). Blocks outside stages and the stem's and head's neurons are checkpointed alone.
-    Outputs and gradients equal the default mode's; parameters, buffers and the state dict are unchanged.
-    Without autograd (eval, ``torch.no_grad``) the model runs as before. Works for every family.
+    Without ``budget``: exact gradient checkpointing. Every stage is split into segments of
+    ``blocks_per_segment`` blocks (``'sqrt'``: ceil(sqrt(blocks in the stage)), so stored activations grow
+    like sqrt(depth)); the last stage is left alone unless ``checkpoint_last_stage`` (it costs as much to
+    recompute as any other but holds the smallest activations). Blocks outside stages and the stem's and
+    head's neurons are checkpointed alone. ``compact=True`` also stores segment inputs and everything
+    autograd saves outside the segments in :func:`pack`'s exact compact form.
+
+    ``budget`` (``'speed'``, ``'balanced'``, ``'memory'``) picks all of these instead (:data:`BUDGETS`).
+    Outputs, gradients (bit for bit), BatchNorm statistics and neuron state equal the default mode's;
+    parameters, buffers and the state dict are unchanged. Without autograd (eval, ``torch.no_grad``) the
+    model runs as before. Works for every family; ``model.set_grad_checkpointing(False)`` undoes it.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"memory_saving takes an nn.Module, got {type(model).__name__}")
     if not hasattr(model, "set_grad_checkpointing"):
         raise ValueError(f"{type(model).__name__} has no sj_sew residual blocks to checkpoint: memory_saving "
                          "works on sj_sew networks (sj_sew.create_model, NotationNet, ...)")
+    if budget is not None:
+        model.set_grad_checkpointing(**plan(budget))
+        return model
     model.set_grad_checkpointing(True, blocks_per_segment=blocks_per_segment,
-                                 checkpoint_last_stage=checkpoint_last_stage)
+                                 checkpoint_last_stage=checkpoint_last_stage, compact=compact)
     return model
