@@ -118,6 +118,12 @@ def training_contenders(depth: int, T: int, N: int, size: int, which: tuple[str,
             out.append(Contender("sj_sew", sj_sew_model(depth, T, zoo), img, True))
         elif name == "sj_sew+memsave":
             out.append(Contender(name, memory_saving(sj_sew_model(depth, T, zoo)), img, True))
+        elif name.startswith("zoo+memopt"):  # SpikingJelly 2.x's memory optimiser, e.g. 'zoo+memopt1'
+            out.append(Contender(name, memopt_model(depth, T, N, size, int(name[len("zoo+memopt"):])),
+                                 img.unsqueeze(0).repeat(T, 1, 1, 1, 1), True, time_dim=True))
+        elif name.startswith("sj_sew:"):  # an sj_sew memory budget, e.g. 'sj_sew:memory'
+            net = memory_saving(sj_sew_model(depth, T, zoo), budget=name.split(":", 1)[1])
+            out.append(Contender(name, net, img, True))
         elif name == "ann":
             ann = getattr(torchvision.models, f"resnet{depth}")(num_classes=NUM_CLASSES)
             out.append(Contender("ann", ann, img.repeat(T, 1, 1, 1), False, label_repeats=T))
@@ -126,6 +132,33 @@ def training_contenders(depth: int, T: int, N: int, size: int, which: tuple[str,
     for c in out:
         c.model.train()
     return out
+
+
+def memopt_levels() -> list[int]:
+    """The levels of SpikingJelly's memopt.optimize_memory this machine runs (none on 0.0.0.0.14;
+    levels 2-4 search with CUDA peak memory, so only level 1 on a CPU)."""
+    try:
+        from spikingjelly.activation_based import memopt  # noqa: F401
+    except ImportError:
+        return []
+    return [1, 2, 3, 4] if torch.cuda.is_available() else [1]
+
+
+def memopt_model(depth: int, T: int, N: int, size: int, level: int) -> nn.Module:
+    """The zoo's SEW ResNet under memopt.optimize_memory(level, checkpoint_budget='memory'), its blocks as
+    targets, probed with a batch of the benchmark's shape."""
+    from spikingjelly.activation_based import memopt
+
+    net = zoo_model(depth)
+    block = getattr(sew_resnet, RESNET_LAYOUTS[depth][0].__name__)
+    probe = torch.rand(T, N, 3, size, size)
+
+    def example_forward(m):
+        out = m(probe)
+        functional.reset_net(m)
+        return out
+
+    return memopt.optimize_memory(net, block, example_forward, level=level, checkpoint_budget="memory")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -414,6 +447,250 @@ def section_profile(args) -> list[str]:
     return lines + [""]
 
 
+def section_memory(args) -> list[str]:
+    """Peak memory and step time of the zoo, the zoo under memopt (each level the device runs), sj_sew's default
+    and each memory budget, against T (ResNet-18) and depth (T=4), with log-log exponents and the targets.
+    Grid: T in {4, 16, 64} and depth in {18, 50, 152} (``--quick``: T in {4, 16}, depth in {18, 50}); at most 3
+    repetitions after 1 warm-up round, so that it ends in about 15 minutes on a 2-core CPU."""
+    levels = memopt_levels()
+    budgets = ("sj_sew:speed", "sj_sew:balanced", "sj_sew:memory")
+    which = ("zoo",) + tuple(f"zoo+memopt{lv}" for lv in levels) + ("sj_sew",) + budgets
+    Ts, depths = ((4, 16), (18, 50)) if args.quick else ((4, 16, 64), (18, 50, 152))
+    reps = min(args.reps, 3)
+    grid = [(18, T) for T in Ts] + [(d, Ts[0]) for d in depths if d != 18]
+    rows = {key: training_comparison(key[0], key[1], args.N, args.size, which, 1, reps, threads=args.threads)
+            for key in tqdm(grid, desc="memory grid")}
+    lines = [f"### Memory: peak in a training step and step time ({reps} repetitions; memopt levels run here: "
+             f"{levels or 'none, SpikingJelly ' + sj_sew.SJ_VERSION + ' has no memopt'})", "",
+             "| depth | T | " + " | ".join(f"{n} MiB (s)" for n in which) + " |", "|---" * (len(which) + 2) + "|"]
+    for (d, T), (sec, peak) in rows.items():
+        lines.append(f"| {d} | {T} | " + " | ".join(f"{mb(peak[n][1])} ({sec[n]:.3f})" for n in which) + " |")
+    lines.append("")
+
+    def exponent(xs, ys):
+        return float(np.polyfit(np.log(xs), np.log(ys), 1)[0]) if len(xs) > 1 else float("nan")
+
+    slopes = {}
+    for n in which:
+        in_T = exponent(list(Ts), [rows[(18, T)][1][n][1] for T in Ts])
+        in_depth = exponent([sum(RESNET_LAYOUTS[d][1]) for d in depths], [rows[(d, Ts[0])][1][n][1] for d in depths])
+        slopes[n] = (in_T, in_depth)
+        lines.append(f"- {n}: peak memory grows like T^{in_T:.2f} (T {Ts[0]} -> {Ts[-1]}, ResNet-18) and "
+                     f"blocks^{in_depth:.2f} (ResNet-{depths[0]} -> {depths[-1]}, T={Ts[0]})")
+    sec, peak = rows[(18, Ts[0])]
+    if levels:
+        best = min((f"zoo+memopt{lv}" for lv in levels), key=lambda n: peak[n][1])
+        for n in budgets:
+            m, t = peak[n][1] / peak[best][1], sec[n] / sec[best]
+            lines.append(f"- target at ResNet-18, T={Ts[0]}: {n} peak {m:.2f}x {best} (target <= 0.5) at {t:.2f}x its "
+                         f"step time (target <= 1.0): {'met' if m <= 0.5 and t <= 1.0 else 'NOT met'}")
+    in_T, in_depth = slopes["sj_sew:memory"]
+    verdict = {True: "met", False: "NOT met"}
+    lines.append(f"- target: 'memory' budget exponents <= 0.6: in T {in_T:.2f} ({verdict[in_T <= 0.6]}), "
+                 f"in depth {in_depth:.2f} ({'met' if in_depth <= 0.6 else 'NOT met'})")
+    return lines + [""]
+
+
+# --------------------------------------------------------------------------------------------------
+# GPU (--device cuda): scripts/gpu_check.sh runs it; --device cpu runs the same code as a dry run
+# --------------------------------------------------------------------------------------------------
+
+def gpu_zoo_model(depth: int, device: torch.device) -> nn.Module:
+    """The zoo's SEW ResNet with this line's fastest GPU kernels: SpikingJelly 2.x picks its own (CUDA, then
+    Triton); on 0.0.0.0.14 every IF neuron gets backend='cupy' on a GPU where CuPy is installed."""
+    net = zoo_model(depth)
+    if (device.type == "cuda" and sj_sew._compat.cupy_backend_exists(neuron.IFNode)
+            and sj_sew._compat.cupy_importable()):
+        for m in net.modules():
+            if isinstance(m, neuron.IFNode):
+                m.backend = "cupy"
+    return net
+
+
+def gpu_contenders(depth, T, N, size, which, device) -> list[Contender]:
+    """Training contenders on ``device``: sj_sew (backend 'auto'), its memory-saving mode, the zoo with the
+    line's fastest kernels, the zoo under memopt level k ('zoo+memoptk'), the torchvision ANN at batch N*T."""
+    torch.manual_seed(0)
+    img = torch.rand(N, 3, size, size, device=device) * 2
+    zoo = gpu_zoo_model(depth, device)
+    seq = img.unsqueeze(0).repeat(T, 1, 1, 1, 1)
+    out = []
+    for name in which:
+        if name == "zoo":
+            out.append(Contender(name, zoo.to(device), seq, True, time_dim=True))
+        elif name == "sj_sew":
+            out.append(Contender(name, sj_sew_model(depth, T, zoo).to(device), img, True))
+        elif name == "sj_sew+memsave":
+            out.append(Contender(name, memory_saving(sj_sew_model(depth, T, zoo).to(device)), img, True))
+        elif name.startswith("zoo+memopt"):
+            from spikingjelly.activation_based import memopt
+
+            net = gpu_zoo_model(depth, device).to(device)
+            block = getattr(sew_resnet, RESNET_LAYOUTS[depth][0].__name__)
+
+            def example_forward(m, probe=seq):
+                result = m(probe)
+                functional.reset_net(m)
+                return result
+
+            net = memopt.optimize_memory(net, block, example_forward, level=int(name[len("zoo+memopt"):]),
+                                         checkpoint_budget="memory")
+            out.append(Contender(name, net, seq, True, time_dim=True))
+        elif name == "ann":
+            ann = getattr(torchvision.models, f"resnet{depth}")(num_classes=NUM_CLASSES).to(device)
+            out.append(Contender(name, ann, img.repeat(T, 1, 1, 1), False, label_repeats=T))
+        else:
+            raise ValueError(f"unknown contender {name!r}")
+    for c in out:
+        c.model.train()
+    return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def gpu_measure(fns: dict[str, Callable[[], None]], device, warmup: int, reps: int) -> tuple[dict, dict]:
+    """(median seconds, peak bytes allocated during one call above the bytes before it) of each function,
+    interleaved; peaks come from torch.cuda.max_memory_allocated (None on CPU)."""
+    peaks = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+        _sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            before = torch.cuda.memory_allocated(device)
+            fn()
+            _sync(device)
+            peaks[name] = torch.cuda.max_memory_allocated(device) - before
+        else:
+            peaks[name] = None
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}, peaks
+
+
+def _autocast_step(step, device, dtype):
+    def run():
+        with torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None):
+            step()
+    return run
+
+
+def _gpu_setting(depth, T, args, device, dtype, which):
+    contenders = gpu_contenders(depth, T, args.N, args.size, which, device)
+    labels = torch.randint(0, NUM_CLASSES, (args.N,), device=device)
+    fns = {c.name: _autocast_step(partial(c.train_step, labels), device, dtype) for c in contenders}
+    result = gpu_measure(fns, device, args.warmup, args.reps)
+    del contenders, fns
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def _peak(p) -> str:
+    return "n/a" if p is None else mb(p)
+
+
+def section_cuda(args) -> list[str]:
+    """On the device of ``--device``: training step time and peak CUDA memory of sj_sew, the zoo with the line's
+    fastest kernels and the torchvision ANN (batch N*T) at each depth in --cuda-depths and T in --cuda-Ts, fp32
+    and bf16 autocast; sj_sew's memory saving against memopt levels 0-4 (ResNet-18, first T); inference
+    throughput. Ratios are within this run. A JSON copy of the numbers goes to --json when given."""
+    import json
+
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # how one trains on a GPU
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    kernel = "n/a"
+    if device.type == "cuda" and sj_sew._compat.kernel_chosen_by_device():
+        kernel = sj_sew._compat.kernel_in_use(neuron.IFNode, device)
+    elif device.type == "cuda":
+        kernel = "cupy" if sj_sew._compat.cupy_importable() else "torch"
+    which = ("zoo", "sj_sew", "sj_sew+memsave", "ann")
+    lines = [f"### GPU training step on {torch.cuda.get_device_name(device) if device.type == 'cuda' else device} "
+             f"(SpikingJelly {sj_sew.SJ_VERSION}, IF kernel: {kernel}; N={args.N}, {args.size}x{args.size})", "",
+             "| depth | T | precision | model | step (s) | / zoo | / ANN | peak (MiB) | / zoo |", "|---" * 9 + "|"]
+    record = {"device": str(device), "spikingjelly": sj_sew.SJ_VERSION, "kernel": kernel, "N": args.N,
+              "size": args.size, "training": [], "memory": [], "inference": []}
+    for depth in args.cuda_depths:
+        for T in args.cuda_Ts:
+            for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+                try:
+                    sec, peak = _gpu_setting(depth, T, args, device, dtype, which)
+                except Exception as e:  # one failing setting (e.g. a kernel without bf16) must not end the run
+                    lines.append(f"| {depth} | {T} | {precision} | all | error: {type(e).__name__}: "
+                                 f"{str(e).splitlines()[0][:160] if str(e) else ''} | | | | |")
+                    record["training"].append(dict(depth=depth, T=T, precision=precision, error=repr(e)[:300]))
+                    continue
+                for n in which:
+                    ratio = "n/a" if peak[n] is None else f"{peak[n] / peak['zoo']:.2f}"
+                    lines.append(f"| {depth} | {T} | {precision} | {n} | {sec[n]:.4f} | {sec[n] / sec['zoo']:.2f} | "
+                                 f"{sec[n] / sec['ann']:.2f} | {_peak(peak[n])} | {ratio} |")
+                    record["training"].append(dict(depth=depth, T=T, precision=precision, model=n, seconds=sec[n],
+                                                   peak_bytes=peak[n]))
+    levels = [0, 1, 2, 3, 4] if device.type == "cuda" else [lv for lv in memopt_levels()]
+    if not memopt_levels():
+        levels = []
+    depth, T = args.cuda_depths[0], args.cuda_Ts[0]
+    mem_which = ("zoo", "sj_sew", "sj_sew+memsave") + tuple(f"zoo+memopt{lv}" for lv in levels)
+    sec, peak = _gpu_setting(depth, T, args, device, None, mem_which[:3])
+    for n in mem_which[3:]:  # each memopt level alone: one that fails is reported, the others still run
+        try:
+            more = _gpu_setting(depth, T, args, device, None, (n,))
+            sec[n], peak[n] = more[0][n], more[1][n]
+        except Exception as e:
+            record["memory"].append(dict(depth=depth, T=T, model=n, error=repr(e)[:300]))
+    lines += ["", f"Memory saving vs memopt (ResNet-{depth}, T={T}, fp32; levels run: {levels or 'none'}):", ""]
+    for n in mem_which:
+        if n not in sec:
+            lines.append(f"- {n}: failed, see the JSON")
+            continue
+        lines.append(f"- {n}: {sec[n]:.4f} s/step, peak {_peak(peak[n])} MiB")
+        record["memory"].append(dict(depth=depth, T=T, model=n, seconds=sec[n], peak_bytes=peak[n]))
+    ran = [f"zoo+memopt{lv}" for lv in levels if f"zoo+memopt{lv}" in sec]
+    if ran and device.type == "cuda":
+        best = min(ran, key=lambda n: peak[n])
+        m, t = peak["sj_sew+memsave"] / peak[best], sec["sj_sew+memsave"] / sec[best]
+        lines.append(f"- target: sj_sew+memsave peak {m:.2f}x {best} (target <= 1) at {t:.2f}x its step time "
+                     f"(target <= 1): {'met' if m <= 1 and t <= 1 else 'NOT met'}")
+    z, s = sec["zoo"], sec["sj_sew"]
+    lines.append(f"- target: sj_sew step <= 0.8x the zoo's (ResNet-{depth}, T={T}, fp32): {s / z:.2f}x "
+                 f"({'met' if s / z <= 0.8 else 'NOT met'})")
+    # inference: eval-mode images per second, the zoo against sj_sew's inference model
+    torch.manual_seed(0)
+    img = torch.rand(args.N, 3, args.size, args.size, device=device)
+    zoo = gpu_zoo_model(depth, device).eval()
+    deployed = inference_model(sj_sew_model(depth, T, zoo)).to(device)
+    zoo = zoo.to(device)
+    seq = img.unsqueeze(0).repeat(T, 1, 1, 1, 1)
+
+    def zoo_infer():
+        with torch.no_grad():
+            zoo(seq)
+        functional.reset_net(zoo)
+
+    sec, _ = gpu_measure({"zoo": zoo_infer, "sj_sew inference_model": partial(deployed, img)}, device,
+                         args.warmup, args.reps)
+    ips = {k: args.N / v for k, v in sec.items()}
+    lines.append(f"- inference (ResNet-{depth}, T={T}): zoo {ips['zoo']:.0f} img/s, sj_sew inference_model "
+                 f"{ips['sj_sew inference_model']:.0f} img/s ({ips['sj_sew inference_model'] / ips['zoo']:.2f}x; "
+                 f"target >= 1.5x)")
+    record["inference"] = ips
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+    return lines + [""]
+
+
 #: The report's sections in the order they run; ``--sections`` picks among them.
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[str]]] = {
     "main": section_main,
@@ -422,6 +699,8 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[str]]] = {
     "depth": section_depth,
     "variants": section_variants,
     "profile": section_profile,
+    "memory": section_memory,
+    "cuda": section_cuda,
 }
 
 
@@ -442,7 +721,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--note", default="", help="a line for the report, e.g. that the machine was shared")
     p.add_argument("--write", metavar="PATH", help="append the report (markdown) to this file")
+    p.add_argument("--device", default="cpu", help="cpu (the CPU sections) or cuda / cuda:N (the GPU section; "
+                   "with --device cpu --sections cuda, the same code runs on CPU as a dry run)")
+    p.add_argument("--cuda-depths", type=int, nargs="+", default=[18, 50], help="depths of the GPU section")
+    p.add_argument("--cuda-Ts", type=int, nargs="+", default=[4, 16], help="T of the GPU section")
+    p.add_argument("--json", metavar="PATH", help="the GPU section's numbers as JSON")
     args = p.parse_args(argv)
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, ValueError):
+        p.error(f"--device {args.device!r} is not a device; valid: cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: CUDA is not available on this machine (torch.cuda.is_available() is "
+                "False); run on a GPU machine (scripts/gpu_check.sh), or use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        p.error(f"--device {args.device!r}: valid: cpu, cuda or cuda:N")
+    if args.sections == list(SECTIONS):  # the default: the GPU section on a GPU, the CPU sections on CPU
+        args.sections = ["cuda"] if device.type == "cuda" else [s for s in SECTIONS if s != "cuda"]
+    elif device.type == "cuda" and set(args.sections) - {"cuda"}:
+        p.error(f"--device cuda runs only the 'cuda' section; {sorted(set(args.sections) - {'cuda'})} measure the CPU")
+    bad = [d for d in args.cuda_depths if d not in RESNET_LAYOUTS]
+    if bad:
+        p.error(f"--cuda-depths must be in {sorted(RESNET_LAYOUTS)}, got {bad}")
     if args.quick:
         args.Ts, args.depths, args.reps, args.warmup = [1, 2, 4], [18, 34], 3, 1
     bad = [d for d in args.depths + [args.depth] if d not in RESNET_LAYOUTS]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import threading
 from functools import lru_cache
 
 import spikingjelly
@@ -152,3 +153,175 @@ def spikingjelly_nir_import():
     except ImportError:
         return None
     return import_from_nir
+
+
+# --- GPU kernel choice (issue 12) ---------------------------------------------------------------------
+#: sj_sew's ``backend=`` names that pick a GPU kernel on this line, besides ``'auto'``.
+KERNEL_BACKENDS = ("cuda", "triton", "torch") if SJ2 else ("torch", "cupy")
+
+_KERNEL_PACKAGES = (("ParametricLIFNode", "plif"), ("LIFNode", "lif"), ("IFNode", "if_"))
+
+
+def kernel_selection(neuron_cls):
+    """SpikingJelly 2.x's kernel selection object (``spikingjelly._ops.<neuron>._selection``) that serves
+    ``neuron_cls`` (IF, LIF, PLIF and their subclasses), or None (0.0.0.0.14, or a neuron without one)."""
+    if not SJ2:
+        return None
+    import importlib
+
+    from spikingjelly.activation_based import neuron as sj_neuron
+
+    for name, package in _KERNEL_PACKAGES:  # PLIF before LIF: a subclass first
+        base_cls = getattr(sj_neuron, name, None)
+        if base_cls is not None and isinstance(neuron_cls, type) and issubclass(neuron_cls, base_cls):
+            try:
+                return importlib.import_module(f"spikingjelly._ops.{package}")._selection
+            except (ImportError, AttributeError):
+                return None
+    return None
+
+
+@lru_cache(maxsize=None)
+def triton_importable() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def surrogate_has_kernel(surrogate_function) -> bool:
+    """Whether SpikingJelly 2.x's CUDA/Triton kernels cover this surrogate (else it runs the torch reference)."""
+    import importlib
+
+    try:  # SpikingJelly 2.x's own table of the surrogates its kernels take (a private function)
+        spec = importlib.import_module("spikingjelly._ops.surrogate")._surrogate_spec
+    except (ImportError, AttributeError):
+        return False
+    try:
+        return spec(surrogate_function) is not None
+    except Exception:
+        return False
+
+
+_override = threading.local()  # per thread: {id(selection): [choice, ...]} (a stack per selection)
+
+
+def _overrides() -> dict:
+    if not hasattr(_override, "stacks"):
+        _override.stacks = {}
+    return _override.stacks
+
+
+def _install_override(selection) -> None:
+    """Make ``selection`` honour a per-thread kernel choice (pushed by :func:`kernel_scope`) before the
+    process-wide ``SJ_<NEURON>_CUDA_IMPLEMENTATION``; each choice keeps its own per-device cache."""
+    if getattr(selection, "_sj_sew_per_choice", None) is not None:
+        return
+    shared = selection._get_cuda_selection
+    caches: dict = {}
+    lock = threading.Lock()
+
+    def get_cuda_selection(device):
+        stack = _overrides().get(id(selection))
+        if not stack:
+            return shared(device)
+        choice = stack[-1]
+        index = device.index if device.index is not None else _torch_cuda_index()
+        key = (choice, index)
+        if key not in caches:
+            with lock:
+                if key not in caches:
+                    requested = selection._requested
+                    selection._requested = choice
+                    try:
+                        caches[key] = selection._select(index)
+                    finally:
+                        selection._requested = requested
+        return caches[key]
+
+    selection._get_cuda_selection = get_cuda_selection
+    selection._sj_sew_per_choice = caches
+
+
+def _torch_cuda_index() -> int:
+    import torch
+
+    return torch.cuda.current_device()
+
+
+def kernel_push(neuron_cls, choice: str) -> None:
+    selection = kernel_selection(neuron_cls)
+    if selection is not None:
+        _install_override(selection)
+        _overrides().setdefault(id(selection), []).append(choice)
+
+
+def kernel_pop(neuron_cls) -> None:
+    selection = kernel_selection(neuron_cls)
+    stack = _overrides().get(id(selection)) if selection is not None else None
+    if stack:
+        stack.pop()
+
+
+def kernel_in_use(neuron_cls, device) -> str:
+    """The kernel ('cuda', 'triton' or 'torch') SpikingJelly 2.x runs for ``neuron_cls`` on CUDA ``device`` under
+    the current thread's choice; raises RuntimeError when none is available."""
+    selection = kernel_selection(neuron_cls)
+    if selection is None:
+        return "torch"
+    _install_override(selection)
+    return selection._get_cuda_selection(device).name
+
+
+class KernelScope:
+    """Forward pre-hook and hook of one neuron: its forward (and the backward of the SpikingJelly operator it
+    ran) use kernel ``choice`` on CUDA, whatever other neurons and ``SJ_*_CUDA_IMPLEMENTATION`` say."""
+
+    def __init__(self, choice: str):
+        self.choice = choice
+
+    def pre(self, module, args):
+        if args and getattr(args[0], "is_cuda", False):
+            kernel_push(type(module), self.choice)
+
+    def post(self, module, args, output):  # also called when the forward raised (always_call)
+        if not (args and getattr(args[0], "is_cuda", False)):
+            return None
+        kernel_pop(type(module))
+        node = _operator_node(output)
+        if node is not None:  # the backward runs later, maybe in another thread: scope it too
+            cls, choice = type(module), self.choice
+            node.register_prehook(lambda grad_outputs: kernel_push(cls, choice))
+            node.register_hook(lambda grad_inputs, grad_outputs: kernel_pop(cls))
+        return None
+
+
+def _operator_node(output, depth: int = 4):
+    """The autograd node of the SpikingJelly neuron operator behind ``output`` (a few nodes deep at most)."""
+    node = getattr(output, "grad_fn", None)
+    for _ in range(depth):
+        if node is None:
+            return None
+        if "GeneratedBackwardFor_sj_" in node.name():
+            return node
+        nexts = [n for n, _ in node.next_functions if n is not None]
+        node = nexts[0] if nexts else None
+    return None
+
+
+def bind_kernel(module, choice: str) -> None:
+    """Scope kernel ``choice`` (2.x: 'cuda', 'triton' or 'torch') around ``module``'s forward and backward."""
+    scope = KernelScope(choice)
+    module.register_forward_pre_hook(scope.pre)
+    module.register_forward_hook(scope.post, always_call=True)
+
+
+def check_kernel(neuron_cls, choice: str, device) -> None:
+    """Raise RuntimeError naming ``backend=choice`` when SpikingJelly 2.x cannot run that kernel for
+    ``neuron_cls`` on CUDA ``device`` (e.g. 'cuda' in a build without its native kernels)."""
+    kernel_push(neuron_cls, choice)
+    try:
+        kernel_in_use(neuron_cls, device)
+    except (RuntimeError, ValueError) as error:
+        raise RuntimeError(f"backend={choice!r}: SpikingJelly {SJ_VERSION} cannot run its {choice} kernel for "
+                           f"{neuron_cls.__name__} on {device} ({error}); use backend='auto' (it falls back "
+                           "by itself) or another of 'cuda', 'triton', 'torch'") from None
+    finally:
+        kernel_pop(neuron_cls)

@@ -36,7 +36,7 @@ def test_static_input_needs_T():
     ({"connect": "OR"}, ValueError, "IAND"),
     ({"neuron": "izhikevich"}, ValueError, "plif"),
     ({"neuron": torch.nn.ReLU}, TypeError, "SpikingJelly neuron class"),
-    ({"backend": "cuda"}, ValueError, "auto"),
+    ({"backend": "jax"}, ValueError, "auto"),
     ({"neuron": "if", "tau": 2.0}, TypeError, "v_threshold"),
     ({"surrogate_function": "relu"}, ValueError, "atan"),
     ({"T": 0}, ValueError, "T must be"),

@@ -193,7 +193,7 @@ def test_presets_follow_the_paper_and_flags_override():
     assert cfg("--preset", "dvs128_gesture", "--data-root", ".", "--family", "plain")["lr"] == 0.005
     assert cfg("--preset", "dvs128_gesture", "--data-root", ".", "--lr", "0.5")["lr"] == 0.5
     c = cfg("--preset", "imagenet", "--data-root", ".", "--model", "sew_resnet50")
-    assert (c["model"], c["neuron"], c["T"], c["lr"], c["epochs"], c["batch_size"], c["amp"]) == ("sew_resnet50", "if", 4, 0.1, 320, 32, True)
+    assert (c["model"], c["neuron"], c["T"], c["lr"], c["epochs"], c["batch_size"], c["amp"]) == ("sew_resnet50", "if", 4, 0.1, 320, 32, "fp16")
     c = cfg("--preset", "cifar10_dvs", "--data-root", ".")
     assert (c["model"], c["lr"], c["epochs"], c["T_train"]) == ("wide_net7b", 0.01, 64, None)
     c = cfg("--model", "sew_resnet18")

@@ -8,8 +8,9 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import base
 
+from .. import _compat
 from ..blocks import ResidualBlock
-from ..memory import SegmentedSequential, mark_checkpointed
+from ..memory import SegmentedSequential, mark_checkpointed, set_compact
 from ..neurons import NeuronSpec
 
 
@@ -64,8 +65,9 @@ class SpikingNetwork(nn.Module):
 
     # --- gradient checkpointing ----------------------------------------------------------------------
     def set_grad_checkpointing(self, enable: bool = True, blocks_per_segment: int | str = "sqrt",
-                               checkpoint_last_stage: bool = False) -> None:
-        """Exact gradient checkpointing (see :func:`sj_sew.memory.memory_saving`); ``enable=False`` undoes it."""
+                               checkpoint_last_stage: bool = False, compact: bool = False) -> None:
+        """Exact gradient checkpointing (see :func:`sj_sew.memory.memory_saving`); ``enable=False`` undoes it.
+        ``compact``: saved tensors and segment inputs stored packed (exact), also with ``enable=False``."""
         if not (blocks_per_segment == "sqrt" or (isinstance(blocks_per_segment, int) and blocks_per_segment >= 1)):
             raise ValueError(f"blocks_per_segment must be 'sqrt' or a positive int, got {blocks_per_segment!r}")
         stages = [m for m in self.modules() if isinstance(m, SegmentedSequential) and len(m)
@@ -80,8 +82,10 @@ class SpikingNetwork(nn.Module):
             skip = i == len(stages) - 1 and len(stages) > 1 and not checkpoint_last_stage
             size = math.ceil(math.sqrt(len(stage))) if blocks_per_segment == "sqrt" else blocks_per_segment
             stage.segment_size = size if enable and not skip else None
+            stage.compact = bool(compact and stage.segment_size)
         for m in loose + neurons:
-            mark_checkpointed(m, enable)
+            mark_checkpointed(m, enable, compact)
+        set_compact(self, compact)
         self.grad_checkpointing = enable
 
     # --- shared behaviour -----------------------------------------------------------------------
@@ -118,9 +122,13 @@ class SpikingNetwork(nn.Module):
             raise ValueError(f"input holds non-finite values (nan or inf; shape {tuple(x.shape)}); check the data")
 
     def sync_backend(self, device: torch.device) -> None:
-        """Point every neuron at the backend the spec picks for ``device`` (no-op once per device)."""
+        """Point every neuron at the backend the spec picks for ``device`` (no-op once per device); on
+        SpikingJelly 2.x with ``backend='cuda'|'triton'``, check on a GPU that the kernel is available."""
         if device == self._backend_device:
             return
+        kernel = self.neuron_spec.kernel
+        if kernel is not None and torch.device(device).type == "cuda":
+            _compat.check_kernel(self.neuron_spec.cls, kernel, torch.device(device))
         self._backend_device = device
         for m in self.modules():
             if isinstance(m, base.MemoryModule) and hasattr(m, "backend") and isinstance(m, self.neuron_spec.cls):

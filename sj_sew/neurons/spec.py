@@ -20,7 +20,9 @@ from .. import _compat
 from .fused import fused_neuron_class
 from .surrogate import make_surrogate
 
-BACKENDS = ("auto", "torch", "cupy")
+#: Every ``backend=`` name; which ones a SpikingJelly line offers is ``("auto",) + _compat.KERNEL_BACKENDS``
+#: ('cuda' and 'triton' on 2.x, 'cupy' on 0.0.0.0.14, 'torch' on both).
+BACKENDS = ("auto", "torch", "cupy", "cuda", "triton")
 
 PAPER_DEFAULTS: dict[str, Any] = {"v_threshold": 1.0, "v_reset": 0.0, "detach_reset": True}
 
@@ -95,8 +97,9 @@ class NeuronSpec:
 
     Args:
         neuron: ``'if'``, ``'lif'``, ``'plif'`` or a SpikingJelly neuron class.
-        backend: ``'auto'`` (fastest for the device the model runs on), ``'torch'`` or ``'cupy'``
-            (SpikingJelly 0.0.0.0.14 only).
+        backend: ``'auto'`` (fastest for the device the model runs on), ``'torch'``, ``'cupy'``
+            (SpikingJelly 0.0.0.0.14 only), or ``'cuda'``/``'triton'`` (2.x only: its native CUDA or Triton
+            kernel on a GPU, for this model's neurons alone; CPU always runs the torch path).
         **kwargs: neuron parameters; ``tau`` is accepted as ``init_tau`` for PLIF.
     """
 
@@ -122,7 +125,33 @@ class NeuronSpec:
             raise ValueError(f"unknown backend {backend!r}; valid: {list(BACKENDS)}")
         if backend == "cupy":
             self._check_cupy()
+        elif backend in ("cuda", "triton"):
+            self._check_kernel(backend)
         self.backend = backend
+
+    def _check_kernel(self, backend: str) -> None:
+        if backend not in _compat.KERNEL_BACKENDS:
+            raise ValueError(f"backend={backend!r} needs SpikingJelly 2.x (its native CUDA and Triton kernels); "
+                             f"SpikingJelly {_compat.SJ_VERSION} offers backend='auto', 'torch' or 'cupy'")
+        if _compat.kernel_selection(self.cls) is None:
+            raise ValueError(f"backend={backend!r}: {self.cls.__name__} has no SpikingJelly kernel to choose "
+                             "(IF, LIF and PLIF have); use backend='auto' or 'torch'")
+        if backend == "triton" and not _compat.triton_importable():
+            raise ImportError("backend='triton' needs the triton package (pip install triton; it comes with "
+                              "CUDA builds of torch on Linux); or use backend='auto'")
+        if not _compat.surrogate_has_kernel(self.kwargs["surrogate_function"]):
+            raise ValueError(f"backend={backend!r}: surrogate {type(self.kwargs['surrogate_function']).__name__} "
+                             "has no SpikingJelly CUDA/Triton kernel (ATan, Sigmoid, PiecewiseQuadratic, "
+                             "PiecewiseExp, SoftSign, SuperSpike and Erf have); use backend='auto' or 'torch'")
+
+    @property
+    def kernel(self) -> str | None:
+        """The GPU kernel this spec pins on a line where SpikingJelly picks it per device (2.x: 'cuda',
+        'triton' or 'torch'); None where SpikingJelly's own choice applies ('auto') or ``backend`` selects it."""
+        if self.backend in ("cuda", "triton", "torch") and _compat.kernel_chosen_by_device() \
+                and _compat.kernel_selection(self.cls) is not None:
+            return self.backend
+        return None
 
     def _check_cupy(self) -> None:
         if not _compat.cupy_backend_exists(self.cls):
@@ -156,7 +185,10 @@ class NeuronSpec:
         initial = self.backend_for(None)
         if initial is not None:
             extra["backend"] = initial
-        return fused_neuron_class(self.cls)(**copy.deepcopy(self.kwargs), **extra)
+        node = fused_neuron_class(self.cls)(**copy.deepcopy(self.kwargs), **extra)
+        if self.kernel is not None:  # scoped to this neuron, never process-wide
+            _compat.bind_kernel(node, self.kernel)
+        return node
 
     @property
     def v_threshold(self) -> float:

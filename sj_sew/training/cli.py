@@ -57,7 +57,10 @@ def _add_optimisation_flags(a) -> None:
     a("--gamma", type=float, help="StepLR factor")
     a("--epochs", type=int)
     a("--batch-size", type=int, dest="batch_size", help="per process")
-    a("--amp", action=argparse.BooleanOptionalAction, help="float16 autocast + GradScaler (CUDA only)")
+    a("--amp", nargs="?", const="fp16", choices=["fp16", "bf16"],
+      help="mixed precision: fp16 (autocast + GradScaler, CUDA only; also --amp alone) or bf16 (autocast, "
+           "CUDA or CPU)")
+    a("--no-amp", action="store_const", const=False, dest="amp", help="float32 (no autocast)")
     a("--zero-init", action=argparse.BooleanOptionalAction, dest="zero_init",
       help="start every residual block as an identity mapping")
     a("--seed", type=int)

@@ -38,7 +38,8 @@ class RunConfig:
     ``num_classes`` and ``input_size`` are read off the data by :func:`sj_sew.training.run` (None until then).
     ``val_fraction`` of each class of the training split is held out as the validation split that selects the
     best epoch (0: no validation split, the last epoch is the reported one). ``progress`` None shows progress
-    bars only when the output is a terminal.
+    bars only when the output is a terminal. ``amp`` is False, ``'fp16'`` (autocast + GradScaler, CUDA) or
+    ``'bf16'`` (autocast, CUDA or CPU); True, as earlier checkpoints store it, means ``'fp16'``.
     """
 
     dataset: str = "events"
@@ -62,7 +63,7 @@ class RunConfig:
     gamma: float = 0.1
     epochs: int = 10
     batch_size: int = 32
-    amp: bool = False
+    amp: bool | str = False
     zero_init: bool = False
     seed: int = 0
     out: str | None = None
@@ -91,6 +92,23 @@ class RunConfig:
         values = dict(values)
         values.setdefault("val_fraction", 0.0)  # runs from before the validation split had none
         return cls(**values)
+
+    def __post_init__(self):
+        self.amp = normalize_amp(self.amp)
+
+
+#: ``--amp`` values: float16 autocast with loss scaling, bfloat16 autocast.
+AMP_MODES = ("fp16", "bf16")
+
+
+def normalize_amp(amp):
+    """``False`` for no mixed precision (False/None/'no'/'off'), ``'fp16'`` for True (earlier configs), else
+    ``amp`` as given (:func:`check_config` rejects values outside :data:`AMP_MODES`)."""
+    if amp is None or amp is False or (isinstance(amp, str) and amp.lower() in ("no", "off", "none", "false")):
+        return False
+    if amp is True:
+        return "fp16"
+    return amp.lower() if isinstance(amp, str) else amp
 
 
 #: SEW paper, Table 8: learning rate of each network on DVS128 Gesture (SEW by g, else by family).
@@ -386,6 +404,12 @@ def _check_device(cfg: RunConfig) -> None:
                           f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
 
 
+def _check_amp(cfg: RunConfig) -> None:
+    if cfg.amp is not False and cfg.amp not in AMP_MODES:
+        raise ConfigError(f"--amp {cfg.amp!r} is not a precision; valid: {', '.join(AMP_MODES)} "
+                          "(--amp alone means fp16; --no-amp for float32)")
+
+
 def check_out(out: str | Path) -> None:
     """Raise :class:`ConfigError` unless ``out`` is (or can be made) a writable run directory; creates nothing
     that stays (a probe directory is made and removed in the nearest existing parent)."""
@@ -412,6 +436,7 @@ def check_config(cfg: RunConfig) -> None:
     _check_numbers(cfg)
     _check_data(cfg)
     _check_device(cfg)
+    _check_amp(cfg)
     _check_model(cfg)
     if cfg.out is not None:
         check_out(cfg.out)

@@ -47,9 +47,18 @@ def make_scheduler(name: str, optimizer, epochs: int, step_size: int = 64, gamma
     raise ValueError(f"unknown scheduler {name!r}; valid: {list(SCHEDULERS)}")
 
 
-def autocast(device: torch.device, enabled: bool):
-    """float16 autocast on CUDA when enabled; a no-op otherwise."""
-    return torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled and device.type == "cuda")
+#: ``amp`` -> autocast dtype (True: fp16, as before ``--amp`` took a value).
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, True: torch.float16}
+
+
+def autocast(device: torch.device, amp):
+    """Autocast for ``amp``: ``'fp16'`` (or True) float16 on CUDA, ``'bf16'`` bfloat16 on CUDA or CPU; a no-op
+    for False/None and for fp16 off CUDA."""
+    if amp not in (False, None) and amp not in AMP_DTYPES:
+        raise ValueError(f"amp must be False, 'fp16' or 'bf16', got {amp!r}")
+    dtype = AMP_DTYPES.get(amp, torch.float16)
+    enabled = bool(amp) and (device.type == "cuda" or dtype is torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=enabled)
 
 
 def _progress(iterable, enabled: bool, desc: str):
@@ -81,7 +90,7 @@ def _check_finite(loss: torch.Tensor, model: nn.Module, env: DistEnv, epoch: int
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer, env: DistEnv | None = None, *, scaler=None,
-                    amp: bool = False, T_train: int | None = None, epoch: int = 0,
+                    amp: bool | str = False, T_train: int | None = None, epoch: int = 0,
                     progress: bool = True) -> dict:
     """One pass over ``loader``: cross-entropy on the model's output (the time-averaged logits of an SNN),
     random temporal delete to ``T_train`` steps for sequences, ``reset_net`` after every batch. Returns the
@@ -117,7 +126,7 @@ def _firing_monitor(net: nn.Module) -> FiringRateMonitor | None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, env: DistEnv | None = None, *, amp: bool = False,
+def evaluate(model: nn.Module, loader: DataLoader, env: DistEnv | None = None, *, amp: bool | str = False,
              progress: bool = False) -> dict:
     """Loss, accuracy and mean firing rate (spikes per neuron-step over every neuron layer; nan for a net
     without neurons) on ``loader``, over all processes."""
@@ -143,7 +152,7 @@ def evaluate(model: nn.Module, loader: DataLoader, env: DistEnv | None = None, *
 
 def fit(model: nn.Module, train_loader: Iterable, optimizer, scheduler, env: DistEnv | None = None, *,
         epochs: int, start_epoch: int = 0, test_loader: Iterable | None = None, val_loader: Iterable | None = None,
-        scaler=None, amp: bool = False, T_train: int | None = None, progress: bool = False,
+        scaler=None, amp: bool | str = False, T_train: int | None = None, progress: bool = False,
         on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
     """Epochs ``start_epoch .. epochs - 1`` of :func:`train_one_epoch`, :func:`evaluate` on ``val_loader`` and
     ``test_loader`` (each if given) and a scheduler step. Returns one record per epoch (``epoch``,

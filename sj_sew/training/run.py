@@ -48,7 +48,7 @@ class _Session:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    amp: bool
+    amp: bool | str
     history: list = field(default_factory=list)
     best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": -1})
     start_epoch: int = 0
@@ -100,10 +100,12 @@ def _session(cfg: RunConfig, env: DistEnv) -> _Session:
     model = build_model(cfg, env)
     optimizer = loop.make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
     scheduler = loop.make_scheduler(cfg.scheduler, optimizer, cfg.epochs, cfg.step_size, cfg.gamma)
-    amp = cfg.amp and env.device.type == "cuda"
+    amp = cfg.amp if (cfg.amp == "bf16" or env.device.type == "cuda") else False  # fp16 autocast: CUDA only
     if cfg.amp and not amp and env.is_main:
-        print("note: --amp needs CUDA; training in float32 on", env.device, flush=True)
-    return _Session(cfg, env, model, optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=amp), amp)
+        print(f"note: --amp {cfg.amp} needs CUDA (--amp bf16 also runs on CPU); training in float32 on",
+              env.device, flush=True)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")  # bf16 has float32's range: no loss scaling
+    return _Session(cfg, env, model, optimizer, scheduler, scaler, amp)
 
 
 def _replan_schedule(s: _Session, planned_epochs: int) -> None:

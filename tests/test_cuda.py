@@ -1,0 +1,404 @@
+"""The GPU path: every model on CUDA with each backend of this SpikingJelly line, mixed precision, memory saving,
+the inference model, train.py on CUDA and resume (``-m cuda``, skipped without a GPU), and the parts of it that
+run on CPU: ``--amp fp16|bf16``, bf16 autocast on CPU, backend choice and its errors, the per-model scoping of
+SpikingJelly 2.x's kernel choice.
+
+Stated tolerance of CUDA against CPU (float32, TF32 off, same weights, same input): logits within
+``rtol=atol=2e-3`` and gradients within 2e-2 relative L2 error over all parameters; summed over thousands of
+neurons, a membrane potential a rounding error from the threshold may flip one spike, hence not bit equality.
+``scripts/gpu_check.sh`` runs the ``cuda`` tests on both lines.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from spikingjelly.activation_based import functional
+
+import sj_sew
+from sj_sew import _compat
+from sj_sew.neurons import NeuronSpec
+from sj_sew.training import RunConfig, check_config, cli, loop
+from sj_sew.training.config import ConfigError
+
+HAS_CUDA = torch.cuda.is_available()
+cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs an NVIDIA GPU (torch.cuda.is_available() is False); "
+                                             "run scripts/gpu_check.sh on a GPU machine")
+
+#: backends to try on this line: 'auto' and every kernel it offers ('cuda', 'triton', 'torch' on 2.x;
+#: 'torch', 'cupy' on 0.0.0.0.14).
+LINE_BACKENDS = ("auto",) + _compat.KERNEL_BACKENDS
+
+#: small widths per registered name prefix, so that every model runs in seconds (as tests/test_streaming.py).
+SMALL = [("ms_resnet104", dict(widths=(4, 4, 8, 8), stem_width=4)), ("ms_resnet18", dict(widths=(4, 4, 8, 8))),
+         ("ms_resnet34", dict(widths=(4, 4, 8, 8))), ("ms_resnet", dict(widths=(4, 4, 8))),
+         ("ds_resnet", dict(widths=(4, 4, 8))), ("sew_resnet", dict(width=8)), ("spiking_resnet", dict(width=8)),
+         ("plain_resnet", dict(width=8))]
+
+RTOL = ATOL = 2e-3  # logits, CUDA vs CPU
+GRAD_RTOL = 2e-2  # relative L2 error of all gradients together
+
+TINY = ["--dataset", "events", "--data-option", "per_class=16", "--notation",
+        "c4k3s1-BN-PLIF-{SEW Block(c4)-MPk2s2}*3-FC10", "--T", "4", "--optimizer", "sgd", "--lr", "0.05",
+        "--batch-size", "24", "--seed", "3", "--no-progress", "--no-tensorboard", "--threads", "1"]
+
+
+def _small_kwargs(name: str) -> dict:
+    return next((kw for prefix, kw in SMALL if name.startswith(prefix)), {})
+
+
+def _build(name: str, backend: str = "auto", **extra):
+    """(model, input) of a registered model at a small size; pytest.skip where the backend cannot serve it."""
+    kwargs = dict(num_classes=5, **_small_kwargs(name), **extra)
+    if name.startswith(("sew_", "spiking_", "plain_")):
+        kwargs["T"] = 2
+    try:
+        model = sj_sew.create_model(name, backend=backend, **kwargs)
+    except (ValueError, ImportError, RuntimeError) as e:
+        if "backend" in str(e):
+            pytest.skip(f"{name} with backend={backend!r}: {e}")
+        raise
+    if name.startswith(("sew_", "spiking_", "plain_")):
+        x = torch.rand(2, 3, 32, 32)
+    else:
+        size = 128 if model.in_channels == 2 else 32
+        x = (torch.rand(2, 2, model.in_channels, size, size) < 0.3).float()
+    return model, x
+
+
+def _forward_backward(model, x):
+    functional.reset_net(model)
+    out = model(x)
+    (out * torch.linspace(-1, 1, out.shape[-1], device=out.device)).sum().backward()
+    functional.reset_net(model)
+    grads = torch.cat([p.grad.flatten().float().cpu() for p in model.parameters() if p.grad is not None])
+    return out.detach().float().cpu(), grads
+
+
+@pytest.fixture(autouse=True)
+def _exact_float32():
+    """No TF32 in CUDA matmuls/convs during these tests (it would differ from CPU by ~1e-3 per layer)."""
+    if not HAS_CUDA:
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+_CPU_REFERENCE: dict = {}
+
+
+def _cpu_reference(name):
+    if name not in _CPU_REFERENCE:
+        torch.manual_seed(0)
+        model, x = _build(name, "torch" if "torch" in LINE_BACKENDS else "auto")
+        out, grads = _forward_backward(model, x)
+        _CPU_REFERENCE[name] = (model.state_dict(), x, out, grads)
+    return _CPU_REFERENCE[name]
+
+
+# --- CUDA ---------------------------------------------------------------------------------------------------------
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", LINE_BACKENDS)
+@pytest.mark.parametrize("name", sj_sew.list_models())
+def test_every_model_on_cuda_equals_cpu(name, backend):
+    state, x, ref_out, ref_grads = _cpu_reference(name)
+    model, _ = _build(name, backend)
+    model.load_state_dict(state)
+    out, grads = _forward_backward(model.cuda(), x.cuda())
+    torch.testing.assert_close(out, ref_out, rtol=RTOL, atol=ATOL)
+    assert grads.shape == ref_grads.shape
+    assert torch.isfinite(grads).all()
+    err = (grads - ref_grads).norm() / ref_grads.norm().clamp_min(1e-12)
+    assert err < GRAD_RTOL, f"{name}, backend={backend!r}: gradient relative error {err:.2e}"
+
+
+@cuda
+@pytest.mark.cuda
+def test_kernel_choice_is_per_model_forward_and_backward():
+    """2.x: each model's neurons run the kernel it asked for, in forward and in backward, whatever ran before."""
+    if not _compat.kernel_chosen_by_device():
+        pytest.skip("SpikingJelly 0.0.0.0.14 selects kernels with each neuron's backend attribute")
+    selection = _compat.kernel_selection(sj_sew.neurons.spec.NEURONS["if"])
+    _compat.kernel_in_use(sj_sew.neurons.spec.NEURONS["if"], torch.device("cuda"))  # installs the override
+    seen = []
+    real = selection._get_cuda_selection
+
+    def spy(device):
+        chosen = real(device)
+        seen.append(chosen.name)
+        return chosen
+
+    selection._get_cuda_selection = spy
+    try:
+        auto_kernel = _compat.kernel_in_use(sj_sew.neurons.spec.NEURONS["if"], torch.device("cuda"))
+        for backend in ("triton", "torch", "auto", "triton", "cuda"):
+            try:
+                model = sj_sew.create_model("sew_resnet18", width=8, num_classes=5, T=2, backend=backend).cuda()
+                model.sync_backend(torch.device("cuda", torch.cuda.current_device()))
+            except (ImportError, RuntimeError) as e:
+                assert backend in ("triton", "cuda"), e
+                continue
+            seen.clear()
+            _forward_backward(model, torch.rand(2, 3, 32, 32, device="cuda"))
+            want = auto_kernel if backend == "auto" else backend
+            assert seen and set(seen) == {want}, (backend, seen)
+            assert len(seen) >= 2 * sum(isinstance(m, sj_sew.neurons.spec.NEURONS["if"]) for m in model.modules())
+    finally:
+        selection._get_cuda_selection = real
+    assert os.environ.get("SJ_IF_CUDA_IMPLEMENTATION", "auto") == selection._requested, "nothing process-wide"
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+@pytest.mark.parametrize("backend", LINE_BACKENDS)
+def test_autocast_on_cuda(amp, backend):
+    torch.manual_seed(0)
+    model, x = _build("sew_resnet18", backend)
+    model, x = model.cuda(), x.cuda()
+    ref, _ = _forward_backward(model, x)
+    model.zero_grad()
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+    with loop.autocast(torch.device("cuda"), amp):
+        functional.reset_net(model)
+        out = model(x)
+    assert out.dtype == loop.AMP_DTYPES[amp]
+    scaler.scale(out.float().square().mean()).backward()
+    functional.reset_net(model)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert torch.isfinite(out).all()
+    assert (out.float().cpu() - ref).norm() <= 0.1 * ref.norm() + 1e-3, "low precision strays far from float32"
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", LINE_BACKENDS)
+def test_memory_saving_on_cuda_is_exact_and_saves(backend):
+    torch.manual_seed(0)
+    base, _ = _build("sew_resnet50", backend)
+    saving = sj_sew.memory_saving(copy.deepcopy(base))
+    x = torch.rand(16, 3, 64, 64, device="cuda")
+    peaks, results = [], []
+    for model in (base.cuda(), saving.cuda()):
+        model(x.clone())  # warm-up (kernels, cuDNN plans)
+        functional.reset_net(model)
+        model.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        results.append(_forward_backward(model, x))
+        peaks.append(torch.cuda.max_memory_allocated())
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-5)
+    err = (results[1][1] - results[0][1]).norm() / results[0][1].norm()
+    assert err < 1e-4, f"gradient relative error {err:.2e}"
+    assert peaks[1] < 0.85 * peaks[0], f"memory saving peak {peaks[1]} vs {peaks[0]} bytes"
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", LINE_BACKENDS)
+def test_inference_model_on_cuda(backend):
+    torch.manual_seed(0)
+    model, x = _build("sew_resnet18", backend)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    model = model.cuda().eval()
+    x = x.cuda() * 3
+    with torch.no_grad():
+        functional.reset_net(model)
+        expected = model(x)
+        functional.reset_net(model)
+    deployed = sj_sew.inference_model(model)
+    got = deployed(x)
+    assert got.is_cuda and torch.is_inference(got)
+    torch.testing.assert_close(got, expected, rtol=RTOL, atol=ATOL)
+    assert torch.equal(deployed(x), got), "each call starts from rest"
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("amp", ["no", "fp16", "bf16"])
+def test_train_one_epoch_and_resume_on_cuda(tmp_path, amp):
+    flags = TINY + ["--device", "cuda"] + (["--no-amp"] if amp == "no" else ["--amp", amp])
+    out = tmp_path / "run"
+    first = cli.main(flags + ["--epochs", "1", "--out", str(out)])
+    assert first["epochs"] == 1
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["config"]["amp"] == (False if amp == "no" else amp)
+    assert bool(state["scaler"]) == (amp == "fp16"), "a GradScaler only for fp16"
+    resumed = cli.main(["--resume", "--out", str(out), "--epochs", "2", "--device", "cuda"])
+    assert resumed["epochs"] == 2
+    records = [r for r in sj_sew.training.read_metrics(out / "metrics.jsonl")]
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert all(r["train_loss"] == r["train_loss"] for r in records)  # finite
+
+
+# --- CPU: the parts of the GPU path that run here ------------------------------------------------------------------
+def test_amp_flag_takes_fp16_and_bf16_and_old_configs_load():
+    def amp(*argv):
+        return cli.config_from_argv(list(argv) + ["--out", "never", "--model", "sew_resnet18"])[0].amp
+
+    assert amp() is False
+    assert amp("--amp") == "fp16"  # --amp alone: fp16, as before it took a value
+    assert amp("--amp", "bf16") == "bf16" and amp("--amp=fp16") == "fp16"
+    assert amp("--amp", "bf16", "--no-amp") is False
+    with pytest.raises(SystemExit):
+        amp("--amp", "fp8")
+    assert RunConfig.from_dict({"amp": True}).amp == "fp16"  # checkpoints written before --amp took a value
+    assert RunConfig.from_dict({"amp": False}).amp is False
+    assert RunConfig(amp="BF16").amp == "bf16"
+    with pytest.raises(ConfigError, match="--amp 'fp8'.*fp16, bf16"):
+        check_config(RunConfig(amp="fp8", model="sew_resnet18"))
+
+
+def test_autocast_modes_on_cpu():
+    cpu = torch.device("cpu")
+    a, b = torch.rand(4, 4), torch.rand(4, 4)
+    with loop.autocast(cpu, "bf16"):
+        assert (a @ b).dtype == torch.bfloat16
+    for off in ("fp16", True, False, None):  # fp16 autocast is CUDA only; off is off
+        with loop.autocast(cpu, off):
+            assert (a @ b).dtype == torch.float32
+    with pytest.raises(ValueError, match="'fp16' or 'bf16'"):
+        loop.autocast(cpu, "fp8")
+
+
+def test_bf16_epoch_on_cpu(tmp_path, monkeypatch):
+    used = []
+    real = loop.autocast
+
+    def spy(device, amp):
+        used.append((device.type, amp))
+        return real(device, amp)
+
+    monkeypatch.setattr(loop, "autocast", spy)
+    summary = cli.main(TINY + ["--device", "cpu", "--amp", "bf16", "--epochs", "1", "--out", str(tmp_path / "r")])
+    assert summary["epochs"] == 1
+    assert used and set(used) == {("cpu", "bf16")}
+    state = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
+    assert state["config"]["amp"] == "bf16" and not state["scaler"], "bf16 needs no GradScaler"
+    records = sj_sew.training.read_metrics(tmp_path / "r" / "metrics.jsonl")
+    assert records and all(r["train_loss"] == r["train_loss"] for r in records)
+
+
+def test_fp16_on_cpu_says_it_trains_in_float32(tmp_path, capsys):
+    cli.main(TINY + ["--device", "cpu", "--amp", "--epochs", "1", "--out", str(tmp_path / "r")])
+    assert "--amp fp16 needs CUDA" in capsys.readouterr().out
+
+
+def test_backend_choices_of_this_line():
+    assert set(LINE_BACKENDS) <= set(sj_sew.neurons.spec.BACKENDS)
+    for backend in LINE_BACKENDS:
+        if backend == "cupy" and not _compat.cupy_importable():
+            continue
+        if backend == "triton" and not _compat.triton_importable():
+            continue
+        spec = NeuronSpec("if", backend=backend)
+        model = sj_sew.create_model("sew_resnet18", width=4, num_classes=3, T=2, backend=backend)
+        if backend != "cupy":  # CPU runs the torch path ('cupy' pins CuPy kernels, GPU only)
+            assert model(torch.rand(1, 3, 32, 32)).shape == (1, 3)
+            functional.reset_net(model)
+        assert spec.kernel == (backend if _compat.kernel_chosen_by_device() and backend != "auto" else None)
+    if _compat.kernel_chosen_by_device():
+        assert _compat.KERNEL_BACKENDS == ("cuda", "triton", "torch")
+    else:
+        assert _compat.KERNEL_BACKENDS == ("torch", "cupy")
+        for backend in ("cuda", "triton"):
+            with pytest.raises(ValueError, match=f"backend='{backend}' needs SpikingJelly 2.x.*'auto', 'torch' or 'cupy'"):
+                NeuronSpec("if", backend=backend)
+
+
+@pytest.mark.skipif(not _compat.kernel_chosen_by_device(), reason="'cuda'/'triton' are SpikingJelly 2.x kernels")
+def test_kernel_backend_errors(monkeypatch):
+    with pytest.raises(RuntimeError, match="removed its CuPy backend"):
+        NeuronSpec("if", backend="cupy")
+    with pytest.raises(ValueError, match="surrogate Rectangular has no SpikingJelly CUDA/Triton kernel"):
+        NeuronSpec("lif", backend="triton", surrogate_function="rect")
+    with pytest.raises(ValueError, match="MLFNode has no SpikingJelly kernel"):
+        NeuronSpec(sj_sew.MLFNode, backend="cuda")
+    monkeypatch.setattr(_compat, "triton_importable", lambda: False)
+    with pytest.raises(ImportError, match="backend='triton' needs the triton package"):
+        NeuronSpec("plif", backend="triton")
+    NeuronSpec("plif", backend="cuda")  # the native kernels are checked on the GPU (sync_backend)
+
+
+class _Impl:
+    def __init__(self, name):
+        self.name = name
+
+
+@pytest.mark.skipif(not _compat.kernel_chosen_by_device(), reason="SpikingJelly 2.x's kernel selection")
+def test_kernel_choice_is_scoped_per_thread_and_never_process_wide(monkeypatch):
+    """The override of SpikingJelly 2.x's selection, with its ``_select`` faked (no GPU here)."""
+    if_cls = sj_sew.neurons.spec.NEURONS["if"]
+    selection = _compat.kernel_selection(if_cls)
+    assert selection is not _compat.kernel_selection(sj_sew.neurons.spec.NEURONS["lif"])
+    assert _compat.kernel_selection(sj_sew.neurons.spec.NEURONS["plif"])._environment_variable == "SJ_PLIF_CUDA_IMPLEMENTATION"
+    monkeypatch.setattr(selection, "_select", lambda index, **_: _Impl(f"{selection._requested}@{index}"))
+    monkeypatch.setattr(selection, "_selections", {})
+    monkeypatch.setattr(selection, "_get_cuda_selection", selection._get_cuda_selection)
+    monkeypatch.setattr(selection, "_sj_sew_per_choice", None, raising=False)
+    requested = selection._requested
+    dev = torch.device("cuda", 0)
+    assert _compat.kernel_in_use(if_cls, dev) == f"{requested}@0"
+    _compat.kernel_push(if_cls, "triton")
+    _compat.kernel_push(if_cls, "torch")
+    assert _compat.kernel_in_use(if_cls, dev) == "torch@0"
+    _compat.kernel_pop(if_cls)
+    assert _compat.kernel_in_use(if_cls, dev) == "triton@0"
+    _compat.kernel_pop(if_cls)
+    assert _compat.kernel_in_use(if_cls, dev) == f"{requested}@0"
+    assert selection._requested == requested and "SJ_IF_CUDA_IMPLEMENTATION" not in os.environ
+
+    import threading
+    _compat.kernel_push(if_cls, "triton")
+    other = []
+    worker = threading.Thread(target=lambda: other.append(_compat.kernel_in_use(if_cls, dev)))
+    worker.start()
+    worker.join()
+    assert other == [f"{requested}@0"], "another thread keeps SpikingJelly's own choice"
+    _compat.kernel_pop(if_cls)
+
+    monkeypatch.setattr(selection, "_select", lambda index, **_: (_ for _ in ()).throw(
+        RuntimeError("No available sj_if CUDA implementation. cuda: not built")))
+    with pytest.raises(RuntimeError, match="backend='cuda'.*IFNode.*not built.*backend='auto'"):
+        _compat.check_kernel(if_cls, "cuda", torch.device("cuda", 1))
+    assert not _compat._overrides().get(id(selection)), "the check leaves no choice behind"
+
+
+class _OnCuda:
+    is_cuda = True
+
+
+@pytest.mark.skipif(not _compat.kernel_chosen_by_device(), reason="SpikingJelly 2.x's kernel operators")
+def test_kernel_choice_covers_the_backward_of_the_neuron_operator(monkeypatch):
+    """The neuron operator's backward node gets the neuron's choice pushed before it and popped after it
+    (SpikingJelly 2.x's operator run on the meta device, which has its autograd but needs no GPU)."""
+    import importlib
+
+    forward = importlib.import_module("spikingjelly._ops.if_")._forward
+    calls = []
+    monkeypatch.setattr(_compat, "kernel_push", lambda cls, choice: calls.append(("push", choice)))
+    monkeypatch.setattr(_compat, "kernel_pop", lambda cls: calls.append(("pop",)))
+    node = NeuronSpec("if", backend="triton").make()
+    scope = _compat.KernelScope("triton")
+    x = torch.zeros(4, 2, 3, device="meta", requires_grad=True)
+    scope.pre(node, (_OnCuda(),))
+    spikes, _, _ = forward(x, torch.zeros(2, 3, device="meta"), 1.0, 0.0, True, 2.0, False, 1)
+    out = spikes * 2  # the operator's node lies below the output's own
+    scope.post(node, (_OnCuda(),), out)
+    assert calls == [("push", "triton"), ("pop",)]
+    out.sum().backward()
+    assert calls[2:] == [("push", "triton"), ("pop",)]
+    assert len(node._forward_pre_hooks) == 1 and len(node._forward_hooks) == 1
+    scope.post(node, (torch.zeros(1),), None)  # a CPU call, or a forward that raised: nothing to pop
+    assert len(calls) == 4
