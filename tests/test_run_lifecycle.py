@@ -109,3 +109,17 @@ def test_resume_never_overwrites_and_refuses_weights_only_files(trained, tmp_pat
             cli.main(argv)
         assert stop.value.code == 2 and message in capsys.readouterr().err
     assert training.read_checkpoint(other / "checkpoint.pt")["epoch"] == 0, "the other run is untouched"
+
+
+def test_backend_flag_chooses_kernels_with_the_same_results(tmp_path, capsys):
+    auto = cli.main(TINY + ["--epochs", "1", "--out", str(tmp_path / "auto")])
+    torch_kernels = cli.main(TINY + ["--epochs", "1", "--backend", "torch", "--out", str(tmp_path / "torch")])
+    assert auto["last_test_acc"] == torch_kernels["last_test_acc"]
+    assert training.read_checkpoint(tmp_path / "torch" / "checkpoint.pt")["config"]["backend"] == "torch"
+    for backend in ("cuda", "triton", "cupy"):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(TINY + ["--epochs", "1", "--backend", backend, "--out", str(tmp_path / backend)])
+        assert stop.value.code == 2 and f"--backend {backend} runs GPU kernels" in capsys.readouterr().err
+    resumed = cli.main(["--resume", "--out", str(tmp_path / "auto"), "--epochs", "2", "--backend", "torch",
+                        "--no-progress"])
+    assert resumed["epochs"] == 2, "the kernel choice may change on resume"

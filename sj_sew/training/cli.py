@@ -10,7 +10,7 @@ from ..blocks import FAMILIES
 from ..connect import list_connects
 from ..data import DataError, DatasetFilesError, list_datasets
 from ..models import list_models
-from ..neurons import list_neurons, list_surrogates
+from ..neurons import BACKENDS, list_neurons, list_surrogates
 from .checkpoint import CheckpointError
 from .config import PRESET_RULE, PRESETS, ConfigError, RunConfig, resolve_run
 from .loop import OPTIMIZERS, SCHEDULERS, NonFiniteLossError
@@ -26,7 +26,7 @@ With --val-fraction 0 the last epoch is the selected one.
 
 Resuming (--resume [CHECKPOINT_OR_DIR]):
   - continues from a run's checkpoint.pt and reproduces an uninterrupted run exactly (CPU);
-  - only --epochs, --workers, --device, --threads, --out, --progress and --tensorboard may change;
+  - only --epochs, --workers, --device, --threads, --out, --progress, --tensorboard and --backend may change;
   - a larger or smaller --epochs re-plans the learning-rate schedule: from the resumed epoch on, each epoch
     gets the rate a fresh run of the new length would have;
   - --out, when given, must be the checkpoint's own run directory or a directory that holds no run yet
@@ -38,6 +38,9 @@ Ctrl-C stops a run; its last checkpoint.pt stays, and the message says how to co
 
 def _add_model_flags(a) -> None:
     a("--model", choices=list_models(), help="a registered model")
+    a("--backend", choices=list(BACKENDS),
+      help="neuron kernels: auto (default: the fastest for the device), torch, cuda or triton (SpikingJelly 2.x), "
+           "cupy (0.0.0.0.14); the same results, so it may change on resume")
     a("--notation", help="build a NotationNet from the paper's notation instead of --model")
     a("--family", choices=list(FAMILIES), help="block family of notation nets")
     a("--connect", choices=list_connects(), help="g of SEW blocks")

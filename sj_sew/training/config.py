@@ -64,6 +64,7 @@ class RunConfig:
     epochs: int = 10
     batch_size: int = 32
     amp: bool | str = False
+    backend: str = "auto"
     zero_init: bool = False
     seed: int = 0
     out: str | None = None
@@ -140,7 +141,7 @@ PRESETS = {
 DOWNLOAD_OPTION = {"cifar10": "download", "dvs128_gesture": "allow_download", "cifar10_dvs": "allow_download"}
 
 #: Settings that may differ from the checkpoint's configuration when resuming.
-RESUME_MAY_CHANGE = ("epochs", "workers", "device", "threads", "out", "progress", "tensorboard")
+RESUME_MAY_CHANGE = ("epochs", "workers", "device", "threads", "out", "progress", "tensorboard", "backend")
 
 
 def _parse_value(text: str):
@@ -430,6 +431,22 @@ def check_out(out: str | Path) -> None:
                           f"{e.strerror or e}); choose another --out") from None
 
 
+def _check_backend(cfg: RunConfig) -> None:
+    from ..neurons import BACKENDS, NeuronSpec
+
+    if cfg.backend not in BACKENDS:
+        raise ConfigError(f"unknown --backend {cfg.backend!r}; valid: {list(BACKENDS)}")
+    if cfg.backend in ("auto", "torch"):
+        return
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if not device.startswith("cuda"):
+        raise ConfigError(f"--backend {cfg.backend} runs GPU kernels; on {device} use --backend auto or torch")
+    try:
+        NeuronSpec("if", cfg.backend)
+    except (ValueError, RuntimeError, ImportError) as e:
+        raise ConfigError(f"--backend {cfg.backend}: {e}") from None
+
+
 def check_config(cfg: RunConfig) -> None:
     """Raise :class:`ConfigError` for every error that would otherwise surface after the data or the model
     were built."""
@@ -437,6 +454,7 @@ def check_config(cfg: RunConfig) -> None:
     _check_data(cfg)
     _check_device(cfg)
     _check_amp(cfg)
+    _check_backend(cfg)
     _check_model(cfg)
     if cfg.out is not None:
         check_out(cfg.out)
@@ -457,7 +475,8 @@ def model_from_config(cfg: RunConfig | dict) -> nn.Module:
     info = dataset_info(cfg.dataset)
     kwargs = dict(in_channels=info.in_channels, num_classes=cfg.num_classes or info.num_classes,
                   neuron=cfg.neuron, connect=cfg.connect, zero_init_residual=True if cfg.zero_init else None,
-                  T=None if info.sequence else cfg.T, surrogate_function=cfg.surrogate)
+                  T=None if info.sequence else cfg.T, surrogate_function=cfg.surrogate,
+                  backend=None if cfg.backend == "auto" else cfg.backend)
     if cfg.notation is not None or cfg.model in PAPER_NETS:
         kwargs.update(family=cfg.family, input_size=cfg.input_size or info.input_size)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
