@@ -53,13 +53,11 @@ def fmt(s: dict, scale: float = 100.0, digits: int = 1) -> str:
 def load_trained(path: str | Path):
     """(model in eval mode, its run config as a dict, its test set) from a checkpoint written by a training run
     (scripts/train.py or a sweep)."""
-    from sj_sew.data import build_dataset
     from sj_sew.training import load_checkpoint
+    from sj_sew.training.run import split_dataset
 
     run = load_checkpoint(path)
-    cfg = run.config
-    test_set = build_dataset(cfg.dataset, False, root=cfg.data_root, T=cfg.T, **cfg.data_options)
-    return run.model, cfg.to_dict(), test_set
+    return run.model, run.config.to_dict(), split_dataset(run.config, "test")
 
 
 def output_dir(out: Path | None, name: str, quick: bool) -> Path:

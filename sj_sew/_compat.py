@@ -167,8 +167,6 @@ def kernel_selection(neuron_cls):
     ``neuron_cls`` (IF, LIF, PLIF and their subclasses), or None (0.0.0.0.14, or a neuron without one)."""
     if not SJ2:
         return None
-    import importlib
-
     from spikingjelly.activation_based import neuron as sj_neuron
 
     for name, package in _KERNEL_PACKAGES:  # PLIF before LIF: a subclass first
@@ -188,8 +186,6 @@ def triton_importable() -> bool:
 
 def surrogate_has_kernel(surrogate_function) -> bool:
     """Whether SpikingJelly 2.x's CUDA/Triton kernels cover this surrogate (else it runs the torch reference)."""
-    import importlib
-
     try:  # SpikingJelly 2.x's own table of the surrogates its kernels take (a private function)
         spec = importlib.import_module("spikingjelly._ops.surrogate")._surrogate_spec
     except (ImportError, AttributeError):

@@ -17,6 +17,7 @@ buffers equal the default mode's.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -110,10 +111,7 @@ def unpack(p):
     if not isinstance(p, Packed):
         return p
     if p.kind == "bits":
-        n = 1
-        for d in p.shape:
-            n *= d
-        u = _from_bits(p.data, n).view(p.shape)
+        u = _from_bits(p.data, math.prod(p.shape)).view(p.shape)
         return u.view(torch.bool) if p.dtype == torch.bool else u.to(p.dtype)
     return p.data.to(p.dtype)
 

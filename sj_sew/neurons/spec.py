@@ -55,9 +55,10 @@ class UnknownNeuronArgument(TypeError):
                          f"valid: {self.valid}")
 
 
-def close_matches(names, valid) -> str:
-    """'; did you mean X?' for the names with a close match in ``valid`` ('' for none)."""
-    hints = [f"{m[0]} (for {n})" for n in names for m in [difflib.get_close_matches(n, list(valid), n=1)] if m]
+def close_matches(names, valid, hint: str = "{match} (for {name})") -> str:
+    """'; did you mean X?' for the names with a close match in ``valid`` ('' for none); ``hint`` words each."""
+    hints = [hint.format(match=m[0], name=n) for n in names for m in [difflib.get_close_matches(n, list(valid), n=1)]
+             if m]
     return f"; did you mean {', '.join(hints)}?" if hints else ""
 
 

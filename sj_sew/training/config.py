@@ -9,7 +9,6 @@ model were built; both raise :class:`ConfigError`.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..neurons import close_matches
 from .checkpoint import read_checkpoint
 
 
@@ -338,8 +338,7 @@ def _check_data_options(cfg: RunConfig) -> None:
     valid = dataset_options(cfg.dataset)
     unknown = sorted(set(cfg.data_options) - set(valid))
     if unknown:
-        close = {k: difflib.get_close_matches(k, valid, n=1) for k in unknown}
-        hint = "".join(f"; did you mean {m[0]}= for {k}=?" for k, m in close.items() if m)
+        hint = close_matches(unknown, valid, "{match}= for {name}=")
         reserved = [k for k in unknown if k in ("root", "T", "train")]
         if reserved:
             hint += f"; {reserved} are set by --data-root/--T, not --data-option"

@@ -4,12 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
 import torch.nn as nn
 from spikingjelly.activation_based import base
 
 from ..blocks import ResidualBlock
 from .checkpoint import CheckpointError, read_checkpoint
 from .config import ConfigError, RunConfig, check_config, model_from_config
+from .run import split_dataset
 
 
 class LoadedRun(NamedTuple):
@@ -87,29 +89,6 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, map_locati
     return LoadedRun(built.eval(), cfg, int(state.get("epoch", -1)))
 
 
-SPLITS = ("test", "val", "train")
-
-
-def split_dataset(cfg: RunConfig, split: str):
-    """The ``split`` of a run's data exactly as the run used it (``val``: carved from the training split with
-    the run's ``val_fraction``; ``train``: what is left)."""
-    from ..data import build_dataset
-    from ..data.split import validation_split
-
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
-    kwargs = dict(root=cfg.data_root, T=cfg.T, **cfg.data_options)
-    if split == "test":
-        return build_dataset(cfg.dataset, False, **kwargs)
-    full = build_dataset(cfg.dataset, True, **kwargs)
-    if cfg.val_fraction <= 0:
-        if split == "val":
-            raise ValueError("this run has no validation split (val_fraction 0)")
-        return full
-    train, val = validation_split(full, cfg.val_fraction)
-    return val if split == "val" else train
-
-
 def evaluate_checkpoint(path: str | Path, split: str = "test", batch_size: int | None = None, device: str = "cpu",
                         firing_rates: bool = False, progress: bool = False) -> dict:
     """Loss and accuracy of a trained run's model on one split of its data (and, with ``firing_rates``, the
@@ -123,7 +102,7 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", batch_size: int |
     dataset = split_dataset(cfg, split)
     if len(dataset) == 0:
         raise ValueError(f"the {split} split of {cfg.dataset!r} is empty")
-    env = DistEnv(device=__import__("torch").device(device))
+    env = DistEnv(device=torch.device(device))
     model = loaded.model.to(env.device)
     loader = make_eval_loader(dataset, batch_size or cfg.batch_size, env)
     result = {"checkpoint": str(checkpoint_path(path)), "epoch": loaded.epoch, "split": split,

@@ -63,20 +63,48 @@ class _Session:
         return Path(self.cfg.out)
 
 
-def build_data(cfg: RunConfig, env: DistEnv) -> RunData:
-    """The train and test sets of ``cfg.dataset`` and their (distributed) loaders."""
-    info = dataset_info(cfg.dataset)
+def dataset_kwargs(cfg: RunConfig, download: bool = False) -> dict:
+    """The keyword arguments that build ``cfg``'s data sets (with the download option only if ``download``)."""
     kwargs = dict(root=cfg.data_root, T=cfg.T, **cfg.data_options)
-    if cfg.download:
+    if download and cfg.download:
         kwargs[DOWNLOAD_OPTION[cfg.dataset]] = True
+    return kwargs
+
+
+def carve_validation(cfg: RunConfig, full_train: Dataset) -> tuple[Dataset, Dataset | None]:
+    """(training part, validation split or None) of a run's training set, as ``cfg.val_fraction`` says."""
+    if cfg.val_fraction <= 0:
+        return full_train, None
+    try:
+        return validation_split(full_train, cfg.val_fraction)
+    except ValueError as e:
+        raise ConfigError(f"{cfg.dataset}: {e}") from None
+
+
+SPLITS = ("test", "val", "train")
+
+
+def split_dataset(cfg: RunConfig, split: str) -> Dataset:
+    """One split of a run's data exactly as the run used it (``val``: carved from the training split with the
+    run's ``val_fraction``; ``train``: what is left). Never downloads."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
+    if split == "test":
+        return build_dataset(cfg.dataset, False, **dataset_kwargs(cfg))
+    train, val = carve_validation(cfg, build_dataset(cfg.dataset, True, **dataset_kwargs(cfg)))
+    if split == "val" and val is None:
+        raise ValueError("this run has no validation split (val_fraction 0)")
+    return val if split == "val" else train
+
+
+def build_data(cfg: RunConfig, env: DistEnv) -> RunData:
+    """The train, validation and test sets of ``cfg.dataset`` and their (distributed) loaders."""
+    info = dataset_info(cfg.dataset)
+    kwargs = dataset_kwargs(cfg, download=True)
     full_train = build_dataset(cfg.dataset, True, **kwargs)
     test_set = build_dataset(cfg.dataset, False, **kwargs)
     classes = getattr(full_train, "classes", None)
-    try:
-        train_set, val_set = (validation_split(full_train, cfg.val_fraction) if cfg.val_fraction > 0
-                              else (full_train, None))
-    except ValueError as e:
-        raise ConfigError(f"{cfg.dataset}: {e}") from None
+    train_set, val_set = carve_validation(cfg, full_train)
     train_loader, test_loader = make_loaders(train_set, test_set, cfg.batch_size, env, cfg.seed, cfg.workers)
     val_loader = None if val_set is None else make_eval_loader(val_set, cfg.batch_size, env, cfg.workers)
     return RunData(train_set, val_set, test_set, train_loader, val_loader, test_loader,
@@ -139,13 +167,13 @@ def _restore(s: _Session, state: dict) -> None:
 def _save(s: _Session, epoch: int, improved: bool) -> None:
     from .. import SJ_VERSION, __version__
 
-    config = s.cfg.to_dict()
-    state = {"config": config, "epoch": epoch, "model": s.net.state_dict(), "optimizer": s.optimizer.state_dict(),
+    config, weights = s.cfg.to_dict(), s.net.state_dict()
+    state = {"config": config, "epoch": epoch, "model": weights, "optimizer": s.optimizer.state_dict(),
              "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(), "rng": rng_state(),
              "history": s.history, "best": s.best, "sj_sew_version": __version__, "spikingjelly_version": SJ_VERSION}
     if improved:  # best.pt first: a kill between the two writes leaves best.pt ahead, never behind, of the
         # best epoch that checkpoint.pt records, and the resumed run rewrites it identically
-        save_checkpoint({"config": config, "epoch": epoch, "model": s.net.state_dict(), "best": s.best},
+        save_checkpoint({"config": config, "epoch": epoch, "model": weights, "best": s.best},
                         s.out / "best.pt")
     save_checkpoint(state, s.out / "checkpoint.pt")
 
