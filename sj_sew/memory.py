@@ -26,7 +26,7 @@ from spikingjelly.activation_based import base, neuron as sj_neuron
 from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
 
 from . import _compat
-from .neurons.fused import settings_covered
+from .neurons.fused import fast_path_applies, saved_tensors_recomputed, settings_covered
 
 _MARK = "sj_sew_checkpointed"
 _COMPACT = "sj_sew_compact"
@@ -177,10 +177,16 @@ def checkpointed_run(modules: Sequence[nn.Module], x: torch.Tensor, compact: boo
     box = [x]  # the checkpoint holds the box; after the forward pass it holds the packed input
     needs_grad = x.requires_grad
 
-    def sequence(inp):
-        for mod in modules:
-            inp = mod(inp)
-        return inp
+    def sequence(inp, recomputing=False):
+        with saved_tensors_recomputed():  # the checkpoint recomputes them for every backward pass
+            for mod in modules[:-1]:
+                inp = mod(inp)
+            last = modules[-1]
+            # a recomputation is run for the saved tensors alone: a fused neuron that ends it need not keep spikes
+            if recomputing and fast_path_applies(last, inp):
+                with saved_tensors_recomputed(spikes_unused=True):
+                    return last(inp)
+            return last(inp)
 
     def recompute(held):
         if not calls:  # the forward pass
@@ -194,7 +200,7 @@ def checkpointed_run(modules: Sequence[nn.Module], x: torch.Tensor, compact: boo
         for m, state in zip(memories, before):
             m._memories.update(state)
         try:
-            return sequence(inp)
+            return sequence(inp, recomputing=True)
         finally:
             for m, state in zip(memories, after):
                 m._memories.update(state)

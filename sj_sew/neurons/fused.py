@@ -7,6 +7,8 @@ path where :func:`fast_path_applies`: on CPU, and on a GPU with SpikingJelly 0.0
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from functools import partial
 
 import torch
@@ -14,6 +16,26 @@ from spikingjelly.activation_based import neuron
 
 from .. import _compat
 from .surrogate import fused_derivative
+
+
+_recomputed = threading.local()
+
+
+@contextmanager
+def saved_tensors_recomputed(spikes_unused: bool = False):
+    """Within this context the fused neurons' backward writes its input gradient over the potentials it saved,
+    one sequence-sized tensor less at the peak; with ``spikes_unused`` their forward also keeps one step of
+    spikes at a time and returns a placeholder (all zeros, no memory) instead of the spike sequence.
+
+    Only for sj_sew.memory's checkpointed segments: their saved tensors are recomputed for every backward pass
+    (elsewhere a second backward, ``retain_graph``, would read overwritten potentials), and a segment's
+    recomputation is run for its saved tensors alone (``spikes_unused`` is for a neuron that ends it)."""
+    before = (getattr(_recomputed, "on", False), getattr(_recomputed, "spikes_unused", False))
+    _recomputed.on, _recomputed.spikes_unused = True, spikes_unused
+    try:
+        yield
+    finally:
+        _recomputed.on, _recomputed.spikes_unused = before
 
 
 class _MultiStepSpike(torch.autograd.Function):
@@ -29,7 +51,8 @@ class _MultiStepSpike(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v, v_threshold, v_reset, tau, detach_reset, grad_fn):
         needs_grad = any(ctx.needs_input_grad[:2])
-        spikes = torch.empty_like(x_seq)
+        spikes_unused = getattr(_recomputed, "spikes_unused", False)
+        spikes = torch.empty_like(x_seq[:1] if spikes_unused else x_seq)
         charged = torch.empty_like(x_seq) if needs_grad else None
         step = torch.empty_like(x_seq[0])  # H when it need not be kept; one buffer for every step
         v_next = torch.empty_like(x_seq[0])  # V[t], overwritten at each step
@@ -42,7 +65,7 @@ class _MultiStepSpike(torch.autograd.Function):
                 torch.sub(v, 0.0 if v_reset is None else v_reset, out=scratch)
                 torch.sub(x_seq[t], scratch, out=scratch).div_(tau)
                 torch.add(v, scratch, out=h)
-            s = torch.ge(h, v_threshold, out=spikes[t])
+            s = torch.ge(h, v_threshold, out=spikes[0 if spikes_unused else t])
             if v_reset is None:
                 v = torch.sub(h, s, alpha=v_threshold, out=v_next)  # H - Vth * S, exact for S in {0, 1}
             elif v_reset == 0.0:
@@ -52,19 +75,27 @@ class _MultiStepSpike(torch.autograd.Function):
         if needs_grad:
             ctx.save_for_backward(charged)
             ctx.params = (v_threshold, v_reset, tau, detach_reset, grad_fn)
+            ctx.overwrite_saved = getattr(_recomputed, "on", False)
+        if spikes_unused:
+            spikes = x_seq.new_zeros(()).expand(x_seq.shape)
         return spikes, v
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_v_last):
         (charged,) = ctx.saved_tensors
         v_threshold, v_reset, tau, detach_reset, grad_fn = ctx.params
-        grad_x = torch.empty_like(charged)
+        # step t reads H[t] before it writes dL/dX[t], so the gradient may take the potentials' place
+        grad_x = charged if ctx.overwrite_saved else torch.empty_like(charged)
         sg_buf, through = torch.empty_like(charged[0]), torch.empty_like(charged[0])
         carry = grad_v_last  # dL/dV[t], from the later steps
         keep = None if tau is None else 1.0 - 1.0 / tau  # dH[t]/dV[t-1] (1 for IF)
         for t in range(charged.shape[0] - 1, -1, -1):
             h = charged[t]
             sg = grad_fn(torch.sub(h, v_threshold, out=sg_buf))
+            if carry is not None and v_reset is not None:  # dV/dH = 1 - S (+ (V_reset - H) * sg)
+                torch.lt(h, v_threshold, out=through)
+                if not detach_reset:
+                    through.addcmul_(torch.sub(v_reset, h), sg)
             grad_h = torch.mul(grad_spikes[t], sg, out=grad_x[t])
             if carry is not None:
                 if v_reset is None:  # dV/dH = 1 - Vth * sg (0 through S if detached)
@@ -72,10 +103,7 @@ class _MultiStepSpike(torch.autograd.Function):
                         grad_h.add_(carry)
                     else:
                         grad_h.addcmul_(carry, torch.mul(sg, -v_threshold, out=through).add_(1))
-                else:  # dV/dH = 1 - S (+ (V_reset - H) * sg)
-                    torch.lt(h, v_threshold, out=through)
-                    if not detach_reset:
-                        through.addcmul_(torch.sub(v_reset, h), sg)
+                else:
                     grad_h.addcmul_(carry, through)
             carry = grad_h if keep is None else grad_h * keep
         if tau is not None:
