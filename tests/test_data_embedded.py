@@ -1,4 +1,6 @@
 """The data registry, random temporal delete and the emulated event sensor."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -165,6 +167,12 @@ def test_fashion_mnist_static_and_events():
     ev = build_dataset("events", train=False, T=4, source="fashion_mnist", per_class=12)
     frames, _ = ev[0]
     assert len(ev) == 30 and frames.shape == (4, 2, 34, 34) and frames.sum() == ev.events(0)["t"].size
+    # the registered data set is this sensor over Fashion-MNIST, with its 34x34 size in the data set's info
+    fe = build_dataset("fashion_events", train=False, T=4, per_class=12)
+    assert torch.equal(fe[0][0], frames) and [fe[i][1] for i in range(30)] == [ev[i][1] for i in range(30)]
+    assert dataset_info("fashion_events") == dataclasses.replace(dataset_info("events"), input_size=34)
+    with pytest.raises(TypeError, match="takes no option \\['source'\\]"):
+        build_dataset("fashion_events", train=False, source="digits")
 
 
 def test_cifar10_never_downloads_and_names_the_files(tmp_path, monkeypatch):

@@ -138,6 +138,19 @@ def _events(train, root, T, **options):
     return EmbeddedEventSet(train=train, T=T, root=root, **options)
 
 
+def _fashion_events_options() -> list[str]:
+    return [o for o in _events_options() if o != "source"]
+
+
+@register_dataset("fashion_events", DatasetInfo(2, 10, 34, True, 4), options=_fashion_events_options)
+def _fashion_events(train, root, T, **options):
+    """Fashion-MNIST seen by the emulated event sensor the N-MNIST way (34x34 sensor, 28x28 images, three
+    saccades): harder than the digits of ``events`` and far from its ceiling."""
+    from .embedded import EmbeddedEventSet
+
+    return EmbeddedEventSet(train=train, T=T, root=root, source="fashion_mnist", **options)
+
+
 @register_dataset("digits", DatasetInfo(1, 10, 8, False), options=("train_fraction", "split_seed"))
 def _digits(train, root, T, **options):
     from .static import digits
