@@ -37,6 +37,19 @@ def train_run(argv: list[str], out: Path, seed: int, train: bool = True) -> dict
     return summary
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``'K/N'`` -> (K, N): the K-th of N processes that share a sweep, each training every N-th setting."""
+    import argparse
+
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N, e.g. 0/2, got {text!r}") from None
+    if not 0 <= k < n:
+        raise argparse.ArgumentTypeError(f"need 0 <= K < N, got {text!r}")
+    return k, n
+
+
 def spread(values: list[float]) -> dict:
     """Mean, sample standard deviation and count (std is nan for one value)."""
     values = [float(v) for v in values]
@@ -58,6 +71,21 @@ def load_trained(path: str | Path):
 
     run = load_checkpoint(path)
     return run.model, run.config.to_dict(), split_dataset(run.config, "test")
+
+
+def setting_name(checkpoint: str | Path) -> str:
+    """The sweep cell a checkpoint belongs to: its path between ``runs/`` and ``seed<k>/``, e.g.
+    ``SEW_ADD_RTD/lr0.01`` for ``results/ablation/runs/SEW_ADD_RTD/lr0.01/seed0/best.pt`` (outside a sweep:
+    the run directory's name)."""
+    run = Path(checkpoint).parent
+    cell = run.parts[len(run.parts) - run.parts[::-1].index("runs"):-1] if "runs" in run.parts else ()
+    return "/".join(cell) or run.name
+
+
+def ablation_checkpoints(results: str | Path) -> list[Path]:
+    """``best.pt`` of seed 0 of every setting of a repro_ablation.py results directory, at the chosen rate."""
+    table = json.loads((Path(results) / "ablation.json").read_text())["table"]
+    return [Path(row["checkpoints"][0]).with_name("best.pt") for row in table.values()]
 
 
 def output_dir(out: Path | None, name: str, quick: bool) -> Path:

@@ -20,7 +20,7 @@ from spikingjelly.activation_based import functional
 from torch.utils.data import DataLoader
 
 import sj_sew
-from _sweep import load_trained, output_dir
+from _sweep import ablation_checkpoints, load_trained, output_dir, setting_name
 from sj_sew.analysis.energy import OpCounter, spikingjelly_synops
 from sj_sew.data import build_dataset, dataset_info, time_first_collate
 from sj_sew.training import QUICKSTART_NET
@@ -28,7 +28,7 @@ from sj_sew.training import QUICKSTART_NET
 
 def count(model, test_set, batches: int, batch_size: int = 16) -> dict:
     loader = DataLoader(test_set, batch_size=batch_size, shuffle=False, collate_fn=time_first_collate)
-    sj_total, n = 0.0, 0
+    n = 0
     with OpCounter(model) as counter:
         for x, _ in (pair for _, pair in zip(range(batches), loader)):
             functional.reset_net(model)
@@ -55,8 +55,7 @@ def main(argv=None):
     args.out = output_dir(args.out, "energy", args.quick)
     start, results = time.time(), {}
     if args.from_ablation:
-        table = json.loads((args.from_ablation / "ablation.json").read_text())["table"]
-        args.checkpoint += [Path(c).with_name("best.pt") for row in table.values() for c in row["checkpoints"][:1]]
+        args.checkpoint += ablation_checkpoints(args.from_ablation)
     if args.quick:
         info = dataset_info("events")
         model = sj_sew.NotationNet(QUICKSTART_NET, input_size=info.input_size).eval()
@@ -65,7 +64,7 @@ def main(argv=None):
         p.error("give --checkpoint PATH..., --from-ablation DIR or --quick")
     for path in args.checkpoint:
         model, cfg, test_set = load_trained(path)
-        name = f"{cfg['family'] or 'sew'} {cfg['connect'] or ''} {'RTD' if cfg['T_train'] else ''} ({path.parent.parent.name})"
+        name = f"{cfg['family'] or 'sew'} {cfg['connect'] or ''} {'RTD' if cfg['T_train'] else ''} ({setting_name(path)})"
         results[name] = count(model, test_set, args.batches) | {"T": cfg["T"], "dataset": cfg["dataset"]}
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"seconds": round(time.time() - start), "sj_version": sj_sew.SJ_VERSION, "E_AC_pJ": 0.9, "E_MAC_pJ": 4.6}

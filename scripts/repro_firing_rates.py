@@ -2,13 +2,13 @@
 
 At init: Spiking ResNet and SEW ADD / AND / IAND on the 152-layer structure, with and without zero init,
 IF neurons (Vth = 1, ATan alpha = 2), on a batch of real images (Fashion-MNIST test, resized).
-Trained: pass checkpoints written by scripts/train.py or a sweep (<run>/best.pt, the best test accuracy's
-weights, or <run>/checkpoint.pt, the last epoch's) with --checkpoint; each is probed on its own test data
-and labelled by the directory above its run directory (a sweep's network name).
+Trained: pass checkpoints written by scripts/train.py or a sweep (<run>/best.pt, the validation-selected
+epoch's weights, or <run>/checkpoint.pt, the last epoch's) with --checkpoint, or a repro_ablation.py results
+directory with --from-ablation; each is probed on its own test data and labelled by its sweep cell.
 
     python scripts/repro_firing_rates.py                 # init, 152 layers, 64x64, T=4
     python scripts/repro_firing_rates.py --quick         # init, 18 layers, 32x32, T=2 (smoke test)
-    python scripts/repro_firing_rates.py --checkpoint results/ablation/runs/*/seed0/best.pt   # repro_ablation's nets
+    python scripts/repro_firing_rates.py --from-ablation results/ablation   # repro_ablation's trained nets
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def init_rates(depth, size, T, batch, seed):
 def trained_rates(paths, batches):
     from torch.utils.data import DataLoader
 
-    from _sweep import load_trained
+    from _sweep import load_trained, setting_name
     from sj_sew.data import time_first_collate
 
     results = {}
@@ -53,7 +53,7 @@ def trained_rates(paths, batches):
         model, cfg, test_set = load_trained(path)
         loader = DataLoader(test_set, batch_size=16, shuffle=False, collate_fn=time_first_collate)
         runs = [probe(model, x) for i, (x, _) in zip(range(batches), loader)]
-        name = f"{Path(path).parent.parent.name} ({cfg['family'] or 'sew'})"
+        name = f"{setting_name(path)} ({cfg['family'] or 'sew'})"
         results[name] = {k: [sum(r[k][j] for r in runs) / len(runs) for j in range(len(runs[0][k]))]
                          for k in ("rate_s", "rate_a", "rate_o")}
         results[name]["downsample"] = runs[0]["downsample"]
@@ -86,9 +86,15 @@ def main(argv=None):
     p = init_probe_parser(__doc__, "firing_rates")
     p.add_argument("--checkpoint", type=Path, nargs="+",
                    help="trained checkpoints to probe (a run's best.pt or checkpoint.pt)")
+    p.add_argument("--from-ablation", type=Path, help="results directory of repro_ablation.py: probe the "
+                                                      "seed-0 nets of its settings at their chosen rates")
     p.add_argument("--batches", type=int, default=4, help="test batches per checkpoint")
     args = parse_init_probe_args(p, argv)
     start = time.time()
+    if args.from_ablation:
+        from _sweep import ablation_checkpoints
+
+        args.checkpoint = (args.checkpoint or []) + ablation_checkpoints(args.from_ablation)
     if args.checkpoint:
         results = trained_rates(args.checkpoint, args.batches)
         name, title = "trained", "Firing rates of trained networks (test data)"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from sj_sew.data.idx import FASHION_MNIST_DIR
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
@@ -47,24 +49,28 @@ def test_repro_firing_rates_quick(tmp_path):
 # The training-based reproductions run through sj_sew.training (scripts/_sweep.py); one line is enough to
 # smoke-test them.
 needs_default_line = pytest.mark.skipif(not __import__("sj_sew").SJ2, reason="smoke-tested on the default line")
+# the ablation and degradation studies run on Fashion-MNIST events (Debian's files, installed by setup_env.sh)
+needs_fashion_mnist = pytest.mark.skipif(not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists(),
+                                         reason="Debian's dataset-fashion-mnist is not installed")
 
 
 def _assert_row_matches_its_runs(row: dict, run_dir: Path):
-    """A table row's numbers are exactly what its runs' metrics.jsonl and checkpoints say, seed by seed."""
+    """A table row's numbers are exactly what its runs' metrics.jsonl and checkpoints say, seed by seed: the
+    test accuracy at the epoch of best validation accuracy (best.pt's epoch) and at the last epoch."""
     from sj_sew.training import read_checkpoint, read_metrics
 
     seeds = sorted(run_dir.glob("seed*"))
-    assert seeds and row["best_test_acc"]["n"] == len(seeds)
+    assert seeds and row["selected_test_acc"]["n"] == len(seeds)
     metrics = [read_metrics(d / "metrics.jsonl") for d in seeds]
-    assert row["best_test_acc"]["values"] == [max(r["test_acc"] for r in m) for m in metrics]
+    selected = [max(m, key=lambda r: (r["val_acc"], -r["epoch"])) for m in metrics]  # the earliest on ties
+    assert row["selected_test_acc"]["values"] == [r["test_acc"] for r in selected]
     assert row["last_test_acc"]["values"] == [m[-1]["test_acc"] for m in metrics]
     if "final_train_loss" in row:
         assert row["final_train_loss"]["values"] == [m[-1]["train_loss"] for m in metrics]
-    for d, m in zip(seeds, metrics):
+    for d, m, sel in zip(seeds, metrics, selected):
         assert json.loads((d / "summary.json").read_text())["history"] == m
         assert read_checkpoint(d / "checkpoint.pt")["epoch"] == m[-1]["epoch"]
-        selected = max(m, key=lambda r: (r["val_acc"], -r["epoch"]))  # validation-selected, earliest on ties
-        assert read_checkpoint(d / "best.pt")["epoch"] == selected["epoch"]
+        assert read_checkpoint(d / "best.pt")["epoch"] == sel["epoch"]
 
 
 def read_config(run_dir: Path) -> dict:
@@ -84,23 +90,38 @@ def _report_only_reproduces(script: str, argv: list[str], table_file: Path):
 
 
 @needs_default_line
+@needs_fashion_mnist
 def test_repro_ablation_and_energy_quick(tmp_path):
     argv = ["--quick", "--networks", "SEW ADD", "Plain", "--out", str(tmp_path)]
-    rows = load("repro_ablation").main(argv)
+    script = load("repro_ablation")
+    rows = script.main(argv)
     assert set(rows) == {"SEW ADD RTD", "SEW ADD", "Plain RTD", "Plain"}
     assert (tmp_path / "ablation.png").stat().st_size > 10_000
     for key, row in rows.items():
-        _assert_row_matches_its_runs(row, tmp_path / "runs" / key.replace(" ", "_"))
-    rtd = read_config(tmp_path / "runs" / "SEW_ADD_RTD")
-    assert (rtd["T"], rtd["T_train"], rtd["lr"]) == (4, 3, 0.001)
-    assert read_config(tmp_path / "runs" / "Plain")["T_train"] is None
+        setting = tmp_path / "runs" / key.replace(" ", "_")
+        grid = {float(d.name.removeprefix("lr")): d for d in setting.glob("lr*")}
+        assert sorted(grid) == [0.01, 0.1] and row["grid_val_acc"].keys() == {"0.01", "0.1"}
+        val = {lr: json.loads((d / "seed0" / "summary.json").read_text())["selected_val_acc"] for lr, d in grid.items()}
+        assert row["grid_val_acc"] == {f"{lr:g}": v for lr, v in val.items()}
+        # the chosen rate is the grid's best on validation; its runs are the row
+        assert row["lr"] == max(sorted(val), key=lambda lr: (val[lr], -lr))
+        _assert_row_matches_its_runs(row, grid[row["lr"]])
+        cfg = read_config(grid[row["lr"]])
+        assert cfg["lr"] == row["lr"] and cfg["dataset"] == "fashion_events" and cfg["val_fraction"] == 0.1
+        assert (cfg["T"], cfg["T_train"]) == ((4, 3) if key.endswith("RTD") else (4, None))
+    # shards split the settings between processes and write no report of their own
+    shard_out = tmp_path / "sharded"
+    for k in (1, 0):
+        script.main(["--quick", "--networks", "Plain", "--shard", f"{k}/2", "--out", str(shard_out)])
+        assert not (shard_out / "ablation.json").exists()
+    assert sorted(p.name for p in (shard_out / "runs").iterdir()) == ["Plain", "Plain_RTD"]
     _report_only_reproduces("repro_ablation", argv, tmp_path / "ablation.json")
 
     energy = load("repro_energy").main(["--from-ablation", str(tmp_path), "--batches", "1",
                                         "--out", str(tmp_path / "energy")])
     assert len(energy) == 4
     for r in energy.values():
-        assert r["sops"] > 0 and r["ann_macs"] > 0 and (r["T"], r["dataset"]) == (4, "events")
+        assert r["sops"] > 0 and r["ann_macs"] > 0 and (r["T"], r["dataset"]) == (4, "fashion_events")
         assert r["snn_energy_pj"] == pytest.approx(0.9 * r["sops"] + 4.6 * r["macs"])
         assert r["ann_energy_pj"] == pytest.approx(4.6 * r["ann_macs"])
     ann_macs = {}
@@ -108,20 +129,45 @@ def test_repro_ablation_and_energy_quick(tmp_path):
         ann_macs.setdefault(name.split()[0], set()).add(r["ann_macs"])
     assert set(ann_macs) == {"sew", "plain"} and all(len(macs) == 1 for macs in ann_macs.values())
 
+    load("repro_firing_rates").main(["--from-ablation", str(tmp_path), "--batches", "1", "--out", str(tmp_path / "f")])
+    trained = json.loads((tmp_path / "f" / "trained.json").read_text())["curves"]
+    assert sorted(trained) == sorted(f"{key.replace(' ', '_')}/lr{row['lr']:g} ({'plain' if 'Plain' in key else 'sew'})"
+                                     for key, row in rows.items())
+
+
+def test_compare_systems_selects_on_validation(tmp_path):
+    out = tmp_path / "systems.json"
+    load("compare_systems").main(["--epochs", "2", "--ms-depths", "8", "--skip", "mlf", "conversion",
+                                  "--train-size", "300", "--test-size", "100", "--out", str(out)])
+    (run,) = json.loads(out.read_text())["ms_resnet_depth"]
+    assert run["train_size"] + run["val_size"] == 300 and 25 <= run["val_size"] <= 35  # 10 % of each class
+    assert "best_test_accuracy" not in run
+    epoch = max(range(2), key=lambda e: (run["val_accuracy_per_epoch"][e], -e))
+    assert run["selected_epoch"] == epoch
+    assert run["selected_test_accuracy"] == run["test_accuracy_per_epoch"][epoch]
+
 
 @needs_default_line
+@needs_fashion_mnist
 def test_repro_degradation_quick(tmp_path):
-    argv = ["--quick", "--out", str(tmp_path / "d")]  # 1 and 2 blocks
+    argv = ["--quick", "--out", str(tmp_path / "degradation")]  # 1 and 2 blocks
     table = load("repro_degradation").main(argv)
     assert set(table) == {"SEW ADD", "Spiking ResNet", "Plain", "Spiking ResNet (no zero init)"}
     for name, rows in table.items():
         assert list(rows) == [1, 2]
         for n, row in rows.items():
-            run_dir = tmp_path / "d" / "runs" / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-b{n}"
+            run_dir = tmp_path / "degradation" / "runs" / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-b{n}"
             _assert_row_matches_its_runs(row, run_dir)
-            assert row["layers"] == 2 * n + 2 and row["best_test_acc"]["mean"] > 0.5  # 1 epoch on digits: >> 10 %
-            assert read_config(run_dir)["zero_init"] == (name != "Spiking ResNet (no zero init)")
-    _report_only_reproduces("repro_degradation", argv, tmp_path / "d" / "degradation.json")
+            cfg = read_config(run_dir)
+            assert row["layers"] == 2 * n + 2 and cfg["dataset"] == "fashion_events"
+            assert cfg["notation"] == f"c16k3s2-BN-IF-MPk2s2-{{Block(c16)}}*{n}-FC10"
+            assert cfg["zero_init"] == (name != "Spiking ResNet (no zero init)")
+    _report_only_reproduces("repro_degradation", argv, tmp_path / "degradation" / "degradation.json")
+    # REPRODUCTION.md's table is rendered from the results file, one row per network and depth
+    lines = load("repro_tables").degradation(tmp_path)
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| network") and "---" not in line]
+    assert len(rows) == 8 and rows[0].startswith("| SEW ADD | 4 | ")
+    assert f"{table['Plain'][2]['last_test_acc']['mean'] * 100:.1f}" in rows[5]
 
 
 @needs_default_line
@@ -137,6 +183,16 @@ def test_repro_surrogate_quick(tmp_path):
         _assert_row_matches_its_runs(row, run_dir)
         assert read_config(run_dir)["surrogate"] == sg and row["paper_cifar10"] == script.PAPER[(surrogate, net)]
     _report_only_reproduces("repro_surrogate", argv, tmp_path / "s" / "surrogate.json")
+
+
+def test_degradation_shards_cover_every_run_once():
+    script = load("repro_degradation")
+    jobs = script.jobs(list(script.FAMILIES), [2, 8, 16], [50], 3)
+    assert len(jobs) == 4 * 3 * 3 + 2 * 3  # the deep nets only for SEW ADD and Spiking ResNet
+    shares = [script.share(jobs, k, 2) for k in range(2)]
+    assert shares[0] | shares[1] == set(jobs) and not shares[0] & shares[1]
+    cost = [sum(n + 2 for _, n, _ in s) for s in shares]
+    assert abs(cost[0] - cost[1]) <= 52  # balanced to within one of the deepest runs
 
 
 def test_smoke_runs_never_write_into_results():

@@ -1,0 +1,105 @@
+"""The tables of REPRODUCTION.md, rendered from the committed results files (nothing is typed in by hand).
+
+    python scripts/repro_tables.py                 # every table whose results exist, as markdown
+    python scripts/repro_tables.py --results DIR   # another results directory (e.g. runs/quick)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from _sweep import fmt, spread
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(header, rows) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
+
+
+def degradation(results: Path) -> list[str]:
+    data = _load(results / "degradation" / "degradation.json")
+    if data is None:
+        return []
+    rows = []
+    for name, by_depth in data["table"].items():
+        for r in by_depth.values():
+            rows.append([name, r["layers"], fmt(r["final_train_loss"], 1, 3), fmt(r["selected_test_acc"]),
+                         fmt(r["last_test_acc"]), f"{r['seconds_per_run']['mean']:.0f}"])
+    m = data["meta"]
+    return [f"Degradation ({m['dataset']}, {m.get('per_class')} images/class, {m['epochs']} epochs, "
+            f"{m['train_seconds_all_runs']} s of training in all):", "",
+            *_table(["network", "layers", "final train loss", "test acc % (val-selected)", "test acc % (last)",
+                     "s per run"], rows)]
+
+
+def ablation(results: Path) -> list[str]:
+    data = _load(results / "ablation" / "ablation.json")
+    if data is None:
+        return []
+    table, m = data["table"], data["meta"]
+    lrs = [f"{lr:g}" for lr in m["lr_grid"]]
+    main = [[key, f"{r['lr']:g} ({r['table8_lr']:g})", fmt(r["selected_test_acc"]), fmt(r["last_test_acc"]),
+             fmt(r["final_train_loss"], 1, 3)] for key, r in table.items()]
+    grid = [[key, *(f"**{100 * r['grid_val_acc'][lr]:.1f}**" if float(lr) == r["lr"]
+                    else f"{100 * r['grid_val_acc'][lr]:.1f}" for lr in lrs)] for key, r in table.items()]
+    return [f"g ablation ({m['dataset']}, {m['per_class']} images/class, {m['net']}, {m['epochs']} epochs, "
+            f"{m['train_seconds_all_runs']} s of training in all):", "",
+            *_table(["setting", "chosen lr (Table 8's)", "test acc % (val-selected)", "test acc % (last)",
+                     "final train loss"], main),
+            "", "Validation accuracy % of seed 0 over the learning-rate grid (chosen in bold):", "",
+            *_table(["setting", *lrs], grid)]
+
+
+def surrogate(results: Path) -> list[str]:
+    data = _load(results / "surrogate" / "surrogate.json")
+    if data is None:
+        return []
+    rows = [[*key.split(" | "), fmt(r["selected_test_acc"]), fmt(r["last_test_acc"]), f"{100 * r['paper_cifar10']:.2f}"]
+            for key, r in data["table"].items()]
+    m = data["meta"]
+    return [f"Surrogates ({m['dataset']}, {m['epochs']} epochs, {m.get('train_seconds_all_runs', '?')} s of training):", "",
+            *_table(["surrogate", "network", "test acc % (val-selected)", "test acc % (last)", "paper (CIFAR-10)"], rows)]
+
+
+def systems(results: Path) -> list[str]:
+    data = _load(results / "systems.json")
+    if data is None:
+        return []
+    groups = {}
+    for section, label in (("ms_resnet_depth", lambda r: f"MS-ResNet, {r['depth']} layers"),
+                           ("ds_resnet_mlf", lambda r: f"DS-ResNet-{r['kwargs']['depth']}, K = {r['kwargs']['levels']}")):
+        for r in data.get(section, []):
+            groups.setdefault(label(r), []).append(r)
+    rows = []
+    for name, runs in groups.items():
+        rows.append([name, f"{runs[0]['params']:,}", fmt(spread([r["selected_test_accuracy"] for r in runs])),
+                     fmt(spread([r["final_test_accuracy"] for r in runs])),
+                     f"{sum(r['seconds'] for r in runs) / len(runs):.0f}"])
+    return ["Competing systems (" + data["setting"]["dataset"] + "):", "",
+            *_table(["network", "parameters", "test acc % (val-selected)", "test acc % (last)", "s per run"], rows)]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", type=Path, default=Path("results"))
+    args = p.parse_args(argv)
+    out = []
+    for render in (degradation, ablation, surrogate, systems):
+        lines = render(args.results)
+        if lines:
+            out += lines + [""]
+    text = "\n".join(out)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
