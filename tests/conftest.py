@@ -67,3 +67,13 @@ def model_pair(name, **kwargs):
             m.weight.data.uniform_(0.6, 1.6)
             m.bias.data.uniform_(0.0, 0.4)
     return base, copy.deepcopy(base)
+
+
+@pytest.fixture
+def one_preprocessing_thread(monkeypatch):
+    """SpikingJelly converts DVS files in a thread pool; CPython 3.11's parser is not thread-safe when numpy reads
+    .npz headers from several threads (seen once on a loaded machine: "SystemError: AST constructor recursion
+    depth mismatch"), so the loader tests convert with one thread."""
+    from spikingjelly import configure
+
+    monkeypatch.setattr(configure, "max_threads_number_for_datasets_preprocess", 1)

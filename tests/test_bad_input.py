@@ -12,6 +12,8 @@ from sj_sew import training
 from sj_sew.data import DataError, build_dataset, check_split, dataset_options
 from sj_sew.training import CheckpointError, ConfigError, cli
 
+pytestmark = pytest.mark.usefixtures("one_preprocessing_thread")
+
 NET = "c4k3s1-BN-PLIF-{SEW Block(c4)-MPk2s2}*3-FC10"  # small net for the 16x16 event set
 
 

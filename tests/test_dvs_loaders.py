@@ -14,6 +14,8 @@ from dvs_files import frames_of, sample_key, write_cifar10_dvs, write_gesture
 from sj_sew._compat import SJ2
 from sj_sew.data import dvs
 
+pytestmark = pytest.mark.usefixtures("one_preprocessing_thread")
+
 T = 4
 
 

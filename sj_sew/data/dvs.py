@@ -605,13 +605,15 @@ def _extract_archives(raw: _RawFiles, root: Path, archives: Sequence[Path]) -> l
     return samples
 
 
-def _missing_samples_error(raw: _RawFiles, cache: _Cache, expected: Sequence[str], split_by: str):
+def _missing_samples_error(raw: _RawFiles, cache: _Cache, expected: Sequence[str], split_by: str,
+                           cause: Optional[Exception] = None):
     absent = sorted(set(expected) - cache.files()) + cache.unreadable(sorted(set(expected) & cache.files()))
     hint = (" With split_by='time' SpikingJelly fails on a sample when one of its T time windows holds no "
             "event; use split_by='number' or a smaller T." if split_by == "time" and cache.path.name != "events_np"
             else " Its reader failed on the raw files behind them (see its log above); replace those files.")
+    said = f"\nSpikingJelly's error: {cause!r}." if cause is not None else ""  # the hint is the usual cause, not proof
     return CorruptDatasetFiles(f"{raw.title}: SpikingJelly could not build {len(absent)} sample(s) of {cache.path}:"
-                               f"\n{_listing(absent)}\n{hint.strip()} The partial cache was removed.")
+                               f"\n{_listing(absent)}{said}\n{hint.strip()} The partial cache was removed.")
 
 
 def _adopt_without_raw_files(raw: _RawFiles, events: _Cache) -> Optional[list[str]]:
@@ -684,7 +686,7 @@ class _Load:
         failed = [cache for cache in (self.events, self.frames) if expected is not None and cache.path.exists()
                   and not cache.holds(expected)]
         if failed:
-            return _missing_samples_error(self.raw, failed[0], expected, self.split_by)
+            return _missing_samples_error(self.raw, failed[0], expected, self.split_by, err)
         return CorruptDatasetFiles(f"{self.raw.title}: SpikingJelly failed to build {self.root} ({err!r}); the "
                                    f"partial cache was removed.\n{self.raw.help(self.root)}")
 
