@@ -139,7 +139,7 @@ def plot(table, path: Path, meta: dict):
             ax.errorbar(layers, mean, yerr=std, marker="o", capsize=3, label=name)
     axes[0].set_ylabel("final training loss (log)")
     axes[0].set_yscale("log")
-    axes[1].set_ylabel("test accuracy (%), validation-selected epoch")
+    axes[1].set_ylabel("test acc. (%), val.-selected epoch")
     for ax in axes:
         ax.set_xlabel("layers")
     axes[0].legend()

@@ -64,7 +64,9 @@ def main(argv=None):
         p.error("give --checkpoint PATH..., --from-ablation DIR or --quick")
     for path in args.checkpoint:
         model, cfg, test_set = load_trained(path)
-        name = f"{cfg['family'] or 'sew'} {cfg['connect'] or ''} {'RTD' if cfg['T_train'] else ''} ({setting_name(path)})"
+        parts = [cfg["family"] or "sew", cfg["connect"] if cfg["family"] in (None, "sew") else None,
+                 "RTD" if cfg["T_train"] else None]
+        name = f"{' '.join(p for p in parts if p)} ({setting_name(path)})"
         results[name] = count(model, test_set, args.batches) | {"T": cfg["T"], "dataset": cfg["dataset"]}
     args.out.mkdir(parents=True, exist_ok=True)
     meta = {"seconds": round(time.time() - start), "sj_version": sj_sew.SJ_VERSION, "E_AC_pJ": 0.9, "E_MAC_pJ": 4.6}

@@ -87,12 +87,35 @@ def systems(results: Path) -> list[str]:
             *_table(["network", "parameters", "test acc % (val-selected)", "test acc % (last)", "s per run"], rows)]
 
 
+def energy(results: Path) -> list[str]:
+    data = _load(results / "energy" / "energy.json")
+    if data is None:
+        return []
+    rows = [[name, f"{r['sops'] / 1e3:.0f}", f"{r['snn_energy_pj'] / 1e6:.2f}", f"{r['ann_macs'] / 1e6:.2f}",
+             f"{r['ann_energy_pj'] / 1e6:.2f}", f"{r['ann_energy_pj'] / r['snn_energy_pj']:.1f}",
+             "n/a" if r["spikingjelly_synops"] is None else f"{r['spikingjelly_synops'] / 1e3:.0f}"]
+            for name, r in data["results"].items()]
+    return ["Synaptic operations and energy per sample:", "",
+            *_table(["network (sweep cell)", "SOPs (k)", "SNN energy (µJ)", "ANN MACs (M)", "ANN energy (µJ)",
+                     "ANN/SNN energy", "SJ SynOps (k)"], rows)]
+
+
+def firing_trained(results: Path) -> list[str]:
+    data = _load(results / "firing_rates" / "trained.json")
+    if data is None:
+        return []
+    rows = [[name, *(f"{sum(c[k]) / len(c[k]):.3f}" for k in ("rate_a", "rate_o")), f"{max(c['rate_o']):.3f}"]
+            for name, c in data["curves"].items()]
+    return ["Firing rates of the trained nets (mean over blocks):", "",
+            *_table(["network (sweep cell)", "mean rate of A^l", "mean of O^l", "max of O^l"], rows)]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", type=Path, default=Path("results"))
     args = p.parse_args(argv)
     out = []
-    for render in (degradation, ablation, surrogate, systems):
+    for render in (degradation, ablation, firing_trained, surrogate, energy, systems):
         lines = render(args.results)
         if lines:
             out += lines + [""]
