@@ -77,15 +77,17 @@ def setting_name(checkpoint: str | Path) -> str:
     """The sweep cell a checkpoint belongs to: its path between ``runs/`` and ``seed<k>/``, e.g.
     ``SEW_ADD_RTD/lr0.01`` for ``results/ablation/runs/SEW_ADD_RTD/lr0.01/seed0/best.pt`` (outside a sweep:
     the run directory's name)."""
-    run = Path(checkpoint).parent
-    cell = run.parts[len(run.parts) - run.parts[::-1].index("runs"):-1] if "runs" in run.parts else ()
-    return "/".join(cell) or run.name
+    parts = Path(checkpoint).parent.parts
+    if "runs" not in parts:
+        return parts[-1] if parts else ""
+    last_runs = len(parts) - 1 - parts[::-1].index("runs")
+    return "/".join(parts[last_runs + 1:-1]) or parts[-1]
 
 
 def ablation_checkpoints(results: str | Path) -> list[Path]:
     """``best.pt`` of seed 0 of every setting of a repro_ablation.py results directory, at the chosen rate."""
     table = json.loads((Path(results) / "ablation.json").read_text())["table"]
-    return [Path(row["checkpoints"][0]).with_name("best.pt") for row in table.values()]
+    return [Path(row["checkpoints"][0]) for row in table.values()]
 
 
 def output_dir(out: Path | None, name: str, quick: bool) -> Path:

@@ -79,7 +79,7 @@ def main(argv=None):
     T_train = max(1, round(args.T * 12 / 16))
     shard, shards = args.shard
     start = time.time()
-    grids, chosen, table = {}, {}, {}
+    finished, table = [], {}  # every finished run (for the CPU time), the table's rows
     for i, key in enumerate(settings(args.networks)):
         train = not args.report_only and i % shards == shard
         name, rtd = key.removesuffix(" RTD"), key.endswith(" RTD")
@@ -96,10 +96,10 @@ def main(argv=None):
             r = train_run(run_argv + ["--lr", str(lr)], run_dir(args.out, key, lr), 0, train=train)
             if r is not None:
                 grid[lr] = r
+                finished.append(r)
         if len(grid) < len(args.lrs):
             continue  # the grid is not finished: no rate can be chosen yet
         lr = choose_lr(grid)
-        grids[key], chosen[key] = grid, lr
         runs = [grid[lr]]
         for seed in range(1, args.seeds):
             if train:
@@ -107,6 +107,7 @@ def main(argv=None):
             r = train_run(run_argv + ["--lr", str(lr)], run_dir(args.out, key, lr), seed, train=train)
             if r is not None:
                 runs.append(r)
+                finished.append(r)
         table[key] = {
             "lr": lr, "table8_lr": NETWORKS[name][1],
             "grid_val_acc": {f"{g:g}": grid[g]["selected_val_acc"] for g in args.lrs},
@@ -122,8 +123,7 @@ def main(argv=None):
             "net": NET, "T": args.T, "T_train": T_train, "epochs": args.epochs, "seeds": args.seeds, "batch": 16,
             "lr_grid": args.lrs, "selection": "best validation accuracy of seed 0",
             "seconds": round(time.time() - start),
-            "train_seconds_all_runs": round(sum(r["wall_time_s"] for g in grids.values() for r in g.values())
-                                            + sum(sum(row["seconds_per_run"]["values"][1:]) for row in table.values()))}
+            "train_seconds_all_runs": round(sum(r["wall_time_s"] for r in finished))}
     args.out.mkdir(parents=True, exist_ok=True)
     rows = {key: {k: v for k, v in row.items() if k != "history"} for key, row in table.items()}
     if args.report_only or shards == 1:  # a shard writes no report: its table would lack the other shards' rows

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 import sj_sew
-from _sweep import init_probe_parser, parse_init_probe_args
+from _sweep import ablation_checkpoints, init_probe_parser, load_trained, parse_init_probe_args, setting_name
 from sj_sew.analysis.probes import probe, real_image_batch
 
 NETWORKS = [("spiking", None), ("sew", "ADD"), ("sew", "AND"), ("sew", "IAND")]
@@ -45,7 +45,6 @@ def init_rates(depth, size, T, batch, seed):
 def trained_rates(paths, batches):
     from torch.utils.data import DataLoader
 
-    from _sweep import load_trained, setting_name
     from sj_sew.data import time_first_collate
 
     results = {}
@@ -92,8 +91,6 @@ def main(argv=None):
     args = parse_init_probe_args(p, argv)
     start = time.time()
     if args.from_ablation:
-        from _sweep import ablation_checkpoints
-
         args.checkpoint = (args.checkpoint or []) + ablation_checkpoints(args.from_ablation)
     if args.checkpoint:
         results = trained_rates(args.checkpoint, args.batches)

@@ -18,7 +18,12 @@ from .. import _compat
 from .surrogate import fused_derivative
 
 
-_recomputed = threading.local()
+class _RecomputeState(threading.local):
+    on = False  # inside a checkpointed segment: backward may overwrite the saved potentials
+    spikes_unused = False  # a neuron that ends a segment's recomputation: keep no spike sequence
+
+
+_recomputed = _RecomputeState()
 
 
 @contextmanager
@@ -30,7 +35,7 @@ def saved_tensors_recomputed(spikes_unused: bool = False):
     Only for sj_sew.memory's checkpointed segments: their saved tensors are recomputed for every backward pass
     (elsewhere a second backward, ``retain_graph``, would read overwritten potentials), and a segment's
     recomputation is run for its saved tensors alone (``spikes_unused`` is for a neuron that ends it)."""
-    before = (getattr(_recomputed, "on", False), getattr(_recomputed, "spikes_unused", False))
+    before = (_recomputed.on, _recomputed.spikes_unused)
     _recomputed.on, _recomputed.spikes_unused = True, spikes_unused
     try:
         yield
@@ -51,7 +56,7 @@ class _MultiStepSpike(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq, v, v_threshold, v_reset, tau, detach_reset, grad_fn):
         needs_grad = any(ctx.needs_input_grad[:2])
-        spikes_unused = getattr(_recomputed, "spikes_unused", False)
+        spikes_unused = _recomputed.spikes_unused
         spikes = torch.empty_like(x_seq[:1] if spikes_unused else x_seq)
         charged = torch.empty_like(x_seq) if needs_grad else None
         step = torch.empty_like(x_seq[0])  # H when it need not be kept; one buffer for every step
@@ -75,7 +80,7 @@ class _MultiStepSpike(torch.autograd.Function):
         if needs_grad:
             ctx.save_for_backward(charged)
             ctx.params = (v_threshold, v_reset, tau, detach_reset, grad_fn)
-            ctx.overwrite_saved = getattr(_recomputed, "on", False)
+            ctx.overwrite_saved = _recomputed.on
         if spikes_unused:
             spikes = x_seq.new_zeros(()).expand(x_seq.shape)
         return spikes, v
