@@ -98,19 +98,24 @@ def spikingjelly_synop_counter():
     return DispatchCounterMode, SynOpCounter
 
 
-class _NumpyWithBinaryFromstring:
-    """NumPy, except that ``fromstring`` reads bytes like ``frombuffer`` (the result binary mode gave)."""
+class _NumpyWith:
+    """NumPy as a SpikingJelly 0.0.0.0.14 module written for NumPy 1 expects it: NumPy itself, except for the
+    attributes given here (NumPy is left untouched for everyone else)."""
+
+    def __init__(self, **replaced):
+        self.__dict__.update(replaced)
 
     def __getattr__(self, name):
         import numpy
 
         return getattr(numpy, name)
 
-    @staticmethod
-    def fromstring(data, dtype=float, **_):
-        import numpy
 
-        return numpy.frombuffer(data, dtype=dtype)
+def _binary_fromstring(data, dtype=float, **_):
+    """``np.fromstring`` in binary mode, as NumPy < 2.3 read bytes: ``frombuffer``."""
+    import numpy
+
+    return numpy.frombuffer(data, dtype=dtype)
 
 
 def numpy2_fromstring_fix(sj_dataset_module):
@@ -132,7 +137,30 @@ def numpy2_fromstring_fix(sj_dataset_module):
         needed = getattr(sj_dataset_module, "np", None) is numpy and hasattr(sj_dataset_module, "load_raw_events")
     if not needed:
         return contextlib.nullcontext()
-    return mock.patch.object(sj_dataset_module, "np", _NumpyWithBinaryFromstring())
+    return mock.patch.object(sj_dataset_module, "np", _NumpyWith(fromstring=_binary_fromstring))
+
+
+def numpy2_cupy_kernel_fix() -> bool:
+    """Let SpikingJelly 0.0.0.0.14's CuPy kernels run under NumPy 2.
+
+    Their launcher (``activation_based.auto_cuda.base``) checks argument types against ``np.int``, an alias NumPy
+    2 removed, so every CuPy neuron raised AttributeError. That module alone gets a numpy in which ``int`` is the
+    builtin again (what the alias was). Returns True when the fix was applied; a no-op on 2.x, under NumPy 1, or
+    where the module does not exist."""
+    import numpy
+
+    if SJ2 or hasattr(numpy, "int"):
+        return False
+    try:
+        launcher = importlib.import_module("spikingjelly.activation_based.auto_cuda.base")
+    except Exception:  # no such module on this line, or it cannot import here
+        return False
+    if getattr(launcher, "np", None) is numpy:
+        launcher.np = _NumpyWith(int=int)
+    return isinstance(launcher.np, _NumpyWith)
+
+
+numpy2_cupy_kernel_fix()
 
 
 def ann2snn_convert(ann, calibration_loader, mode):
@@ -153,6 +181,43 @@ def spikingjelly_nir_import():
     except ImportError:
         return None
     return import_from_nir
+
+
+class CupyDtypeGuard:
+    """Forward pre-hook and hook of one SpikingJelly 0.0.0.0.14 neuron whose backend may be 'cupy'.
+
+    Those CuPy kernels take float32 and float16 inputs only (any other dtype, e.g. under bf16 autocast, raised a
+    bare ``NotImplementedError``). For such a call a neuron on ``backend='auto'`` runs SpikingJelly's torch path
+    and returns to CuPy afterwards; one pinned to ``backend='cupy'`` raises an error that says what to do."""
+
+    DTYPES = ("float32", "float16")
+
+    def __init__(self, pinned: bool):
+        self.pinned = pinned
+
+    def pre(self, module, args):
+        x = args[0] if args else None
+        if getattr(module, "backend", None) != "cupy" or str(getattr(x, "dtype", "")).split(".")[-1] in \
+                (*self.DTYPES, ""):
+            return
+        if self.pinned:
+            raise ValueError(f"backend='cupy': SpikingJelly {SJ_VERSION}'s CuPy kernels take float32 and float16 "
+                             f"inputs, got {x.dtype} (bf16 autocast?); use backend='auto' (it runs such calls "
+                             "on the torch path) or 'torch', or --amp fp16")
+        module.backend = "torch"
+        module._sj_sew_cupy_paused = True
+
+    def post(self, module, args, output):  # also called when the forward raised (always_call)
+        if getattr(module, "_sj_sew_cupy_paused", False):
+            module.backend = "cupy"
+            module._sj_sew_cupy_paused = False
+
+
+def guard_cupy_dtype(module, pinned: bool) -> None:
+    """Install :class:`CupyDtypeGuard` on ``module`` (0.0.0.0.14 neurons that may run CuPy kernels)."""
+    guard = CupyDtypeGuard(pinned)
+    module.register_forward_pre_hook(guard.pre)
+    module.register_forward_hook(guard.post, always_call=True)
 
 
 # --- GPU kernel choice (issue 12) ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ import torch.nn as nn
 from spikingjelly.activation_based import functional
 
 import sj_sew
+from sj_sew import _compat
 from sj_sew.analysis import FiringRateMonitor, default_neuron_types
 from sj_sew.analysis.hooks import ForwardHooks
 from sj_sew.analysis.probes import BlockProbe, probe
@@ -67,7 +68,11 @@ def is_binary(t: torch.Tensor) -> bool:
 
 
 def no_hooks_left(model) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    """No hook but the ones a model's neurons carry from construction (kernel choice, CuPy dtype guard)."""
+    def own(hook):
+        return isinstance(getattr(hook, "__self__", None), (_compat.KernelScope, _compat.CupyDtypeGuard))
+
+    return all(own(h) for m in model.modules() for h in [*m._forward_hooks.values(), *m._forward_pre_hooks.values()])
 
 
 # ------------------------------------------------------------------------------------------ BlockProbe

@@ -189,6 +189,8 @@ class NeuronSpec:
         node = fused_neuron_class(self.cls)(**copy.deepcopy(self.kwargs), **extra)
         if self.kernel is not None:  # scoped to this neuron, never process-wide
             _compat.bind_kernel(node, self.kernel)
+        if self.backend in ("auto", "cupy") and _compat.cupy_backend_exists(self.cls) and _compat.cupy_importable():
+            _compat.guard_cupy_dtype(node, pinned=self.backend == "cupy")
         return node
 
     @property
