@@ -9,7 +9,8 @@
 # Usage:
 #   bash scripts/gpu_check.sh                      # on a GPU machine (python3 with torch, triton, cupy)
 #   bash scripts/gpu_check.sh --device cpu         # dry run of the same steps on a CPU machine (a few minutes)
-# Options: --device cuda|cpu, --out DIR, --python PY. Exit status 0 when every step passed.
+#   bash scripts/gpu_check.sh --tests-only         # steps 1, 2 and 4: a rerun after a fix (about 2 minutes)
+# Options: --device cuda|cpu, --out DIR, --python PY, --tests-only. Exit status 0 when every step passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -17,13 +18,16 @@ ROOT=$(pwd)
 DEVICE=cuda
 OUTDIR=${OUT:-$ROOT/gpu_check_out}
 PY=""
+TESTS_ONLY=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) DEVICE=$2; shift 2 ;;
         --out) OUTDIR=$2; shift 2 ;;
         --python) PY=$2; shift 2 ;;
-        -h|--help) sed -n 2,14p "$0"; exit 0 ;;
-        *) echo "gpu_check.sh: unknown argument $1 (valid: --device cuda|cpu, --out DIR, --python PY)" >&2; exit 2 ;;
+        --tests-only) TESTS_ONLY=1; shift ;;
+        -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+        *) echo "gpu_check.sh: unknown argument $1 (valid: --device cuda|cpu, --out DIR, --python PY, --tests-only)" >&2
+           exit 2 ;;
     esac
 done
 case "$DEVICE" in cuda|cpu) ;; *) echo "gpu_check.sh: --device must be cuda or cpu, got $DEVICE" >&2; exit 2 ;; esac
@@ -109,9 +113,10 @@ else  # dry run: the same code on CPU at a toy size
     BENCH2=(--device cpu --N 2 --size 32 --cuda-depths 18 --cuda-Ts 2 --reps 1 --warmup 1)
     BENCH014=("${BENCH2[@]}")
 fi
-step bench_sj2 150 "$OUTDIR/bench_sj2.log" -- env PYTHONPATH="$PP2" "$PY" scripts/benchmark.py --sections cuda \
+[ "$TESTS_ONLY" = 1 ] && say "--tests-only: no benchmark"
+[ "$TESTS_ONLY" = 1 ] || step bench_sj2 150 "$OUTDIR/bench_sj2.log" -- env PYTHONPATH="$PP2" "$PY" scripts/benchmark.py --sections cuda \
     "${BENCH2[@]}" --json "$OUTDIR/bench_sj2.json" --note "scripts/gpu_check.sh, device $DEVICE"
-step bench_sj014 90 "$OUTDIR/bench_sj014.log" -- env PYTHONPATH="$PP014" "$PY" scripts/benchmark.py --sections cuda \
+[ "$TESTS_ONLY" = 1 ] || step bench_sj014 90 "$OUTDIR/bench_sj014.log" -- env PYTHONPATH="$PP014" "$PY" scripts/benchmark.py --sections cuda \
     "${BENCH014[@]}" --json "$OUTDIR/bench_sj014.json" --note "scripts/gpu_check.sh, device $DEVICE"
 
 # 4. summary.json ------------------------------------------------------------------------------------------
