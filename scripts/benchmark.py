@@ -50,7 +50,7 @@ from spikingjelly.activation_based.model import sew_resnet  # noqa: E402
 
 import sj_sew  # noqa: E402
 from sj_sew.deploy import inference_model  # noqa: E402
-from sj_sew.memory import memory_saving  # noqa: E402
+from sj_sew.memory import freeze_batchnorm, memory_saving, time_chunked_backward  # noqa: E402
 from sj_sew.models import RESNET_LAYOUTS  # noqa: E402
 
 NUM_CLASSES = 1000
@@ -88,6 +88,7 @@ class Contender:
     time_dim: bool = False  # output is [T, N, classes] (the zoo): average it
     label_repeats: int = 1  # the ANN sees the N images T times
     optimizer: torch.optim.Optimizer | None = field(default=None, repr=False)
+    time_chunks: bool = False  # backward over chunks of time steps (sj_sew.memory.time_chunked_backward)
 
     def logits(self) -> torch.Tensor:
         out = self.model(self.x)
@@ -97,6 +98,12 @@ class Contender:
         if self.optimizer is None:
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
         self.optimizer.zero_grad(set_to_none=False)  # gradients stay allocated, like the weights
+        if self.time_chunks:  # its own forward passes; leaves the neurons at rest
+            time_chunked_backward(self.model, self.x, labels)
+            if after_forward is not None:  # no whole forward pass to stop after: what the step leaves held
+                after_forward()
+            self.optimizer.step()
+            return
         loss = nn.functional.cross_entropy(self.logits(), labels.repeat(self.label_repeats))
         if after_forward is not None:
             after_forward()
@@ -107,6 +114,28 @@ class Contender:
 
 
 def training_contenders(depth: int, T: int, N: int, size: int, which: tuple[str, ...]) -> list[Contender]:
+    """The contenders named in ``which``. A name ending in '/frozen' is that contender with every BatchNorm
+    frozen (eval mode), and '+time' before it trains with the backward over chunks of time steps, e.g.
+    'sj_sew:memory+time/frozen'."""
+    variants = {}
+    for name in which:
+        if name.endswith("/frozen"):
+            base_name = name[: -len("/frozen")]
+            time_chunks = base_name.endswith("+time")
+            variants[name] = (base_name[: -len("+time")] if time_chunks else base_name, time_chunks)
+    if variants:
+        plain = [n for n in which if n not in variants]
+        built = {c.name: c for c in _plain_contenders(depth, T, N, size, tuple(plain))}
+        for name, (base_name, time_chunks) in variants.items():
+            (c,) = _plain_contenders(depth, T, N, size, (base_name,))
+            c.name, c.time_chunks = name, time_chunks
+            freeze_batchnorm(c.model)
+            built[name] = c
+        return [built[n] for n in which]
+    return _plain_contenders(depth, T, N, size, which)
+
+
+def _plain_contenders(depth: int, T: int, N: int, size: int, which: tuple[str, ...]) -> list[Contender]:
     torch.manual_seed(0)
     img = torch.rand(N, 3, size, size) * 2
     zoo = zoo_model(depth)
@@ -491,6 +520,27 @@ def section_memory(args) -> list[str]:
     return lines + [""]
 
 
+def section_memory_time(args) -> list[str]:
+    """Checkpointing over time: peak memory and step time against T (ResNet-18) of sj_sew with every BatchNorm
+    frozen (the regime where time chunks are exact), whole-sequence backward against
+    sj_sew.memory.time_chunked_backward (chunks of ceil(sqrt(T)) steps), alone and with the 'memory' budget;
+    log-log exponents. T in {4, 16, 64} (``--quick``: {4, 16}); at most 3 repetitions."""
+    which = ("sj_sew/frozen", "sj_sew+time/frozen", "sj_sew:memory/frozen", "sj_sew:memory+time/frozen")
+    Ts = (4, 16) if args.quick else (4, 16, 64)
+    reps = min(args.reps, 3)
+    rows = {T: training_comparison(args.depth, T, args.N, args.size, which, 1, reps, threads=args.threads)
+            for T in tqdm(Ts, desc="memory over time")}
+    lines = [f"### Memory over time: frozen BatchNorm, ResNet-{args.depth} ({reps} repetitions)", "",
+             "| T | " + " | ".join(f"{n} MiB (s)" for n in which) + " |", "|---" * (len(which) + 1) + "|"]
+    for T, (sec, peak) in rows.items():
+        lines.append(f"| {T} | " + " | ".join(f"{mb(peak[n][1])} ({sec[n]:.3f})" for n in which) + " |")
+    lines.append("")
+    for n in which:
+        slope = float(np.polyfit(np.log(Ts), np.log([rows[T][1][n][1] for T in Ts]), 1)[0])
+        lines.append(f"- {n}: peak ~ T^{slope:.2f}")
+    return lines + [""]
+
+
 # --------------------------------------------------------------------------------------------------
 # GPU (--device cuda): scripts/gpu_check.sh runs it; --device cpu runs the same code as a dry run
 # --------------------------------------------------------------------------------------------------
@@ -707,6 +757,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[str]]] = {
     "variants": section_variants,
     "profile": section_profile,
     "memory": section_memory,
+    "memory_time": section_memory_time,
     "cuda": section_cuda,
 }
 
