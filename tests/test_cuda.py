@@ -66,7 +66,7 @@ def _build(name: str, backend: str = "auto", **extra):
     """(model, input) of a registered model at a small size; pytest.skip where the backend cannot serve it."""
     kwargs = dict(num_classes=5, **_small_kwargs(name), **extra)
     if name.startswith(("sew_", "spiking_", "plain_")):
-        kwargs["T"] = 2
+        kwargs.setdefault("T", 2)
     try:
         model = sj_sew.create_model(name, backend=backend, **kwargs)
     except (ValueError, ImportError, RuntimeError) as e:
@@ -491,3 +491,24 @@ def test_cupy_neurons_leave_bf16_to_the_torch_path(monkeypatch):
     with pytest.raises(ValueError, match="backend='cupy'.*float32 and float16.*bfloat16.*backend='auto'"):
         guard.pre(node, (x,))
     assert guard.pre(node, (x.float(),)) is None and node.backend == "cupy"
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("backend", LINE_BACKENDS)
+def test_time_chunked_backward_on_cuda(backend):
+    """Checkpointing over time on the GPU (BatchNorm frozen) against the whole-sequence backward there."""
+    torch.manual_seed(0)
+    model, x = _build("sew_resnet18", backend, T=8)
+    model = sj_sew.memory.freeze_batchnorm(_on_cuda(model, backend))
+    chunked = copy.deepcopy(model)
+    x, y = x.cuda(), torch.tensor([1, 3], device="cuda")
+    functional.reset_net(model)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    functional.reset_net(model)
+    got, _ = sj_sew.memory.time_chunked_backward(chunked, x, y)
+    torch.testing.assert_close(got, loss.detach(), rtol=1e-5, atol=1e-5)
+    err = layerwise.grad_error(torch.cat([p.grad.flatten() for p in chunked.parameters()]).cpu(),
+                               torch.cat([p.grad.flatten() for p in model.parameters()]).cpu())
+    assert err < 1e-3, f"backend={backend!r}: gradient relative error {err:.2e}"
