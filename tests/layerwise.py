@@ -56,10 +56,6 @@ class Comparison:
             f"{r.name}#{r.call} " + (f"{r.flips}/{r.numel} spikes differ" if r.spikes else f"rel L2 {r.rel_l2:.2e}")
             for r in bad[:6])
 
-    @property
-    def total_flips(self) -> int:
-        return sum(r.flips for r in self.reports)
-
 
 def _units(model):
     """The modules compared one by one: spiking neurons as a whole (their surrogate is inside them) and every
