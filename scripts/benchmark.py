@@ -117,22 +117,18 @@ def training_contenders(depth: int, T: int, N: int, size: int, which: tuple[str,
     """The contenders named in ``which``. A name ending in '/frozen' is that contender with every BatchNorm
     frozen (eval mode), and '+time' before it trains with the backward over chunks of time steps, e.g.
     'sj_sew:memory+time/frozen'."""
-    variants = {}
+    parsed = []  # (base name, frozen, time chunks)
     for name in which:
-        if name.endswith("/frozen"):
-            base_name = name[: -len("/frozen")]
-            time_chunks = base_name.endswith("+time")
-            variants[name] = (base_name[: -len("+time")] if time_chunks else base_name, time_chunks)
-    if variants:
-        plain = [n for n in which if n not in variants]
-        built = {c.name: c for c in _plain_contenders(depth, T, N, size, tuple(plain))}
-        for name, (base_name, time_chunks) in variants.items():
-            (c,) = _plain_contenders(depth, T, N, size, (base_name,))
-            c.name, c.time_chunks = name, time_chunks
+        frozen = name.endswith("/frozen")
+        base_name = name[: -len("/frozen")] if frozen else name
+        time_chunks = frozen and base_name.endswith("+time")
+        parsed.append((base_name[: -len("+time")] if time_chunks else base_name, frozen, time_chunks))
+    out = _plain_contenders(depth, T, N, size, tuple(base_name for base_name, _, _ in parsed))
+    for c, name, (_, frozen, time_chunks) in zip(out, which, parsed):
+        c.name, c.time_chunks = name, time_chunks
+        if frozen:
             freeze_batchnorm(c.model)
-            built[name] = c
-        return [built[n] for n in which]
-    return _plain_contenders(depth, T, N, size, which)
+    return out
 
 
 def _plain_contenders(depth: int, T: int, N: int, size: int, which: tuple[str, ...]) -> list[Contender]:
@@ -259,6 +255,11 @@ def _memory_child(spec: str) -> None:
         result[c.name] = step_memory(c, labels)
         del c.model, c.optimizer  # free before the next contender
     print(json.dumps(result))
+
+
+def exponent(xs, ys) -> float:
+    """Slope of log(ys) against log(xs): the power law's exponent (NaN from one point)."""
+    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0]) if len(xs) > 1 else float("nan")
 
 
 def linear_fit(xs, ys) -> tuple[float, float, float]:
@@ -451,9 +452,8 @@ def section_depth(args) -> list[str]:
     for name in ("zoo", "sj_sew", "sj_sew+memsave"):
         mem = [rows[d][1][name][1] for d in rows]
         slope, icpt, r2 = linear_fit(blocks, [x / 2 ** 20 for x in mem])
-        exponent = float(np.polyfit(np.log(blocks), np.log(mem), 1)[0]) if len(blocks) > 1 else float("nan")
         lines.append(f"- {name}: peak step MiB = {icpt:.1f} + {slope:.2f} x blocks (R^2 {r2:.3f}); "
-                     f"log-log exponent against blocks {exponent:.2f}")
+                     f"log-log exponent against blocks {exponent(blocks, mem):.2f}")
     return lines + [""]
 
 
@@ -496,9 +496,6 @@ def section_memory(args) -> list[str]:
         lines.append(f"| {d} | {T} | " + " | ".join(f"{mb(peak[n][1])} ({sec[n]:.3f})" for n in which) + " |")
     lines.append("")
 
-    def exponent(xs, ys):
-        return float(np.polyfit(np.log(xs), np.log(ys), 1)[0]) if len(xs) > 1 else float("nan")
-
     slopes = {}
     for n in which:
         in_T = exponent(list(Ts), [rows[(18, T)][1][n][1] for T in Ts])
@@ -536,8 +533,7 @@ def section_memory_time(args) -> list[str]:
         lines.append(f"| {T} | " + " | ".join(f"{mb(peak[n][1])} ({sec[n]:.3f})" for n in which) + " |")
     lines.append("")
     for n in which:
-        slope = float(np.polyfit(np.log(Ts), np.log([rows[T][1][n][1] for T in Ts]), 1)[0])
-        lines.append(f"- {n}: peak ~ T^{slope:.2f}")
+        lines.append(f"- {n}: peak ~ T^{exponent(Ts, [rows[T][1][n][1] for T in Ts]):.2f}")
     return lines + [""]
 
 

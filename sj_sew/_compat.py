@@ -190,15 +190,15 @@ class CupyDtypeGuard:
     bare ``NotImplementedError``). For such a call a neuron on ``backend='auto'`` runs SpikingJelly's torch path
     and returns to CuPy afterwards; one pinned to ``backend='cupy'`` raises an error that says what to do."""
 
-    DTYPES = ("float32", "float16")
-
     def __init__(self, pinned: bool):
         self.pinned = pinned
 
     def pre(self, module, args):
+        import torch
+
         x = args[0] if args else None
-        if getattr(module, "backend", None) != "cupy" or str(getattr(x, "dtype", "")).split(".")[-1] in \
-                (*self.DTYPES, ""):
+        if getattr(module, "backend", None) != "cupy" or not isinstance(x, torch.Tensor) \
+                or x.dtype in (torch.float32, torch.float16):
             return
         if self.pinned:
             raise ValueError(f"backend='cupy': SpikingJelly {SJ_VERSION}'s CuPy kernels take float32 and float16 "

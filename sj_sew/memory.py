@@ -374,12 +374,12 @@ def time_chunked_backward(model: nn.Module, x: torch.Tensor, target: torch.Tenso
                          f"{mixing[0]!r}) normalise over all T x N samples, so a chunk of time steps cannot be "
                          "computed alone; freeze them (sj_sew.memory.freeze_batchnorm(model)) or checkpoint over "
                          "depth only (memory_saving)")
+    built_T = getattr(model, "T", None)
     if x.dim() == 4:
-        T = getattr(model, "T", None)
-        if not isinstance(T, int):
+        if not isinstance(built_T, int):
             raise ValueError("time_chunked_backward: static images [N, C, H, W] need a model with an integer .T; "
                              "pass a [T, N, ...] sequence instead")
-        x = x.unsqueeze(0).expand(T, *x.shape)
+        x = x.unsqueeze(0).expand(built_T, *x.shape)
     T = x.shape[0]
     if chunk_steps == "sqrt":
         chunk_steps = math.ceil(math.sqrt(T))
@@ -387,7 +387,6 @@ def time_chunked_backward(model: nn.Module, x: torch.Tensor, target: torch.Tenso
         raise ValueError(f"chunk_steps must be a positive int or 'sqrt', got {chunk_steps!r}")
     bounds = [(s, min(s + chunk_steps, T)) for s in range(0, T, chunk_steps)]
 
-    built_T = getattr(model, "T", None)
     if isinstance(built_T, int):  # a net built for T steps checks its input's length: chunks are shorter
         model.T = None
     try:
@@ -399,7 +398,7 @@ def time_chunked_backward(model: nn.Module, x: torch.Tensor, target: torch.Tenso
 
 def _run_time_chunks(model, x, target, loss_fn, bounds):
     T = x.shape[0]
-    memories = [m for m in model.modules() if isinstance(m, base.MemoryModule)]
+    memories, _ = _stateful_parts([model])
     functional.reset_net(model)
     starts, rng = [], []
     total = None
