@@ -10,6 +10,7 @@ Module map (see README, "Architecture"): ``neurons`` (specs, surrogates, fused I
 (every SpikingJelly version difference).
 """
 from ._compat import SJ2, SJ_VERSION
+from ._version import __version__
 from .blocks import BasicBlock, Bottleneck, ResidualBlock, list_families, register_family
 from .connect import get_connect, list_connects, register_connect
 from .deploy import inference_model
@@ -20,7 +21,6 @@ from .neurons import Constant, MLFNode, NeuronSpec, Rectangular, list_neurons, l
 from .pretrained import load_pretrained
 from .training.load import load_checkpoint
 
-__version__ = "0.1.0"
 
 __all__ = [
     "create_model", "list_models", "register_model", "register_variant",

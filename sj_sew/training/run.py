@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._compat import SJ_VERSION
+from .._version import __version__
 from ..data import build_dataset, dataset_info
 from ..data.split import validation_split
 from ..memory import memory_saving
@@ -165,8 +167,6 @@ def _restore(s: _Session, state: dict) -> None:
 
 
 def _save(s: _Session, epoch: int, improved: bool) -> None:
-    from .. import SJ_VERSION, __version__
-
     config, weights = s.cfg.to_dict(), s.net.state_dict()
     state = {"config": config, "epoch": epoch, "model": weights, "optimizer": s.optimizer.state_dict(),
              "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(), "rng": rng_state(),
