@@ -2,7 +2,8 @@
 
 Supported lines: 0.0.0.0.14 (multi-step neurons take ``backend='torch'|'cupy'``) and 2.x (no CuPy; the
 kernel is chosen per device by SpikingJelly, overridable with ``SJ_<NEURON>_CUDA_IMPLEMENTATION``).
-The rest of the package asks this module instead of testing versions itself.
+The rest of the package asks this module instead of testing versions itself; which kernel a neuron runs is
+decided from these facts in :mod:`sj_sew.neurons.backend`.
 """
 from __future__ import annotations
 
@@ -23,13 +24,6 @@ except Exception:  # a source checkout without metadata
 
 #: True on the 2.x line (CuPy removed, kernels chosen by device).
 SJ2 = int(SJ_VERSION.split(".")[0]) >= 2
-
-CUPY_REMOVED_MESSAGE = (
-    "backend='cupy' is not available: SpikingJelly {v} removed its CuPy backend upstream. "
-    "Use backend='auto' (SpikingJelly 2.x then picks its native CUDA kernel, then Triton, on a GPU), "
-    "or install spikingjelly==0.0.0.0.14 with cupy to use the CuPy kernels."
-)
-
 
 def neuron_takes_backend(neuron_cls) -> bool:
     """Whether this neuron class accepts a ``backend`` constructor argument (0.0.0.0.14 line)."""
@@ -183,45 +177,9 @@ def spikingjelly_nir_import():
     return import_from_nir
 
 
-class CupyDtypeGuard:
-    """Forward pre-hook and hook of one SpikingJelly 0.0.0.0.14 neuron whose backend may be 'cupy'.
-
-    Those CuPy kernels take float32 and float16 inputs only (any other dtype, e.g. under bf16 autocast, raised a
-    bare ``NotImplementedError``). For such a call a neuron on ``backend='auto'`` runs SpikingJelly's torch path
-    and returns to CuPy afterwards; one pinned to ``backend='cupy'`` raises an error that says what to do."""
-
-    def __init__(self, pinned: bool):
-        self.pinned = pinned
-
-    def pre(self, module, args):
-        import torch
-
-        x = args[0] if args else None
-        if getattr(module, "backend", None) != "cupy" or not isinstance(x, torch.Tensor) \
-                or x.dtype in (torch.float32, torch.float16):
-            return
-        if self.pinned:
-            raise ValueError(f"backend='cupy': SpikingJelly {SJ_VERSION}'s CuPy kernels take float32 and float16 "
-                             f"inputs, got {x.dtype} (bf16 autocast?); use backend='auto' (it runs such calls "
-                             "on the torch path) or 'torch', or --amp fp16")
-        module.backend = "torch"
-        module._sj_sew_cupy_paused = True
-
-    def post(self, module, args, output):  # also called when the forward raised (always_call)
-        if getattr(module, "_sj_sew_cupy_paused", False):
-            module.backend = "cupy"
-            module._sj_sew_cupy_paused = False
-
-
-def guard_cupy_dtype(module, pinned: bool) -> None:
-    """Install :class:`CupyDtypeGuard` on ``module`` (0.0.0.0.14 neurons that may run CuPy kernels)."""
-    guard = CupyDtypeGuard(pinned)
-    module.register_forward_pre_hook(guard.pre)
-    module.register_forward_hook(guard.post, always_call=True)
-
-
 # --- GPU kernel choice (issue 12) ---------------------------------------------------------------------
-#: sj_sew's ``backend=`` names that pick a GPU kernel on this line, besides ``'auto'``.
+#: The kernels this line lets a neuron pin, by sj_sew's ``backend=`` names (which ones a neuron may use is
+#: :mod:`sj_sew.neurons.backend`'s decision).
 KERNEL_BACKENDS = ("cuda", "triton", "torch") if SJ2 else ("torch", "cupy")
 
 _KERNEL_PACKAGES = (("ParametricLIFNode", "plif"), ("LIFNode", "lif"), ("IFNode", "if_"))
@@ -374,15 +332,14 @@ def bind_kernel(module, choice: str) -> None:
     module.register_forward_hook(scope.post, always_call=True)
 
 
-def check_kernel(neuron_cls, choice: str, device) -> None:
-    """Raise RuntimeError naming ``backend=choice`` when SpikingJelly 2.x cannot run that kernel for
-    ``neuron_cls`` on CUDA ``device`` (e.g. 'cuda' in a build without its native kernels)."""
+def kernel_unavailable(neuron_cls, choice: str, device) -> str | None:
+    """SpikingJelly 2.x's own error (as text) when it cannot run kernel ``choice`` for ``neuron_cls`` on CUDA
+    ``device`` (e.g. 'cuda' in a build without its native kernels), else None; the choice is not kept."""
     kernel_push(neuron_cls, choice)
     try:
         kernel_in_use(neuron_cls, device)
     except (RuntimeError, ValueError) as error:
-        raise RuntimeError(f"backend={choice!r}: SpikingJelly {SJ_VERSION} cannot run its {choice} kernel for "
-                           f"{neuron_cls.__name__} on {device} ({error}); use backend='auto' (it falls back "
-                           "by itself) or another of 'cuda', 'triton', 'torch'") from None
+        return str(error)
     finally:
         kernel_pop(neuron_cls)
+    return None

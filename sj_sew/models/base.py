@@ -8,7 +8,6 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import base
 
-from .. import _compat
 from ..blocks import ResidualBlock
 from ..memory import SegmentedSequential, mark_checkpointed, set_compact
 from ..neurons import NeuronSpec
@@ -126,15 +125,8 @@ class SpikingNetwork(nn.Module):
         SpikingJelly 2.x with ``backend='cuda'|'triton'``, check on a GPU that the kernel is available."""
         if device == self._backend_device:
             return
-        kernel = self.neuron_spec.kernel
-        if kernel is not None and torch.device(device).type == "cuda":
-            _compat.check_kernel(self.neuron_spec.cls, kernel, torch.device(device))
+        self.neuron_spec.sync(self.modules(), device)
         self._backend_device = device
-        for m in self.modules():
-            if isinstance(m, base.MemoryModule) and hasattr(m, "backend") and isinstance(m, self.neuron_spec.cls):
-                wanted = self.neuron_spec.backend_for(device)
-                if wanted is not None and m.backend != wanted:
-                    m.backend = wanted
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map ``[T, N, C, H, W]``."""

@@ -16,13 +16,10 @@ from typing import Any
 import torch
 from spikingjelly.activation_based import base, neuron as sj_neuron
 
-from .. import _compat
+from . import backend as backends
+from .backend import BACKENDS  # noqa: F401  (re-exported: sj_sew.neurons.BACKENDS)
 from .fused import fused_neuron_class
 from .surrogate import make_surrogate
-
-#: Every ``backend=`` name; which ones a SpikingJelly line offers is ``("auto",) + _compat.KERNEL_BACKENDS``
-#: ('cuda' and 'triton' on 2.x, 'cupy' on 0.0.0.0.14, 'torch' on both).
-BACKENDS = ("auto", "torch", "cupy", "cuda", "triton")
 
 PAPER_DEFAULTS: dict[str, Any] = {"v_threshold": 1.0, "v_reset": 0.0, "detach_reset": True}
 
@@ -85,14 +82,6 @@ def _check_parameters(cls: type, kwargs: dict) -> None:
                          f">= v_threshold={vth!r}")
 
 
-def _has_cuda_code(surrogate_function) -> bool:
-    try:
-        surrogate_function.cuda_codes("y", "x", "float")
-        return True
-    except (NotImplementedError, AttributeError, TypeError):
-        return False
-
-
 class NeuronSpec:
     """A neuron model with its parameters and backend policy; :meth:`make` builds one neuron.
 
@@ -122,61 +111,23 @@ class NeuronSpec:
             if merged.get(key) is not None and key in merged:
                 merged[key] = float(merged[key])
         self.kwargs = merged
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; valid: {list(BACKENDS)}")
-        if backend == "cupy":
-            self._check_cupy()
-        elif backend in ("cuda", "triton"):
-            self._check_kernel(backend)
+        backends.check_choice(backend, self.cls, merged["surrogate_function"])
         self.backend = backend
-
-    def _check_kernel(self, backend: str) -> None:
-        if backend not in _compat.KERNEL_BACKENDS:
-            raise ValueError(f"backend={backend!r} needs SpikingJelly 2.x (its native CUDA and Triton kernels); "
-                             f"SpikingJelly {_compat.SJ_VERSION} offers backend='auto', 'torch' or 'cupy'")
-        if _compat.kernel_selection(self.cls) is None:
-            raise ValueError(f"backend={backend!r}: {self.cls.__name__} has no SpikingJelly kernel to choose "
-                             "(IF, LIF and PLIF have); use backend='auto' or 'torch'")
-        if backend == "triton" and not _compat.triton_importable():
-            raise ImportError("backend='triton' needs the triton package (pip install triton; it comes with "
-                              "CUDA builds of torch on Linux); or use backend='auto'")
-        if not _compat.surrogate_has_kernel(self.kwargs["surrogate_function"]):
-            raise ValueError(f"backend={backend!r}: surrogate {type(self.kwargs['surrogate_function']).__name__} "
-                             "has no SpikingJelly CUDA/Triton kernel (ATan, Sigmoid, PiecewiseQuadratic, "
-                             "PiecewiseExp, SoftSign, SuperSpike and Erf have); use backend='auto' or 'torch'")
 
     @property
     def kernel(self) -> str | None:
         """The GPU kernel this spec pins on a line where SpikingJelly picks it per device (2.x: 'cuda',
         'triton' or 'torch'); None where SpikingJelly's own choice applies ('auto') or ``backend`` selects it."""
-        if self.backend in ("cuda", "triton", "torch") and _compat.kernel_chosen_by_device() \
-                and _compat.kernel_selection(self.cls) is not None:
-            return self.backend
-        return None
-
-    def _check_cupy(self) -> None:
-        if not _compat.cupy_backend_exists(self.cls):
-            raise RuntimeError(_compat.CUPY_REMOVED_MESSAGE.format(v=_compat.SJ_VERSION))
-        if "cupy" not in _compat.backends_for(self.cls):
-            raise ValueError(f"{self.cls.__name__} has no CuPy backend in multi-step mode; use backend='torch'")
-        if not _compat.cupy_importable():
-            raise ImportError("backend='cupy' needs CuPy and an NVIDIA GPU: pip install 'sj_sew[cupy]' "
-                              "(cupy-cuda12x), or use backend='auto'")
-        if not _has_cuda_code(self.kwargs["surrogate_function"]):
-            raise ValueError(f"surrogate {type(self.kwargs['surrogate_function']).__name__} has no CUDA code "
-                             "for the CuPy backend; use backend='torch'")
+        return backends.pinned_kernel(self.backend, self.cls)
 
     def backend_for(self, device: torch.device | str | None) -> str | None:
         """The SpikingJelly backend name to use on ``device``; None where the line picks by itself (2.x)."""
-        if not _compat.neuron_takes_backend(self.cls):
-            return None
-        if self.backend != "auto":
-            return self.backend
-        on_gpu = device is not None and torch.device(device).type == "cuda"
-        if (on_gpu and _compat.cupy_importable() and "cupy" in _compat.backends_for(self.cls)
-                and _has_cuda_code(self.kwargs["surrogate_function"])):
-            return "cupy"
-        return "torch"
+        return backends.backend_attribute(self.backend, self.cls, self.kwargs["surrogate_function"], device)
+
+    def sync(self, modules, device) -> None:
+        """Point this spec's neurons among ``modules`` at the backend for ``device`` (see
+        :func:`sj_sew.neurons.backend.sync_neurons`)."""
+        backends.sync_neurons(modules, self.backend, self.cls, self.kwargs["surrogate_function"], device)
 
     def make(self) -> base.MemoryModule:
         """A new multi-step neuron with its own copy of every parameter (surrogates included).
@@ -187,10 +138,7 @@ class NeuronSpec:
         if initial is not None:
             extra["backend"] = initial
         node = fused_neuron_class(self.cls)(**copy.deepcopy(self.kwargs), **extra)
-        if self.kernel is not None:  # scoped to this neuron, never process-wide
-            _compat.bind_kernel(node, self.kernel)
-        if self.backend in ("auto", "cupy") and _compat.cupy_backend_exists(self.cls) and _compat.cupy_importable():
-            _compat.guard_cupy_dtype(node, pinned=self.backend == "cupy")
+        backends.install_hooks(node, self.backend, self.cls)
         return node
 
     @property
