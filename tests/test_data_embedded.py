@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from sj_sew.data import build_dataset, dataset_info, list_datasets, time_first_collate
-from sj_sew.data.embedded import EmbeddedEventSet, SensorConfig, emulate_events, frames_by_count, per_class_split
+from sj_sew.data.embedded import EmbeddedEventSet, SensorConfig, emulate_events, frames_by_count
+from sj_sew.data.split import per_class_split
 from sj_sew.data.transforms import RandomTemporalDelete, integrate_by_count, random_temporal_delete
 
 
@@ -112,8 +113,8 @@ def test_frames_by_count_for_many_streams_equals_one_by_one():
 
 def test_per_class_split_is_fixed_and_balanced():
     labels = np.repeat(np.arange(3), [10, 20, 8])
-    tr, te = per_class_split(labels, 0.75, seed=0)
-    tr2, te2 = per_class_split(labels, 0.75, seed=0)
+    tr, te = per_class_split(labels, 0.75, rounding="round", seed=0)
+    tr2, te2 = per_class_split(labels, 0.75, rounding="round", seed=0)
     assert np.array_equal(tr, tr2) and np.array_equal(te, te2)
     assert sorted(np.concatenate([tr, te])) == list(range(38))
     assert [int((labels[tr] == c).sum()) for c in range(3)] == [8, 15, 6]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import shutil
 import struct
 import tarfile
@@ -44,6 +43,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .._compat import numpy2_fromstring_fix
+from .split import per_class_split
 
 SPLIT_BY_CHOICES = ("number", "time")
 SENSOR_SIZE = (128, 128)
@@ -130,18 +130,9 @@ def cifar10_dvs_split_indices(targets: Sequence[int], train: bool, split_seed: O
                               train_fraction: float = CIFAR10_DVS_TRAIN_FRACTION) -> list[int]:
     """Indices of the train (or test) part: per class the first ``ceil(train_fraction * n)`` samples in
     dataset order (``split_seed=None``) or after a shuffle seeded by ``(split_seed, class)``; sorted."""
-    by_class: dict[int, list[int]] = defaultdict(list)
-    for index, target in enumerate(targets):
-        by_class[int(target)].append(index)
-    chosen: list[int] = []
-    for target in sorted(by_class):
-        indices = by_class[target]
-        if split_seed is not None:
-            order = np.random.default_rng([split_seed, target]).permutation(len(indices))
-            indices = [indices[j] for j in order]
-        cut = math.ceil(len(indices) * train_fraction)  # the same expression as SpikingJelly's split
-        chosen.extend(indices[:cut] if train else indices[cut:])
-    return sorted(chosen)
+    train_part, test_part = per_class_split(targets, train_fraction, rounding="ceil", seed=split_seed,
+                                            seed_per_class=True)  # ceil: SpikingJelly's split_to_train_test_set
+    return (train_part if train else test_part).tolist()
 
 
 # ------------------------------------------------------------------------------------- raw file formats

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .idx import fashion_mnist_arrays
+from .split import per_class_split
 from .transforms import frame_index_by_count
 
 SOURCES = ("digits", "fashion_mnist")
@@ -190,27 +191,10 @@ def _source_images(source: str, root) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"unknown source {source!r}; valid: {list(SOURCES)}")
 
 
-def per_class_split(labels: np.ndarray, train_fraction: float, seed: int,
-                    per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test indices: for each class a seeded permutation of its samples (the first ``per_class``
-    of them if given), the first ``train_fraction`` to train, the rest to test."""
-    if not 0 < train_fraction < 1:
-        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(idx.size)][:per_class]
-        k = int(round(train_fraction * idx.size))
-        train.append(idx[:k])
-        test.append(idx[k:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-
-
 @lru_cache(maxsize=4)
 def _build(source: str, root, config: SensorConfig, per_class, train_fraction: float, split_seed: int):
     images, labels = _source_images(source, root)
-    train_idx, test_idx = per_class_split(labels, train_fraction, split_seed, per_class)
+    train_idx, test_idx = per_class_split(labels, train_fraction, rounding="round", seed=split_seed, per_class=per_class)
     used = np.concatenate([train_idx, test_idx])
     streams = emulate_events(_resize(images[used], config.image_size), config)
     split = {"train": np.arange(train_idx.size), "test": np.arange(train_idx.size, used.size)}

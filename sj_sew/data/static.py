@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from .embedded import per_class_split
 from .idx import fashion_mnist_arrays
+from .split import per_class_split
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -22,7 +22,7 @@ def digits(train: bool, root=None, train_fraction: float = 0.75, split_seed: int
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    train_idx, test_idx = per_class_split(d.target, train_fraction, split_seed)
+    train_idx, test_idx = per_class_split(d.target, train_fraction, rounding="round", seed=split_seed)
     idx = train_idx if train else test_idx
     images = torch.from_numpy(d.images[idx].astype(np.float32) / 16.0).unsqueeze(1)
     return TensorDataset(images, torch.from_numpy(d.target[idx].astype(np.int64)))
