@@ -1,12 +1,21 @@
 """Deployment: BatchNorm folding, channels-last max pooling and the inference model give the trained
-model's results (no timings here)."""
+model's results (no timings here); NIR graphs equal those of the code before networks described their own
+layer order."""
+import dataclasses
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from conftest import model_pair
 from spikingjelly.activation_based import functional, layer
 
 import sj_sew
-from sj_sew.deploy import ChannelsLastMaxPool2d, InferenceModel, fold_batchnorm, fused_conv, inference_model
+from sj_sew.deploy import (ChannelsLastMaxPool2d, InferenceModel, fold_batchnorm, from_nir, fused_conv,
+                           inference_model, max_pool_to_avg, run_nir, to_nir)
 from sj_sew.memory import memory_saving
 
 
@@ -80,3 +89,88 @@ def test_inference_model_refuses_training():
     assert deployed.eval() is deployed
     with pytest.raises(RuntimeError, match="cannot be trained"):
         deployed.train()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# NIR graphs against the saved output of the old network walk
+# ---------------------------------------------------------------------------------------------------------
+
+#: Written by ``python tests/test_deploy.py --write-nir-fixture`` on the code before networks described their
+#: own layer order (commit 87ca822, which switched on the concrete network classes).
+NIR_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "nir_graphs_87ca822.json"
+
+#: case -> (registered name or sj_sew class, kwargs, input side): every family and stem to_nir exports
+NIR_GRAPH_CASES = {
+    "sew_add": ("sew_resnet18", dict(width=8, connect="ADD"), 32),
+    "sew_bottleneck": ("sew_resnet50", dict(width=4, neuron="lif"), 32),
+    "spiking_lif": ("spiking_resnet18", dict(width=8, neuron="lif"), 32),
+    "plain_plif": ("plain_resnet18", dict(width=8, neuron="plif"), 32),
+    "ms_cifar": ("ms_resnet", dict(depth=14, widths=(8, 8, 16)), 32),
+    "ms_conv7": ("ms_resnet18", dict(widths=(8, 8, 16, 16)), 32),
+    "ms_deep_stem": ("MSResNet", dict(layers=(1, 1), widths=(8, 16), stem="deep", stem_width=8, first_stride=1), 16),
+    "notation": ("surrogate_net", {}, 32),
+    "notation_lif": ("NotationNet", dict(notation="c8k3s1-BN-LIF-{SEW Block(c8)-APk2s2}*2-c16k3s1-BN-LIF-FC10",
+                                         in_channels=2, input_size=16), 16),
+}
+
+
+def _nir_case(case: str):
+    """The graph of one case (non-trivial BatchNorm statistics, max pooling as average pooling) and the per-step
+    logits of running it on a fixed input from rest."""
+    name, kwargs, size = NIR_GRAPH_CASES[case]
+    torch.manual_seed(0)
+    build = getattr(sj_sew, name) if name[0].isupper() else (lambda **kw: sj_sew.create_model(name, **kw))
+    net = build(num_classes=5, **kwargs).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.2, 0.2), (m.running_mean, -0.2, 0.2),
+                                  (m.running_var, 0.5, 2.0)):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+    has_max_pool = any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+    if has_max_pool:
+        net = max_pool_to_avg(net)
+    graph = to_nir(net, size, max_pool="avg" if has_max_pool else "error")
+    x = torch.rand(4, 2, net.in_channels, size, size, generator=g) * 3
+    return graph, run_nir(from_nir(graph), x)
+
+
+def _describe(value):
+    """A JSON form of a NIR node field: arrays by dtype, shape and a digest of their bytes (exact)."""
+    if isinstance(value, dict):
+        return {k: _describe(v) for k, v in sorted(value.items())}
+    if isinstance(value, (np.ndarray, np.generic)) or isinstance(value, (list, tuple)):
+        a = np.ascontiguousarray(np.asarray(value))
+        return [str(a.dtype), list(a.shape), hashlib.sha256(a.tobytes()).hexdigest()[:16]]
+    return value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+
+
+def _nir_summary(case: str) -> dict:
+    graph, logits = _nir_case(case)
+    nodes = [[key, type(node).__name__, {f.name: _describe(getattr(node, f.name))
+                                         for f in dataclasses.fields(node) if f.name != "metadata"}]
+             for key, node in graph.nodes.items()]
+    return {"nodes": nodes, "edges": sorted([list(e) for e in graph.edges]), "logits": logits.tolist()}
+
+
+@pytest.mark.parametrize("case", list(NIR_GRAPH_CASES))
+def test_nir_graphs_equal_the_old_network_walk(case):
+    """Nodes (names, types, every parameter bit for bit), edges and per-step outputs as the class-switching walk
+    wrote them before each network described its own layer order (:meth:`SpikingNetwork.layer_sequence`)."""
+    pytest.importorskip("nir")
+    pytest.importorskip("nirtorch")
+    saved = json.loads(NIR_FIXTURE.read_text())[case]
+    now = _nir_summary(case)
+    assert [n[:2] for n in now["nodes"]] == [n[:2] for n in saved["nodes"]]
+    assert now["nodes"] == saved["nodes"]
+    assert now["edges"] == saved["edges"]
+    logits = torch.tensor(now["logits"])
+    assert logits.abs().sum() > 0
+    torch.testing.assert_close(logits, torch.tensor(saved["logits"]), rtol=1e-5, atol=1e-5)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--write-nir-fixture"]:
+    torch.set_num_threads(1)
+    NIR_FIXTURE.write_text(json.dumps({case: _nir_summary(case) for case in NIR_GRAPH_CASES}, indent=None) + "\n")
+    print(f"wrote {len(NIR_GRAPH_CASES)} graphs to {NIR_FIXTURE}")
