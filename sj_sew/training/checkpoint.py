@@ -7,10 +7,13 @@ and turns every way a file can be unusable into one :class:`CheckpointError` nam
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import glob
 import hashlib
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +65,57 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be used: missing, damaged, or not an sj_sew run checkpoint."""
 
 
+class RunWriteError(RuntimeError):
+    """A run's output file (checkpoint, metrics, plot) could not be written: disk full, directory read-only..."""
+
+
+class CheckpointWriteError(CheckpointError, RunWriteError):
+    """A checkpoint could not be written; the file already at its path (the last good checkpoint) is unchanged."""
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def write_failure(path: Path, error: OSError) -> str:
+    """Why writing ``path`` failed, in words that say what to do: the free space for a full disk, the directory
+    for a permission problem, else the system's message."""
+    directory = path.parent
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = _size(shutil.disk_usage(directory).free)
+        except OSError:
+            free = "unknown"
+        return (f"no space left ({error.strerror or error}; {free} free on the file system of {directory}); "
+                "free some space")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{directory} is not writable ({error.strerror or error}); make it writable"
+    return f"{error.strerror or error} (errno {error.errno})" if error.errno else str(error)
+
+
+class _RecordedWrites:
+    """A file wrapper that keeps the first OSError of its writes: ``torch.save`` reports a failed write as a
+    RuntimeError of its own ("unexpected pos"), which names neither the cause nor the file."""
+
+    def __init__(self, f):
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def _feed(h, value) -> None:
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous()
@@ -104,20 +158,30 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write ``state`` (with its checksum added) so that ``path`` always holds a complete checkpoint: write a
     temporary file in the same directory, fsync it, then atomically rename it over ``path``. A kill at any
     moment leaves either the previous checkpoint or the new one (and maybe a temporary file, which
-    :func:`remove_stale_temps` clears)."""
+    :func:`remove_stale_temps` clears). A write that fails (disk full, directory read-only) raises
+    :class:`CheckpointWriteError` saying why, and leaves the previous checkpoint in place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     state = {**state, "checksum": state_digest(state)}
+    recorded = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            recorded = _RecordedWrites(f)
+            torch.save(state, recorded)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # a read-only directory refuses the clean-up too
+            tmp.unlink(missing_ok=True)
+        cause = recorded.error if recorded is not None and recorded.error is not None else e
+        if not isinstance(cause, OSError):
+            raise
+        kept = (f"the last good checkpoint {path} is kept unchanged" if path.is_file()
+                else f"no earlier checkpoint exists at {path}")
+        raise CheckpointWriteError(f"could not write the checkpoint {path}: {write_failure(path, cause)}; "
+                                   f"{kept}") from cause
     _fsync_directory(path.parent)  # make the rename itself durable
 
 

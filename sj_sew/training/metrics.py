@@ -1,51 +1,106 @@
 """Per-epoch records of a run: a JSON-lines file (and TensorBoard), read back, plotted."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import sys
 from pathlib import Path
+
+from .checkpoint import RunWriteError, write_failure
 
 
 class MetricsLog:
     """Per-epoch records to a JSON-lines file and (if importable) TensorBoard. Rewrites the file from
-    ``history`` on start, so a resumed run's file holds exactly the epochs of its checkpoint."""
+    ``history`` on start, so a resumed run's file holds exactly the epochs of its checkpoint. A record that
+    cannot be written (disk full, directory read-only) raises :class:`RunWriteError` and leaves the file as it
+    was; TensorBoard is optional: when it cannot write, it stops with a note and the JSON-lines file goes on."""
 
     def __init__(self, out_dir: str | Path, history: list[dict] = (), tensorboard: bool = True):
         self.path = Path(out_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in history))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in history))
+        except OSError as e:
+            raise RunWriteError(f"could not write the metrics file {self.path}: {write_failure(self.path, e)}") \
+                from e
         self.writer = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(str(Path(out_dir) / "tensorboard"))
-            except Exception:  # tensorboard is optional
+            except ImportError:  # tensorboard is optional
                 self.writer = None
+            except Exception as e:
+                self._stop_tensorboard(e)
+
+    def _stop_tensorboard(self, error: Exception) -> None:
+        print(f"note: TensorBoard logging stopped ({type(error).__name__}: {error}); {self.path} keeps every "
+              "record", file=sys.stderr, flush=True)
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
 
     def log(self, record: dict) -> None:
         """Append one epoch's record."""
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        data = memoryview((json.dumps(record) + "\n").encode())
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                try:
+                    while data:
+                        data = data[os.write(fd, data):]
+                except OSError:
+                    with contextlib.suppress(OSError):  # no torn line left behind
+                        os.ftruncate(fd, size)
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise RunWriteError(f"could not append epoch {record.get('epoch')} to {self.path}: "
+                                f"{write_failure(self.path, e)}") from e
         if self.writer is not None:
-            for key, value in record.items():
-                if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
-                    self.writer.add_scalar(key.replace("_", "/", 1), value, record["epoch"])
-            self.writer.flush()
+            try:
+                for key, value in record.items():
+                    if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(value):
+                        self.writer.add_scalar(key.replace("_", "/", 1), value, record["epoch"])
+                self.writer.flush()
+            except Exception as e:  # its writes fail in a thread of its own, reported here in many types
+                self._stop_tensorboard(e)
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except Exception as e:
+                self._stop_tensorboard(e)
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file, in order."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The records of a ``metrics.jsonl`` file, in order. A last line cut short by a kill is left out; any other
+    line that is not a record raises ValueError naming the file and line."""
+    text = Path(path).read_text()
+    lines = text.split("\n")
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == len(lines):  # no newline after it: a write that did not finish
+                break
+            raise ValueError(f"{path}, line {number}, is not a metrics record ({e})") from None
+    return records
 
 
 def plot_curves(records: list[dict], path: str | Path, title: str = "", selected_epoch: int | None = None) -> None:
     """Loss, accuracy and firing rate against epoch (train, validation where present, test) to a PNG; a
-    dashed line marks ``selected_epoch``."""
+    dashed line marks ``selected_epoch``. Raises :class:`RunWriteError` if the file cannot be written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,5 +123,9 @@ def plot_curves(records: list[dict], path: str | Path, title: str = "", selected
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise RunWriteError(f"could not write the plot {path}: {write_failure(Path(path), e)}") from e
+    finally:
+        plt.close(fig)
