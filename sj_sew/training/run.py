@@ -20,7 +20,8 @@ from ..data import build_dataset, dataset_info
 from ..data.split import validation_split
 from ..memory import memory_saving
 from . import loop
-from .checkpoint import remove_stale_temps, rng_state, save_checkpoint, seed_everything, set_rng_state
+from .checkpoint import (RunWriteError, remove_stale_temps, rng_state, save_checkpoint, seed_everything,
+                         set_rng_state)
 from .config import DOWNLOAD_OPTION, ConfigError, RunConfig, check_config, default_out, model_from_config
 from .distributed import DistEnv, convert_sync_batchnorm, init_distributed, make_eval_loader, make_loaders, unwrap
 from .metrics import MetricsLog, plot_curves
@@ -219,6 +220,11 @@ def _train(s: _Session, data: RunData) -> None:
                 else "no checkpoint was written")
         raise loop.NonFiniteLossError(f"stopping: {e}; {kept}. Lower --lr or use --zero-init, then start again "
                                       f"(or --resume from that checkpoint).", e.epoch) from None
+    except RunWriteError as e:  # raised by _end_epoch, before checkpoint.pt took this epoch
+        epoch, saved = s.history[-1]["epoch"], s.history[-2]["epoch"] if len(s.history) > 1 else None
+        then = (f"then continue from {s.out / 'checkpoint.pt'} (epoch {saved}) with: python scripts/train.py "
+                f"--resume --out {s.out}" if saved is not None else "then start the run again")
+        raise type(e)(f"stopping at epoch {epoch}: {e}. Make room (or make {s.out} writable), {then}") from e.__cause__
 
 
 def _show_progress(cfg: RunConfig) -> bool:
