@@ -27,8 +27,8 @@ import torch.nn as nn
 from spikingjelly.activation_based import base, functional, neuron as sj_neuron
 from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
 
-from . import _compat
-from .neurons.fused import fast_path_applies, saved_tensors_recomputed, settings_covered
+from .. import _compat
+from ..neurons.fused import fast_path_applies, saved_tensors_recomputed, settings_covered
 
 _MARK = "sj_sew_checkpointed"
 _COMPACT = "sj_sew_compact"
