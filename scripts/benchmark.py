@@ -41,7 +41,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torchvision
-from tqdm import tqdm
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -52,8 +51,11 @@ import sj_sew  # noqa: E402
 from sj_sew.deploy import inference_model  # noqa: E402
 from sj_sew.memory import freeze_batchnorm, memory_saving, time_chunked_backward  # noqa: E402
 from sj_sew.models import RESNET_LAYOUTS  # noqa: E402
+from sj_sew.training.progress import add_progress_flag, progress_bar  # noqa: E402
 
 NUM_CLASSES = 1000
+#: progress bars: None (the default) draws them only on a terminal; --progress/--no-progress set it
+PROGRESS: bool | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -196,7 +198,7 @@ def interleaved_medians(fns: dict[str, Callable[[], None]], warmup: int, reps: i
         for fn in fns.values():
             fn()
     times = {k: [] for k in fns}
-    for _ in tqdm(range(reps), desc=desc, leave=False):
+    for _ in progress_bar(range(reps), PROGRESS, desc=desc, leave=False):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
@@ -416,7 +418,7 @@ def section_inference(args) -> list[str]:
 def section_T(args) -> list[str]:
     """Step time and peak memory against T, with a straight-line fit of step time per contender."""
     rows = {}
-    for T in tqdm(args.Ts, desc="T sweep"):
+    for T in progress_bar(args.Ts, PROGRESS, desc="T sweep"):
         rows[T] = training_comparison(args.depth, T, args.N, args.size, TRIO, args.warmup, args.reps,
                                       threads=args.threads)
     lines = [f"### Step time and memory against T, SEW ResNet-{args.depth}", "",
@@ -437,7 +439,7 @@ def section_depth(args) -> list[str]:
     """Step time and memory against depth, with fits of peak memory against the number of blocks."""
     reps = max(3, args.reps // 3)
     rows = {}
-    for depth in tqdm(args.depths, desc="depth sweep"):
+    for depth in progress_bar(args.depths, PROGRESS, desc="depth sweep"):
         rows[depth] = training_comparison(depth, args.T, args.N, args.size, TRIO, 1, reps, threads=args.threads)
     lines = [f"### Step time and memory against depth, T={args.T} ({reps} repetitions)", "",
              "| depth | zoo (s) | sj_sew (s) | sj_sew/zoo | memsave/sj_sew | sj_sew/ANN | peak MiB: zoo | sj_sew | "
@@ -488,7 +490,7 @@ def section_memory(args) -> list[str]:
     reps = min(args.reps, 3)
     grid = [(18, T) for T in Ts] + [(d, Ts[0]) for d in depths if d != 18]
     rows = {key: training_comparison(key[0], key[1], args.N, args.size, which, 1, reps, threads=args.threads)
-            for key in tqdm(grid, desc="memory grid")}
+            for key in progress_bar(grid, PROGRESS, desc="memory grid")}
     lines = [f"### Memory: peak in a training step and step time ({reps} repetitions; memopt levels run here: "
              f"{levels or 'none, SpikingJelly ' + sj_sew.SJ_VERSION + ' has no memopt'})", "",
              "| depth | T | " + " | ".join(f"{n} MiB (s)" for n in which) + " |", "|---" * (len(which) + 2) + "|"]
@@ -526,7 +528,7 @@ def section_memory_time(args) -> list[str]:
     Ts = (4, 16) if args.quick else (4, 16, 64)
     reps = min(args.reps, 3)
     rows = {T: training_comparison(args.depth, T, args.N, args.size, which, 1, reps, threads=args.threads)
-            for T in tqdm(Ts, desc="memory over time")}
+            for T in progress_bar(Ts, PROGRESS, desc="memory over time")}
     lines = [f"### Memory over time: frozen BatchNorm, ResNet-{args.depth} ({reps} repetitions)", "",
              "| T | " + " | ".join(f"{n} MiB (s)" for n in which) + " |", "|---" * (len(which) + 1) + "|"]
     for T, (sec, peak) in rows.items():
@@ -780,6 +782,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cuda-depths", type=int, nargs="+", default=[18, 50], help="depths of the GPU section")
     p.add_argument("--cuda-Ts", type=int, nargs="+", default=[4, 16], help="T of the GPU section")
     p.add_argument("--json", metavar="PATH", help="the GPU section's numbers as JSON")
+    add_progress_flag(p)
     args = p.parse_args(argv)
     try:
         device = torch.device(args.device)
@@ -818,8 +821,15 @@ def report_header(args, argv=None) -> list[str]:
     return lines + [""]
 
 
+def output_paths(args) -> list[str]:
+    """The files it writes: only those --write and --json name (the report goes to stdout by default)."""
+    return [path for path in (args.write, args.json) if path]
+
+
 def main(argv=None) -> str:
+    global PROGRESS
     args = parse_args(argv)
+    PROGRESS = args.progress
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

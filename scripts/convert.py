@@ -4,115 +4,28 @@ own ann2snn converter on the same ANN: test accuracy vs T beside the ANN's.
 
     python scripts/convert.py                                    # digits, depth 8, T = 8..256 (~1 minute)
     python scripts/convert.py --dataset fashion_mnist --train-size 10000 --test-size 1000 --depth 14 --epochs 4
+    python scripts/convert.py --out results/convert_digits       # rewrite the committed results (explicitly)
 
-Writes <out>.json (every setting and number) and <out>.png (accuracy vs T, both converters, the ANN line).
+Writes <out>.json (every setting and number) and <out>.png (accuracy vs T, both converters, the ANN line);
+<out> defaults to runs/convert-<date>-<time>/convert, never a committed file. The logic is
+sj_sew.experiments.conversion.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from sj_sew import SJ_VERSION  # noqa: E402
-from sj_sew import conversion as C  # noqa: E402
-from sj_sew.data import build_dataset  # noqa: E402
-
-DATASETS = ("digits", "fashion_mnist")
+from sj_sew.experiments.conversion import DATASETS, plot, run_conversion  # noqa: E402
+from sj_sew.experiments.sweep import timestamped_dir, write_json  # noqa: E402
+from sj_sew.training.progress import add_progress_flag  # noqa: E402
 
 
-def load_tensors(name: str, train_size: int | None = None, test_size: int | None = None, seed: int = 0):
-    """(x_train, y_train, x_test, y_test) as float images [N, 1, H, W] in [0, 1], with the splits of
-    :func:`sj_sew.data.build_dataset` (digits: fixed per-class 75/25; Fashion-MNIST: official 60000/10000);
-    optional random subsets."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid: {list(DATASETS)}")
-
-    def whole(train: bool):
-        data = build_dataset(name, train)
-        return next(iter(DataLoader(data, batch_size=len(data))))
-
-    (x_tr, y_tr), (x_te, y_te) = whole(True), whole(False)
-    g = torch.Generator().manual_seed(seed)
-    if train_size is not None and train_size < len(y_tr):
-        keep = torch.randperm(len(y_tr), generator=g)[:train_size]
-        x_tr, y_tr = x_tr[keep], y_tr[keep]
-    if test_size is not None and test_size < len(y_te):
-        keep = torch.randperm(len(y_te), generator=g)[:test_size]
-        x_te, y_te = x_te[keep], y_te[keep]
-    return x_tr, y_tr, x_te, y_te
-
-
-def run_conversion(dataset="digits", train_size=None, test_size=None, depth=8, widths=(16, 32, 64), epochs=15,
-                   lr=3e-3, batch_size=64, percentile=99.9, sj_mode="99.9%", time_steps=(8, 16, 32, 64, 128, 256),
-                   seed=0, progress=True) -> dict:
-    """Train, convert with both converters, and return every setting and accuracy."""
-    torch.manual_seed(seed)
-    x_tr, y_tr, x_te, y_te = load_tensors(dataset, train_size, test_size, seed)
-    g = torch.Generator().manual_seed(seed)
-    train = DataLoader(TensorDataset(x_tr, y_tr), batch_size=batch_size, shuffle=True, generator=g)
-    calibration = DataLoader(TensorDataset(x_tr, y_tr), batch_size=256)
-    test = DataLoader(TensorDataset(x_te, y_te), batch_size=500)
-    ann = C.ann_resnet(depth, widths=tuple(widths), in_channels=x_tr.shape[1], num_classes=int(y_tr.max()) + 1)
-    started = time.time()
-    C.train_ann(ann, train, epochs, lr)
-    train_seconds = time.time() - started
-    ann_acc = C.ann_accuracy(ann, test)
-    print(f"ANN test accuracy {ann_acc:.4f} ({train_seconds:.0f} s training)", flush=True)
-    started = time.time()
-    sresnet = C.accuracy_vs_time(C.convert(ann, calibration, percentile), test, time_steps, progress)
-    sresnet_seconds = time.time() - started
-    print("S-ResNet:", {t: round(a, 4) for t, a in sresnet.items()}, flush=True)
-    started = time.time()
-    sj_snn = C.AccumulatedOutput(C.spikingjelly_convert(ann, calibration, sj_mode))
-    spikingjelly = C.accuracy_vs_time(sj_snn, test, time_steps, progress)
-    sj_seconds = time.time() - started
-    print(f"SpikingJelly {SJ_VERSION} ann2snn:", {t: round(a, 4) for t, a in spikingjelly.items()}, flush=True)
-    return {
-        "setting": {"dataset": dataset, "train_size": len(y_tr), "test_size": len(y_te), "ann": f"ann_resnet{depth}",
-                    "widths": list(widths), "epochs": epochs, "optimizer": f"Adam lr {lr}, cosine", "batch_size": batch_size,
-                    "seed": seed, "percentile": percentile, "spikingjelly_mode": sj_mode,
-                    "spikingjelly_version": SJ_VERSION, "readout": "spike count + output membrane (S-ResNet); "
-                    "summed analog output of the last layer (SpikingJelly)", "input": "analog image as constant current"},
-        "ann_accuracy": ann_acc,
-        "sresnet_accuracy": {str(t): a for t, a in sresnet.items()},
-        "spikingjelly_accuracy": {str(t): a for t, a in spikingjelly.items()},
-        "seconds": {"train": round(train_seconds, 1), "sresnet_eval": round(sresnet_seconds, 1),
-                    "spikingjelly_convert_eval": round(sj_seconds, 1)},
-    }
-
-
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for key, label, marker in (("sresnet_accuracy", "S-ResNet (sj_sew)", "o"),
-                               ("spikingjelly_accuracy", f"SpikingJelly {result['setting']['spikingjelly_version']} ann2snn", "s")):
-        steps = [int(t) for t in result[key]]
-        ax.plot(steps, [100 * result[key][str(t)] for t in steps], marker=marker, label=label)
-    ax.axhline(100 * result["ann_accuracy"], color="k", ls="--", lw=1, label="ANN")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("time steps T")
-    ax.set_ylabel("test accuracy (%)")
-    s = result["setting"]
-    ax.set_title(f"{s['dataset']} ({s['train_size']}/{s['test_size']}), {s['ann']}, p = {s['percentile']}", fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", choices=DATASETS, default="digits")
     p.add_argument("--train-size", type=int, default=None, help="random training subset (default: all)")
@@ -127,17 +40,31 @@ def main(argv=None):
     p.add_argument("--time-steps", type=int, nargs="+", default=(8, 16, 32, 64, 128, 256))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared small CPU)")
-    p.add_argument("--out", type=Path, default=Path("results/convert"), help="writes <out>.json and <out>.png")
-    args = p.parse_args(argv)
+    p.add_argument("--out", type=Path, help="writes <out>.json and <out>.png (default runs/convert-<time>/convert; "
+                                            "the committed results are results/convert_<dataset>)")
+    add_progress_flag(p)
+    return p
+
+
+def output_paths(args) -> list[Path]:
+    """<out>.json and <out>.png (``args.out`` resolved to its default if unset)."""
+    if args.out is None:
+        args.out = timestamped_dir("convert") / "convert"
+    return [args.out.with_suffix(".json"), args.out.with_suffix(".png")]
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    json_path, png_path = output_paths(args)
     torch.set_num_threads(args.threads)
     sj_mode = float(args.sj_mode) if args.sj_mode.replace(".", "", 1).isdigit() else args.sj_mode
     result = run_conversion(args.dataset, args.train_size, args.test_size, args.depth, args.widths, args.epochs,
-                            args.lr, args.batch_size, args.percentile, sj_mode, args.time_steps, args.seed)
+                            args.lr, args.batch_size, args.percentile, sj_mode, args.time_steps, args.seed,
+                            args.progress)
     result["command"] = "python scripts/convert.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    plot(result, args.out.with_suffix(".png"))
-    print(f"wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+    write_json(json_path, result, indent=2)
+    plot(result, png_path)
+    print(f"wrote {json_path} and {png_path}")
 
 
 if __name__ == "__main__":

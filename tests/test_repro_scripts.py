@@ -14,7 +14,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def load(name):
-    if str(SCRIPTS) not in sys.path:  # the scripts import their shared helper (_sweep) as a sibling
+    if str(SCRIPTS) not in sys.path:  # the scripts import their shared argparse helper (_sweep) as a sibling
         sys.path.insert(0, str(SCRIPTS))
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -195,11 +195,78 @@ def test_degradation_shards_cover_every_run_once():
     assert abs(cost[0] - cost[1]) <= 52  # balanced to within one of the deepest runs
 
 
-def test_smoke_runs_never_write_into_results():
-    sweep = load("_sweep")
-    assert sweep.output_dir(None, "ablation", quick=True) == Path("runs/quick/ablation")
-    assert sweep.output_dir(None, "ablation", quick=False) == Path("results/ablation")
-    assert sweep.output_dir(Path("elsewhere"), "ablation", quick=True) == Path("elsewhere")
+def test_studies_never_write_into_results_unless_told():
+    from sj_sew.experiments.sweep import output_dir
+
+    assert output_dir(None, "ablation", quick=True) == Path("runs/quick/ablation")
+    assert output_dir(None, "ablation", quick=False) == Path("runs/ablation")
+    assert output_dir(Path("results/ablation"), "ablation", quick=False) == Path("results/ablation")
+    assert output_dir(Path("elsewhere"), "ablation", quick=True) == Path("elsewhere")
+
+
+RESULTS = SCRIPTS.parent / "results"
+
+
+@pytest.mark.parametrize("study", ["ablation", "degradation", "surrogate"])
+def test_report_only_rebuilds_the_committed_results_byte_for_byte(study, tmp_path):
+    """--report-only on a copy of results/<study> (never on results/ itself) writes the committed JSON again,
+    byte for byte, from the committed runs' summaries."""
+    import shutil
+
+    copy = tmp_path / study
+    shutil.copytree(RESULTS / study, copy)
+    load(f"repro_{study}").main(["--report-only", "--out", str(copy)])
+    assert (copy / f"{study}.json").read_bytes() == (RESULTS / study / f"{study}.json").read_bytes()
+
+
+def _committed_cells(study: str):
+    """(run directory, seed, summary) of every committed run of a study."""
+    for summary in sorted((RESULTS / study / "runs").rglob("summary.json")):
+        yield summary.parent.parent, int(summary.parent.name.removeprefix("seed")), json.loads(summary.read_text())
+
+
+def _old_config(argv: list[str], seed: int, out: Path):
+    """The configuration the committed run was trained with: its train.py flags as the sweeps passed them."""
+    from sj_sew.training.cli import config_from_argv
+
+    return config_from_argv(["--threads", "1", *argv, "--out", str(out), "--seed", str(seed), "--no-progress",
+                             "--no-tensorboard"])[0]
+
+
+def _new_config(flags: dict, seed: int, out: Path):
+    from sj_sew.experiments.sweep import run_flags
+    from sj_sew.training import resolve_config
+
+    return resolve_config(run_flags(flags, out, seed))
+
+
+@pytest.mark.parametrize("study", ["ablation", "degradation", "surrogate"])
+def test_studies_configure_the_committed_runs_exactly(study, tmp_path):
+    """Every committed run's RunConfig, built from the study's RunConfig fields, equals the one its recorded
+    train.py flags give."""
+    from sj_sew.experiments import ablation, degradation, surrogate
+
+    meta = json.loads((RESULTS / study / f"{study}.json").read_text())["meta"]
+    cells = {}
+    if study == "ablation":
+        for key in ablation.settings(ablation.NETWORKS):
+            for lr in meta["lr_grid"]:
+                cells[ablation.run_dir(RESULTS / study, key, lr)] = ablation.cell_flags(
+                    key, lr, meta["T"], meta["epochs"], meta["per_class"])
+    elif study == "degradation":
+        for name, n, _ in degradation.jobs(degradation.FAMILIES, [2, 8, 16], [50], 1):
+            cells[degradation.run_dir(RESULTS / study, name, n)] = degradation.cell_flags(
+                name, n, meta["dataset"], meta["width"], meta["epochs"], meta["per_class"])
+    else:
+        for sg in surrogate.SURROGATES:
+            for net in surrogate.NETWORKS:
+                cells[surrogate.run_dir(RESULTS / study, sg, net)] = surrogate.cell_flags(sg, net, meta["epochs"])
+    checked = 0
+    for run_dir, seed, summary in _committed_cells(study):
+        out = tmp_path / f"seed{seed}"
+        assert _new_config(cells[run_dir], seed, out) == _old_config(summary["argv"], seed, out), run_dir
+        checked += 1
+    assert checked == {"ablation": 70, "degradation": 42, "surrogate": 18}[study]
 
 
 def test_reproduction_md_holds_the_tables_rendered_from_results():

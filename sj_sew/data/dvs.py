@@ -239,12 +239,11 @@ def _listing(paths: Iterable) -> str:
 
 
 def _progress(items, desc: str):
-    items = list(items)
-    if len(items) < 50:
-        return items
-    from tqdm import tqdm
+    """A progress bar over many files, on a terminal only (:func:`sj_sew.training.progress.progress_bar`)."""
+    from ..training.progress import progress_bar
 
-    return tqdm(items, desc=desc, unit="file")
+    items = list(items)
+    return items if len(items) < 50 else progress_bar(items, desc=desc, unit="file")
 
 
 class _RawFiles:

@@ -1,0 +1,131 @@
+"""SEW paper, Table 2 / Fig. 3: the degradation problem. Does a deeper net train worse? SEW ADD, Spiking
+ResNet and Plain nets of increasing depth (and Spiking ResNet without zero init), the same data, optimiser and
+epochs. ``scripts/repro_degradation.py`` is its command line and describes the setting."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .sweep import fmt, spread, train_run, write_json
+
+#: name -> RunConfig fields of the network (all with zero init unless they say otherwise)
+FAMILIES = {"SEW ADD": {"family": "sew", "connect": "ADD"}, "Spiking ResNet": {"family": "spiking"},
+            "Plain": {"family": "plain"},
+            "Spiking ResNet (no zero init)": {"family": "spiking", "zero_init": False}}
+#: the stem of each data set's nets: fashion_events' 34x34 frames are brought down to 8x8 before the blocks
+STEMS = {"fashion_events": "c{w}k3s2-BN-IF-MPk2s2", "digits": "c{w}k3s1-BN-IF"}
+#: the deepest nets are run for the two families the paper's claim is about
+DEEP_ONLY = ("SEW ADD", "Spiking ResNet")
+
+
+def notation(dataset: str, blocks: int, width: int) -> str:
+    return f"{STEMS[dataset].format(w=width)}-{{Block(c{width})}}*{blocks}-FC10"
+
+
+def run_dir(out: Path, name: str, blocks: int) -> Path:
+    return Path(out) / "runs" / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}-b{blocks}"
+
+
+def cell_flags(name: str, blocks: int, dataset: str, width: int, epochs: int, per_class: int) -> dict:
+    """The RunConfig fields of one network at one depth: IF neurons, T = 4, Adam 1e-3 cosine, batch 32, zero init
+    (unless the network says otherwise)."""
+    flags = {"dataset": dataset, "notation": notation(dataset, blocks, width), "neuron": "if", "T": 4,
+             "optimizer": "adam", "lr": 0.001, "scheduler": "cosine", "epochs": epochs, "batch_size": 32,
+             "zero_init": True, **FAMILIES[name]}
+    if dataset == "fashion_events":
+        flags["data_options"] = {"per_class": per_class}
+    return flags
+
+
+def jobs(families, blocks, deep_blocks, seeds) -> list[tuple[str, int, int]]:
+    """(family, blocks, seed) of every run, family-major."""
+    return [(name, n, seed) for name in families for n in list(blocks) + (list(deep_blocks) if name in DEEP_ONLY else [])
+            for seed in range(seeds)]
+
+
+def share(all_jobs, shard: int, shards: int):
+    """The jobs of one of ``shards`` processes: greedy by cost (blocks + 2), so the shards end together."""
+    load, mine = [0] * shards, []
+    for job in sorted(all_jobs, key=lambda j: -(j[1] + 2)):
+        k = load.index(min(load))
+        load[k] += job[1] + 2
+        if k == shard:
+            mine.append(job)
+    return set(mine)
+
+
+def run_study(out: Path, blocks=(2, 8, 16), deep_blocks=(50,), seeds: int = 3, epochs: int = 10, width: int = 16,
+              dataset: str = "fashion_events", per_class: int = 300, families=tuple(FAMILIES),
+              shard: tuple[int, int] = (0, 1), report_only: bool = False) -> dict:
+    """Train this process's share of the runs (none with ``report_only``), read back every finished run under
+    ``out`` and aggregate them. Returns ``{"meta", "table"}``."""
+    all_jobs = jobs(families, blocks, deep_blocks, seeds)
+    mine = set() if report_only else share(all_jobs, *shard)
+    start, results = time.time(), {}
+    for name, n, seed in all_jobs:
+        if (name, n, seed) in mine:
+            print(f"== {name}, {n} blocks, seed {seed}", flush=True)
+        r = train_run(cell_flags(name, n, dataset, width, epochs, per_class), run_dir(out, name, n), seed,
+                      train=(name, n, seed) in mine)
+        if r is not None:
+            results.setdefault(name, {}).setdefault(n, []).append(r)
+    table = {name: {n: {"layers": 2 * n + 2,
+                        "final_train_loss": spread([r["history"][-1]["train_loss"] for r in runs]),
+                        "selected_test_acc": spread([r["selected_test_acc"] for r in runs]),
+                        "last_test_acc": spread([r["last_test_acc"] for r in runs]),
+                        "seconds_per_run": spread([r["wall_time_s"] for r in runs])}
+                    for n, runs in sorted(by_depth.items())}
+             for name, by_depth in results.items()}
+    meta = {"dataset": dataset, "per_class": per_class if dataset == "fashion_events" else None,
+            "T": 4, "epochs": epochs, "seeds": seeds, "width": width,
+            "notation": notation(dataset, 0, width).replace("*0", "*n"),
+            "seeds_finished": {k: {n: r["last_test_acc"]["n"] for n, r in v.items()} for k, v in table.items()},
+            "optimizer": "adam lr 1e-3 cosine, batch 32, zero init", "selection": "best validation accuracy",
+            "seconds": round(time.time() - start),
+            "train_seconds_all_runs": round(sum(sum(r["seconds_per_run"]["values"])
+                                                for rows in table.values() for r in rows.values()))}
+    return {"meta": meta, "table": table}
+
+
+def write_report(out: Path, study: dict) -> Path:
+    """``<out>/degradation.json`` and ``<out>/degradation.png``; the JSON's path."""
+    path = write_json(Path(out) / "degradation.json", study, indent=1)
+    plot(study["table"], Path(out) / "degradation.png", study["meta"])
+    return path
+
+
+def format_table(table: dict) -> str:
+    lines = [f"{'network':<30} {'layers':>6} {'final train loss':>20} {'test acc % at val-selected':>28} "
+             f"{'at last epoch':>18}"]
+    for name, rows in table.items():
+        for r in rows.values():
+            lines.append(f"{name:<30} {r['layers']:>6} {fmt(r['final_train_loss'], 1, 3):>20} "
+                         f"{fmt(r['selected_test_acc']):>28} {fmt(r['last_test_acc']):>18}")
+    return "\n".join(lines)
+
+
+def plot(table, path: Path, meta: dict):
+    """Final training loss and validation-selected test accuracy against depth, one line per network."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, rows in table.items():
+        layers = [r["layers"] for r in rows.values()]
+        for ax, key, scale in ((axes[0], "final_train_loss", 1), (axes[1], "selected_test_acc", 100)):
+            mean = [r[key]["mean"] * scale for r in rows.values()]
+            std = [0 if r[key]["n"] < 2 else r[key]["std"] * scale for r in rows.values()]
+            ax.errorbar(layers, mean, yerr=std, marker="o", capsize=3, label=name)
+    axes[0].set_ylabel("final training loss (log)")
+    axes[0].set_yscale("log")
+    axes[1].set_ylabel("test acc. (%), val.-selected epoch")
+    for ax in axes:
+        ax.set_xlabel("layers")
+    axes[0].legend()
+    fig.suptitle(f"Degradation on {meta['dataset']} (T=4, {meta['epochs']} epochs, {meta['seeds']} seeds; "
+                 "SEW and Spiking ResNet with zero init unless noted)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,116 @@
+"""What the reproduction studies share: grids of training runs through :func:`sj_sew.training.run`, seed
+aggregation, where a study writes, and trained nets read back for analysis.
+
+A sweep is resumable: a finished run is read back from ``<out>/summary.json`` instead of trained again, and a
+run killed part-way continues from its last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+#: Where a study writes unless told otherwise (untracked): ``runs/<study>``, ``runs/quick/<study>`` for a smoke
+#: run. The committed results (``results/<study>``) are written only when ``out`` names them explicitly.
+RUNS = Path("runs")
+
+
+def output_dir(out: Path | None, name: str, quick: bool) -> Path:
+    """``out`` as given, else ``runs/<name>`` or, for a ``--quick`` smoke run, ``runs/quick/<name>``: never the
+    committed ``results/`` unless asked for."""
+    if out is not None:
+        return Path(out)
+    return RUNS / "quick" / name if quick else RUNS / name
+
+
+def run_flags(flags: dict, out: Path, seed: int) -> dict:
+    """The :class:`~sj_sew.training.RunConfig` fields of one sweep run: the cell's ``flags`` with the sweeps'
+    common settings (one intra-op thread, as the quickstart preset the sweeps started from; no progress bars
+    or TensorBoard) and its own directory and seed."""
+    return {"threads": 1, **flags, "out": str(out), "seed": seed, "progress": False, "tensorboard": False}
+
+
+def train_run(flags: dict, out: Path, seed: int, train: bool = True) -> dict | None:
+    """One run of the RunConfig fields ``flags`` in ``out/seed<seed>`` (or its saved result); the summary carries
+    the history. With ``train=False`` only a finished run is read back (None if there is none)."""
+    from sj_sew.training import read_metrics, resolve_run, run
+
+    out = Path(out) / f"seed{seed}"
+    done = out / "summary.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    if not train:
+        return None
+    resume = "" if (out / "checkpoint.pt").exists() else None
+    cfg, state = resolve_run(run_flags(flags, out, seed), None, resume)
+    summary = run(cfg, state)
+    summary["history"] = read_metrics(out / "metrics.jsonl")
+    summary["flags"] = flags
+    done.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def shard_of(text: str) -> tuple[int, int]:
+    """``'K/N'`` -> (K, N): the K-th of N processes that share a sweep. Raises ValueError."""
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ValueError(f"expected K/N, e.g. 0/2, got {text!r}") from None
+    if not 0 <= k < n:
+        raise ValueError(f"need 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation and count (std is nan for one value)."""
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else math.nan,
+            "n": len(values), "values": values}
+
+
+def fmt(s: dict, scale: float = 100.0, digits: int = 1) -> str:
+    """'mean ± std (n=k)' for a :func:`spread`."""
+    std = "" if math.isnan(s["std"]) else f" ± {s['std'] * scale:.{digits}f}"
+    return f"{s['mean'] * scale:.{digits}f}{std} (n={s['n']})"
+
+
+def load_trained(path: str | Path):
+    """(model in eval mode, its run config as a dict, its test set) from a checkpoint written by a training run
+    (scripts/train.py or a sweep)."""
+    from sj_sew.training import load_checkpoint
+    from sj_sew.training.run import split_dataset
+
+    run = load_checkpoint(path)
+    return run.model, run.config.to_dict(), split_dataset(run.config, "test")
+
+
+def setting_name(checkpoint: str | Path) -> str:
+    """The sweep cell a checkpoint belongs to: its path between ``runs/`` and ``seed<k>/``, e.g.
+    ``SEW_ADD_RTD/lr0.01`` for ``results/ablation/runs/SEW_ADD_RTD/lr0.01/seed0/best.pt`` (outside a sweep:
+    the run directory's name)."""
+    parts = Path(checkpoint).parent.parts
+    if "runs" not in parts:
+        return parts[-1] if parts else ""
+    last_runs = len(parts) - 1 - parts[::-1].index("runs")
+    return "/".join(parts[last_runs + 1:-1]) or parts[-1]
+
+
+def ablation_checkpoints(results: str | Path) -> list[Path]:
+    """``best.pt`` of seed 0 of every setting of an ablation study's directory, at the chosen rate."""
+    table = json.loads((Path(results) / "ablation.json").read_text())["table"]
+    return [Path(row["checkpoints"][0]) for row in table.values()]
+
+
+def write_json(path: Path, data: dict, **dump_kwargs) -> Path:
+    """``data`` as JSON at ``path`` (its directory made first)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, **dump_kwargs))
+    return path
+
+
+def timestamped_dir(name: str) -> Path:
+    """``runs/<name>-<date>-<time>``: the default directory of a one-off study (never a committed file)."""
+    from datetime import datetime
+
+    return RUNS / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"

@@ -1,0 +1,121 @@
+"""The tables of REPRODUCTION.md, rendered from the results files (nothing is typed in by hand): one renderer per
+study, each a list of markdown lines (empty where the study's results do not exist). ``scripts/repro_tables.py``
+is its command line."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .sweep import fmt, spread
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(header, rows) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
+
+
+def degradation(results: Path) -> list[str]:
+    data = _load(results / "degradation" / "degradation.json")
+    if data is None:
+        return []
+    rows = []
+    for name, by_depth in data["table"].items():
+        for r in by_depth.values():
+            rows.append([name, r["layers"], fmt(r["final_train_loss"], 1, 3), fmt(r["selected_test_acc"]),
+                         fmt(r["last_test_acc"]), f"{r['seconds_per_run']['mean']:.0f}"])
+    m = data["meta"]
+    return [f"Degradation ({m['dataset']}, {m.get('per_class')} images/class, {m['epochs']} epochs, "
+            f"{m['train_seconds_all_runs']} s of training in all):", "",
+            *_table(["network", "layers", "final train loss", "test acc % (val-selected)", "test acc % (last)",
+                     "s per run"], rows)]
+
+
+def ablation(results: Path) -> list[str]:
+    data = _load(results / "ablation" / "ablation.json")
+    if data is None:
+        return []
+    table, m = data["table"], data["meta"]
+    lrs = [f"{lr:g}" for lr in m["lr_grid"]]
+    main = [[key, f"{r['lr']:g} ({r['table8_lr']:g})", fmt(r["selected_test_acc"]), fmt(r["last_test_acc"]),
+             fmt(r["final_train_loss"], 1, 3)] for key, r in table.items()]
+    grid = [[key, *(f"**{100 * r['grid_val_acc'][lr]:.1f}**" if float(lr) == r["lr"]
+                    else f"{100 * r['grid_val_acc'][lr]:.1f}" for lr in lrs)] for key, r in table.items()]
+    return [f"g ablation ({m['dataset']}, {m['per_class']} images/class, {m['net']}, {m['epochs']} epochs, "
+            f"{m['train_seconds_all_runs']} s of training in all):", "",
+            *_table(["setting", "chosen lr (Table 8's)", "test acc % (val-selected)", "test acc % (last)",
+                     "final train loss"], main),
+            "", "Validation accuracy % of seed 0 over the learning-rate grid (chosen in bold):", "",
+            *_table(["setting", *lrs], grid)]
+
+
+def surrogate(results: Path) -> list[str]:
+    data = _load(results / "surrogate" / "surrogate.json")
+    if data is None:
+        return []
+    rows = [[*key.split(" | "), fmt(r["selected_test_acc"]), fmt(r["last_test_acc"]), f"{100 * r['paper_cifar10']:.2f}"]
+            for key, r in data["table"].items()]
+    m = data["meta"]
+    return [f"Surrogates ({m['dataset']}, {m['epochs']} epochs, {m.get('train_seconds_all_runs', '?')} s of training):", "",
+            *_table(["surrogate", "network", "test acc % (val-selected)", "test acc % (last)", "paper (CIFAR-10)"], rows)]
+
+
+def systems(results: Path) -> list[str]:
+    data = _load(results / "systems.json")
+    if data is None:
+        return []
+    groups = {}
+    for section, label in (("ms_resnet_depth", lambda r: f"MS-ResNet, {r['depth']} layers"),
+                           ("ds_resnet_mlf", lambda r: f"DS-ResNet-{r['kwargs']['depth']}, K = {r['kwargs']['levels']}")):
+        for r in data.get(section, []):
+            groups.setdefault(label(r), []).append(r)
+    rows = []
+    for name, runs in groups.items():
+        rows.append([name, f"{runs[0]['params']:,}", fmt(spread([r["selected_test_accuracy"] for r in runs])),
+                     fmt(spread([r["final_test_accuracy"] for r in runs])),
+                     f"{sum(r['seconds'] for r in runs) / len(runs):.0f}"])
+    return ["Competing systems (" + data["setting"]["dataset"] + "):", "",
+            *_table(["network", "parameters", "test acc % (val-selected)", "test acc % (last)", "s per run"], rows)]
+
+
+def energy(results: Path) -> list[str]:
+    data = _load(results / "energy" / "energy.json")
+    if data is None:
+        return []
+    rows = [[name, f"{r['sops'] / 1e3:.0f}", f"{r['snn_energy_pj'] / 1e6:.2f}", f"{r['ann_macs'] / 1e6:.2f}",
+             f"{r['ann_energy_pj'] / 1e6:.2f}", f"{r['ann_energy_pj'] / r['snn_energy_pj']:.1f}",
+             "n/a" if r["spikingjelly_synops"] is None else f"{r['spikingjelly_synops'] / 1e3:.0f}"]
+            for name, r in data["results"].items()]
+    return ["Synaptic operations and energy per sample:", "",
+            *_table(["network (sweep cell)", "SOPs (k)", "SNN energy (µJ)", "ANN MACs (M)", "ANN energy (µJ)",
+                     "ANN/SNN energy", "SJ SynOps (k)"], rows)]
+
+
+def firing_trained(results: Path) -> list[str]:
+    data = _load(results / "firing_rates" / "trained.json")
+    if data is None:
+        return []
+    rows = [[name, *(f"{sum(c[k]) / len(c[k]):.3f}" for k in ("rate_a", "rate_o")), f"{max(c['rate_o']):.3f}"]
+            for name, c in data["curves"].items()]
+    return ["Firing rates of the trained nets (mean over blocks):", "",
+            *_table(["network (sweep cell)", "mean rate of A^l", "mean of O^l", "max of O^l"], rows)]
+
+
+#: Every table, in REPRODUCTION.md's order.
+RENDERERS = (degradation, ablation, firing_trained, surrogate, energy, systems)
+
+
+def render_all(results: Path) -> str:
+    """Every table whose results exist under ``results``, as markdown."""
+    out = []
+    for render in RENDERERS:
+        lines = render(Path(results))
+        if lines:
+            out += lines + [""]
+    return "\n".join(out)

@@ -1,0 +1,27 @@
+"""Progress bars for every loop of sj_sew and its scripts: shown on a terminal, never in a pipe or a log file,
+unless asked for explicitly."""
+from __future__ import annotations
+
+import sys
+
+
+def show_progress(enabled: bool | None = None) -> bool:
+    """Whether to draw progress bars: ``enabled`` as given, else (None) only when stderr, where tqdm draws, is a
+    terminal."""
+    return sys.stderr.isatty() if enabled is None else bool(enabled)
+
+
+def progress_bar(iterable=None, enabled: bool | None = None, **tqdm_kwargs):
+    """``tqdm(iterable, **tqdm_kwargs)``, drawn only where :func:`show_progress` says; otherwise the same object
+    draws nothing (iteration, ``update`` and ``with`` still work)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, disable=not show_progress(enabled), **tqdm_kwargs)
+
+
+def add_progress_flag(parser) -> None:
+    """``--progress/--no-progress`` on a script's argparse parser (default None: bars only on a terminal)."""
+    import argparse
+
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bars (default: only when stderr is a terminal)")
