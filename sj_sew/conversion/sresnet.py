@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from spikingjelly.activation_based import base
 
 from ..deploy import fold_conv_bn
+from ..neurons import dynamics
 from .ann import ANNResNet
 
 READOUTS = ("count+softmax", "count+membrane", "count")
@@ -22,8 +23,9 @@ SCALE_METHODS = ("sorted", "positive")
 
 
 class SubtractiveIF(base.MemoryModule):
-    """Single-step IF neuron: v += x; spike where v >= threshold; v -= threshold * spike; v starts at
-    ``v_init * threshold`` (0.5: S-ResNet's compensation for the discretisation error)."""
+    """Single-step IF neuron with soft reset (:mod:`sj_sew.neurons.dynamics`): v += x; spike where
+    v >= threshold; v -= threshold * spike; v starts at ``v_init * threshold`` (0.5: S-ResNet's compensation for
+    the discretisation error)."""
 
     def __init__(self, v_threshold: float = 1.0, v_init: float = 0.5):
         super().__init__()
@@ -33,9 +35,7 @@ class SubtractiveIF(base.MemoryModule):
         self.step_mode = "s"
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.v + x
-        spike = (v >= self.v_threshold).to(x.dtype)
-        self.v = v - spike * self.v_threshold
+        spike, self.v = dynamics.fire_and_reset(dynamics.charge_if(self.v, x), self.v_threshold, None)
         return spike
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:

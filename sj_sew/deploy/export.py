@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import base, functional, layer, neuron as sj_neuron
 
-from ..neurons import MLFNode
+from ..neurons import MLFNode, dynamics
 from .inference import ChannelsLastMaxPool2d, InferenceModel, inference_model
 
 #: SpikingJelly neuron classes (and their sj_sew subclasses) that :class:`UnrolledNeuron` reproduces.
@@ -36,9 +36,9 @@ class UnrolledNeuron(nn.Module):
     """A stateless copy of one IF, LIF, PLIF or MLF neuron for export: ``forward(x_seq)`` runs the ``T`` steps of
     ``x_seq`` (``[T, N, ...]``) from rest and returns the spikes (MLF: the spike counts), ``[T, N, ...]``.
 
-    Charge (IF) ``H = V + X``; (LIF/PLIF, decay_input) ``H = V + (X - (V - V_reset)) / tau``; (no decay_input)
-    ``H = V - (V - V_reset) / tau + X``; fire ``S = H >= V_th``; reset to ``V_reset`` (hard) or ``H - V_th``
-    (soft). PLIF's learned tau is frozen. Inference only (no surrogate gradient).
+    Each step is :mod:`sj_sew.neurons.dynamics`' charge (IF, LIF or PLIF, with or without decay_input), fire and
+    hard or soft reset (MLF: its charge, per-level fire and reset to 0). PLIF's learned 1/tau is frozen.
+    Inference only (no surrogate gradient).
     """
 
     def __init__(self, node: nn.Module):
@@ -49,14 +49,15 @@ class UnrolledNeuron(nn.Module):
         self.source = type(node).__name__
         if isinstance(node, MLFNode):
             self.kind = "mlf"
-            self.decay = float(node.tau)
+            self.decay = float(node.decay)
             self.register_buffer("thresholds", node.thresholds.detach().clone().reshape(-1, 1), persistent=False)
             return
         self.v_threshold = _float(node.v_threshold, "v_threshold", node)
         self.v_reset = _float(node.v_reset, "v_reset", node)
         if isinstance(node, sj_neuron.ParametricLIFNode):
             self.kind = "plif"
-            self.register_buffer("k", node.w.detach().clone().sigmoid().reshape(()), persistent=False)
+            self.register_buffer("inv_tau", dynamics.plif_inv_tau(node.w.detach().clone()).reshape(()),
+                                 persistent=False)
             self.decay_input = bool(node.decay_input)
         elif isinstance(node, sj_neuron.LIFNode):
             self.kind = "lif"
@@ -65,18 +66,12 @@ class UnrolledNeuron(nn.Module):
         else:
             self.kind = "if"
 
-    def _leak(self, v: torch.Tensor) -> torch.Tensor:
-        """(V - V_reset) / tau."""
-        rel = v if self.v_reset is None else v - self.v_reset
-        return rel * self.k if self.kind == "plif" else rel / self.tau
-
     def _charge(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "if":
-            return v + x
-        if self.decay_input:
-            rel = v if self.v_reset is None else v - self.v_reset
-            return v + ((x - rel) * self.k if self.kind == "plif" else (x - rel) / self.tau)
-        return v - self._leak(v) + x
+            return dynamics.charge_if(v, x)
+        if self.kind == "plif":
+            return dynamics.charge_plif(v, x, self.inv_tau, self.v_reset, self.decay_input)
+        return dynamics.charge_lif(v, x, self.tau, self.v_reset, self.decay_input)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         if self.kind == "mlf":
@@ -86,13 +81,7 @@ class UnrolledNeuron(nn.Module):
             v = v + self.v_reset
         spikes = []
         for t in range(x_seq.shape[0]):
-            h = self._charge(v, x_seq[t])
-            fired = h >= self.v_threshold
-            s = fired.to(h.dtype)
-            if self.v_reset is None:
-                v = h - s * self.v_threshold
-            else:
-                v = h.masked_fill(fired, self.v_reset)
+            s, v = dynamics.fire_and_reset(self._charge(v, x_seq[t]), self.v_threshold, self.v_reset)
             spikes.append(s)
         return torch.stack(spikes)
 
@@ -101,9 +90,9 @@ class UnrolledNeuron(nn.Module):
         v = (x_seq[0] * 0.0).unsqueeze(0)
         counts = []
         for t in range(x_seq.shape[0]):
-            h = self.decay * v + x_seq[t].unsqueeze(0)  # the same operations as MLFNode.step
-            s = (h - theta >= 0).to(h.dtype)
-            v = h * (1.0 - s)
+            h = dynamics.charge_mlf(v, x_seq[t].unsqueeze(0), self.decay)  # as MLFNode.level_step
+            s = dynamics.fire(h, theta).to(h.dtype)
+            v = dynamics.reset_by_product(h, s)
             counts.append(s.sum(0))
         return torch.stack(counts)
 

@@ -30,6 +30,7 @@ from ..models.ds_resnet import DSResNet
 from ..models.ms_resnet import MSResNet
 from ..models.notation import NotationNet
 from ..models.resnet import SpikingResNet
+from ..neurons import dynamics
 from .inference import ChannelsLastMaxPool2d, InferenceModel, inference_model
 
 MAX_POOL_CHOICES = ("error", "avg")
@@ -168,7 +169,7 @@ class _Builder:
         if isinstance(m, sj_neuron.IFNode):
             node = nir.IF(r=full(1.0 / self.dt), v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))
         else:
-            tau = 1.0 / float(m.w.sigmoid()) if isinstance(m, sj_neuron.ParametricLIFNode) else float(m.tau)
+            tau = dynamics.plif_tau(m.w) if isinstance(m, sj_neuron.ParametricLIFNode) else float(m.tau)
             node = nir.LIF(tau=full(tau * self.dt), r=full(1.0 if m.decay_input else tau), v_leak=full(m.v_reset),
                            v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))
         return self.node(name, node, value)
@@ -291,7 +292,7 @@ def _scalar(values, what: str) -> float:
 
 
 class NIRIF(nn.Module):
-    """Discrete-time IF read from ``nir.IF`` (``r = 1/dt``): ``H = V + X``, spike at ``H >= v_threshold``,
+    """Discrete-time IF read from ``nir.IF`` (``r = 1/dt``): :mod:`sj_sew.neurons.dynamics`' IF charge, fire and
     hard reset; ``forward(x, state)`` returns ``(spikes, membrane)`` as nirtorch expects."""
 
     def __init__(self, v_threshold: float, v_reset: float):
@@ -299,27 +300,23 @@ class NIRIF(nn.Module):
         self.v_threshold, self.v_reset = v_threshold, v_reset
 
     def charge(self, v, x):
-        return v + x
+        return dynamics.charge_if(v, x)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
         v = torch.full_like(x, self.v_reset) if state is None else state
-        h = self.charge(v, x)
-        fired = h >= self.v_threshold
-        return fired.to(x.dtype), h.masked_fill(fired, self.v_reset)
+        return dynamics.fire_and_reset(self.charge(v, x), self.v_threshold, self.v_reset)
 
 
 class NIRLIF(NIRIF):
-    """Discrete-time LIF read from ``nir.LIF``: ``H = V + (X - (V - v_reset)) / tau`` (``r = 1``) or
-    ``H = V - (V - v_reset) / tau + X`` (``r = tau``), tau in steps."""
+    """Discrete-time LIF read from ``nir.LIF``: the LIF charge with decay_input (``r = 1``) or without
+    (``r = tau``), tau in steps."""
 
     def __init__(self, tau: float, decay_input: bool, v_threshold: float, v_reset: float):
         super().__init__(v_threshold, v_reset)
         self.tau, self.decay_input = tau, decay_input
 
     def charge(self, v, x):
-        if self.decay_input:
-            return v + (x - (v - self.v_reset)) / self.tau
-        return v - (v - self.v_reset) / self.tau + x
+        return dynamics.charge_lif(v, x, self.tau, self.v_reset, self.decay_input)
 
 
 def _node_map(dt: float) -> dict:

@@ -1,6 +1,8 @@
 """Spiking neurons: specs and name tables, surrogates with their fused derivatives, fused IF/LIF, MLF.
 
-- :mod:`.spec` -- :class:`NeuronSpec` (neuron model + parameters + backend policy) and the neuron names.
+- :mod:`.spec` -- :class:`NeuronSpec` (neuron model + parameters + backend choice) and the neuron names.
+- :mod:`.backend` -- every decision about which kernel a neuron runs (valid names, ``'auto'``, errors, sync).
+- :mod:`.dynamics` -- charge, fire and reset of IF/LIF/PLIF (and MLF), written once as tensor functions.
 - :mod:`.surrogate` -- the surrogate name table (with the fused derivatives) and the paper's extra
   surrogates :class:`Rectangular` and :class:`Constant`.
 - :mod:`.fused` -- IF/LIF with one autograd function over the whole sequence.

@@ -15,6 +15,7 @@ import torch
 from spikingjelly.activation_based import neuron
 
 from .. import _compat
+from . import dynamics
 from .surrogate import fused_derivative
 
 
@@ -46,9 +47,8 @@ def saved_tensors_recomputed(spikes_unused: bool = False):
 class _MultiStepSpike(torch.autograd.Function):
     """Charge-fire-reset over all T steps; saves only the charged potential H.
 
-    Charge ``H[t] = V[t-1] + X[t]`` (IF, ``tau is None``) or ``V[t-1] + (X[t] - (V[t-1] - V_reset)) / tau``
-    (LIF with decay_input); fire ``S = H >= Vth``; reset ``V = V_reset`` (hard) or ``H - Vth`` (soft).
-    Every step is computed with the same floating-point operations as SpikingJelly, so spikes and states
+    Each step is :mod:`sj_sew.neurons.dynamics`' IF charge (``tau is None``) or LIF charge with decay_input,
+    fire and hard/soft reset, in place; the same floating-point operations as SpikingJelly, so spikes and states
     are bit-identical. Backward is BPTT with the surrogate derivative, step by step so each step's data
     stays in cache; with ``detach_reset`` the reset passes no gradient through S, as in SpikingJelly.
     """
@@ -63,20 +63,9 @@ class _MultiStepSpike(torch.autograd.Function):
         v_next = torch.empty_like(x_seq[0])  # V[t], overwritten at each step
         scratch = torch.empty_like(x_seq[0]) if tau is not None else None
         for t in range(x_seq.shape[0]):
-            h = charged[t] if needs_grad else step
-            if tau is None:
-                torch.add(v, x_seq[t], out=h)
-            else:  # the same operations, in the same order, as SpikingJelly's LIF charge
-                torch.sub(v, 0.0 if v_reset is None else v_reset, out=scratch)
-                torch.sub(x_seq[t], scratch, out=scratch).div_(tau)
-                torch.add(v, scratch, out=h)
-            s = torch.ge(h, v_threshold, out=spikes[0 if spikes_unused else t])
-            if v_reset is None:
-                v = torch.sub(h, s, alpha=v_threshold, out=v_next)  # H - Vth * S, exact for S in {0, 1}
-            elif v_reset == 0.0:
-                v = torch.addcmul(h, h, s, value=-1.0, out=v_next)  # H - H * S: exactly 0 or H
-            else:
-                v = v_next.copy_(h).masked_fill_(s.bool(), v_reset)
+            h = dynamics.charge_(charged[t] if needs_grad else step, v, x_seq[t], tau, v_reset, scratch)
+            s = dynamics.fire_(spikes[0 if spikes_unused else t], h, v_threshold)
+            v = dynamics.reset_(v_next, h, s, v_threshold, v_reset)
         if needs_grad:
             ctx.save_for_backward(charged)
             ctx.params = (v_threshold, v_reset, tau, detach_reset, grad_fn)
