@@ -100,7 +100,8 @@ class DSResNet(SpikingNetwork):
         depth: 6n + 2 (14, 20, 32, 44, 68, ...).
         widths: channels of the three stages (64/128/256 for CIFAR-10, 16/32/64 for DVS Gesture, 32/64/128
             for CIFAR10-DVS).
-        levels, thresholds, tau, detach_reset, surrogate_function, backend: the MLF neuron (:func:`mlf_spec`).
+        levels, thresholds, decay, detach_reset, surrogate_function, backend: the MLF neuron (:func:`mlf_spec`;
+            ``tau`` is the deprecated name of ``decay``).
         input_bn: a non-affine tdBN on the input frames before the first conv (the authors' DVS Gesture net).
         norm: ``'td'`` (the authors' tdBN, :class:`TDBatchNorm`, and fan-in Kaiming init) or ``'bn'``
             (``BatchNorm2d`` with weight theta_1 and fan-out init: sj_sew's reading before it followed them).
@@ -110,17 +111,17 @@ class DSResNet(SpikingNetwork):
     """
 
     def __init__(self, depth: int = 20, widths=(64, 128, 256), levels: int = 3, thresholds=None,
-                 tau: float = 0.25, detach_reset: bool = False, surrogate_function="rectangular",
+                 decay: float = 0.25, detach_reset: bool = False, surrogate_function="rectangular",
                  backend: str = "auto", in_channels: int = 3, num_classes: int = 10, T: int | None = None,
                  zero_init_residual: bool = False, neuron: str | None = None, input_bn: bool = False,
-                 norm: str = "td"):
+                 norm: str = "td", tau: float | None = None):
         if neuron not in (None, "mlf"):
             raise ValueError(f"DS-ResNet uses MLF neurons (neuron='mlf'); got neuron={neuron!r}. "
                              "Set levels=1 for the single-level baseline")
         if norm not in NORMS:
             raise ValueError(f"unknown norm {norm!r}; valid: {list(NORMS)}")
         n = cifar_blocks_per_stage(depth)
-        spec = mlf_spec(levels, thresholds, tau, detach_reset, surrogate_function, backend)
+        spec = mlf_spec(levels, thresholds, decay, detach_reset, surrogate_function, backend, tau=tau)
         super().__init__(spec, in_channels, num_classes, T)
         self.stem_once = False  # the authors repeat a static image T times before conv1
         self.depth, self.norm = depth, norm

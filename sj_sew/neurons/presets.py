@@ -4,11 +4,11 @@
   i.e. LIF with tau = 4/3, decay_input=False, Vth = 0.5, hard reset to 0 (detached, as in the authors'
   code), rectangular surrogate 1[|u - 0.5| < 0.5].
 - :func:`mlf_spec` -- the multi-level firing neuron of Spiking DS-ResNet (K = 3, theta = 0.6/1.6/2.6,
-  tau = 0.25, reset not detached, rectangular surrogate).
+  decay = 0.25, reset not detached, rectangular surrogate).
 """
 from __future__ import annotations
 
-from .mlf import MLFNode, default_thresholds
+from .mlf import DEFAULT_DECAY, MLFNode, decay_argument, default_thresholds
 from .spec import NeuronSpec
 
 #: MS-ResNet's neuron (see the module docstring).
@@ -25,10 +25,11 @@ def ms_neuron_spec(neuron=None, backend: str = "auto", **neuron_kwargs) -> Neuro
     return NeuronSpec(neuron or MS_NEURON["neuron"], backend, **params)
 
 
-def mlf_spec(levels: int = 3, thresholds=None, tau: float = 0.25, detach_reset: bool = False,
-             surrogate_function="rectangular", backend: str = "auto") -> NeuronSpec:
-    """A :class:`NeuronSpec` of :class:`MLFNode` with the paper's defaults."""
+def mlf_spec(levels: int = 3, thresholds=None, decay: float = DEFAULT_DECAY, detach_reset: bool = False,
+             surrogate_function="rectangular", backend: str = "auto", *, tau: float | None = None) -> NeuronSpec:
+    """A :class:`NeuronSpec` of :class:`MLFNode` with the paper's defaults (``tau=``: deprecated name of ``decay``)."""
+    decay = decay_argument(decay, tau, "mlf_spec")
     if thresholds is None:
         thresholds = default_thresholds(levels)
-    return NeuronSpec(MLFNode, backend, levels=levels, thresholds=tuple(thresholds), tau=tau,
+    return NeuronSpec(MLFNode, backend, levels=levels, thresholds=tuple(thresholds), decay=decay,
                       detach_reset=detach_reset, surrogate_function=surrogate_function)
