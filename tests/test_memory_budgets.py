@@ -140,13 +140,13 @@ def test_checkpointed_segments_keep_packed_inputs():
     """The checkpoint holds a segment's input as packed bits / uint8, not float32."""
     net = memory_saving(sj_sew.create_model("sew_resnet18", num_classes=10, width=16, T=2), budget="memory")
     held = []
-    real = sj_sew.memory.pack
-    sj_sew.memory.pack = lambda t: held.append(real(t)) or held[-1]
+    real = sj_sew.memory.packing.pack
+    sj_sew.memory.packing.pack = lambda t: held.append(real(t)) or held[-1]
     try:
         functional.reset_net(net)
         net(torch.rand(2, 3, 32, 32) * 3).sum().backward()
     finally:
-        sj_sew.memory.pack = real
+        sj_sew.memory.packing.pack = real
     kinds = {p.kind for p in held if isinstance(p, Packed)}
     assert "bits" in kinds and "u8" in kinds, kinds  # plain spikes, and ADD sums of spikes
 
@@ -191,12 +191,12 @@ def test_fallback_path_keeps_gradients_exact():
     default, saving = model_pair("ms_resnet", depth=8, T=2)
     memory_saving(saving, budget="memory")
     held = []
-    real = sj_sew.memory.pack
-    sj_sew.memory.pack = lambda t: held.append(real(t)) or held[-1]
+    real = sj_sew.memory.packing.pack
+    sj_sew.memory.packing.pack = lambda t: held.append(real(t)) or held[-1]
     try:
         _assert_same_step(default, saving, torch.rand(2, 3, 16, 16) * 3)
     finally:
-        sj_sew.memory.pack = real
+        sj_sew.memory.packing.pack = real
     assert any(isinstance(p, torch.Tensor) and p.is_floating_point() and p.numel() >= 4096 for p in held)
 
 
