@@ -133,9 +133,15 @@ def test_preset_applies_only_when_chosen_or_nothing_else_is():
 
 
 @pytest.mark.parametrize("kwargs,error,expected", [
-    (dict(zero_init=True), TypeError, "neither an argument of the model nor a parameter of its neuron IFNode; "
-                                      "did you mean zero_init_residual (for zero_init)?"),
-    (dict(v_treshold=1.0), TypeError, "did you mean v_threshold (for v_treshold)?"),
+    (dict(zero_init=True), TypeError, "sew_resnet18 got an unknown argument 'zero_init'; did you mean "
+                                      "zero_init_residual? Its arguments: ['T', 'backend', 'connect',"),
+    (dict(conect="ADD"), TypeError, "sew_resnet18 got an unknown argument 'conect'; did you mean connect? Its"),
+    (dict(num_class=10), TypeError, "got an unknown argument 'num_class'; did you mean num_classes? Its"),
+    (dict(v_treshold=1.0), TypeError, "'v_treshold'; did you mean v_threshold (a parameter of its neuron IFNode)?"),
+    (dict(tau=2.0), TypeError, "tau is a parameter of neuron='lif' or 'plif', not of IFNode"),
+    (dict(bogus=1), TypeError, "got an unknown argument 'bogus'. Its arguments: ['T', 'backend', 'connect', "
+                               "'in_channels', 'neuron', 'num_classes', 'width', 'zero_init_residual'], and the "
+                               "parameters of its neuron IFNode: ['detach_reset'"),
     (dict(family="spiking"), TypeError, "sew_resnet18 fixes family='sew'"),
     (dict(neuron="lif", tau=0), ValueError, "tau of LIFNode must be > 1"),
     (dict(neuron="lif", tau=1.0), ValueError, "tau of LIFNode must be > 1"),
@@ -152,8 +158,10 @@ def test_preset_applies_only_when_chosen_or_nothing_else_is():
 ])
 def test_create_model_bad_argument_names_it(kwargs, error, expected):
     with pytest.raises(error) as e:
-        sj_sew.create_model("sew_resnet18", num_classes=kwargs.pop("num_classes", 10), width=4, **kwargs)
+        sj_sew.create_model("sew_resnet18", **{"num_classes": 10, "width": 4, **kwargs})
     assert expected in str(e.value)
+    if "; did you mean" in expected and "neuron" not in expected:  # a model argument's typo is not the neuron's
+        assert "neuron" not in str(e.value).split(" Its arguments")[0]
 
 
 def test_create_model_unknown_name_suggests_one():
@@ -161,10 +169,12 @@ def test_create_model_unknown_name_suggests_one():
         sj_sew.create_model("sew_resnet19")
 
 
-def test_notation_net_typo_names_both_kinds_of_argument():
-    with pytest.raises(TypeError, match=r"net7b got \['zero_init'\]: neither an argument") as e:
-        sj_sew.create_model("net7b", zero_init=True)
-    assert "zero_init_residual" in str(e.value)
+@pytest.mark.parametrize("name", ["net7b", "ms_resnet18", "ds_resnet20", "surrogate_net", "spiking_resnet18"])
+def test_every_model_kind_names_a_mistyped_argument(name):
+    """Factories with and without neuron keyword arguments (DS-ResNet takes none) say the same."""
+    with pytest.raises(TypeError, match=rf"^{name} got an unknown argument 'num_class'; did you mean num_classes\? "
+                                        r"Its arguments: \[.*'num_classes'"):
+        sj_sew.create_model(name, num_class=10)
 
 
 @pytest.fixture(scope="module")

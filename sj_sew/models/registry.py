@@ -6,6 +6,7 @@ plain picklable object, not a closure.
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import inspect
 import re
@@ -13,7 +14,7 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-from ..neurons import UnknownNeuronArgument, close_matches
+from ..neurons import NEURONS, UnknownNeuronArgument, close_matches
 from .weights import load_weights, weights_model_kwargs
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -42,27 +43,62 @@ class Variant:
         return f"Variant({self.__name__!r})"
 
 
-def _model_arguments(builder: Callable, exclude=()) -> list[str]:
+def _model_arguments(builder: Callable, exclude=()) -> tuple[list[str], bool]:
+    """(the named arguments ``builder`` takes, other than ``exclude``; whether it also takes ``**kwargs``)."""
     try:
         params = inspect.signature(builder).parameters
     except (TypeError, ValueError):
-        return []
-    return sorted(k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-                  and k not in exclude and k != "self")
+        return [], True
+    named = sorted(k for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                   and k not in exclude and k != "self")
+    return named, any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _neurons_taking(argument: str) -> list[str]:
+    """The ``neuron=`` names whose neuron class takes ``argument`` (``tau`` is ``init_tau`` for PLIF)."""
+    names = []
+    for short, cls in sorted(NEURONS.items()):
+        params = inspect.signature(cls.__init__).parameters
+        if argument in params or (argument == "tau" and "init_tau" in params):
+            names.append(short)
+    return names
+
+
+def _unknown_arguments(name: str, unknown: list[str], model_args: list[str], neuron=None) -> TypeError:
+    """The error for arguments ``name`` does not take: each named with its close match among the model's
+    arguments. The neuron's parameters (``neuron``: an UnknownNeuronArgument) come in only for names that
+    match no model argument: a close match among them, the neurons that take the name, their list."""
+    one = len(unknown) == 1
+    message = f"{name} got {'an unknown argument' if one else 'unknown arguments'} {', '.join(map(repr, unknown))}"
+    for_model = [u for u in unknown if difflib.get_close_matches(u, model_args, n=1)]
+    rest = [u for u in unknown if u not in for_model]
+    message += close_matches(for_model, model_args, "{match}" if one else "{match} (for {name})")
+    if neuron is not None and rest:
+        neuron_name = neuron.cls.__name__
+        message += close_matches(rest, neuron.valid, f"{{match}} (a parameter of its neuron {neuron_name}"
+                                 + (")" if one else ", for {name})"))
+        for u in rest:
+            takers = [n for n in _neurons_taking(u) if NEURONS[n] is not neuron.cls]
+            if takers and u not in neuron.valid:
+                message += f"; {u} is a parameter of neuron={' or '.join(map(repr, takers))}, not of {neuron_name}"
+    message += f"{' ' if message.endswith('?') else '. '}Its arguments: {model_args}"
+    if neuron is not None and rest:
+        message += f", and the parameters of its neuron {neuron.cls.__name__}: {neuron.valid}"
+    return TypeError(message)
 
 
 def _build(name: str, builder: Callable, kwargs: dict, fixed=frozenset()) -> nn.Module:
-    """``builder(**kwargs)``; an argument that is neither the model's nor its neuron's is one TypeError that
-    says so, with close matches among both."""
+    """``builder(**kwargs)``; arguments it does not take are one TypeError naming each with its close match."""
+    model_args, open_ended = _model_arguments(builder, exclude=fixed)
+    unknown = sorted(k for k in kwargs if k not in model_args and k not in fixed)
+    if unknown and not open_ended:
+        raise _unknown_arguments(name, unknown, model_args)
     try:
         return builder(**kwargs)
     except UnknownNeuronArgument as e:
         if not set(e.unknown) <= set(kwargs):  # raised for something else than the caller's arguments
             raise
-        model_args = _model_arguments(builder, exclude=fixed)
-        raise TypeError(f"{name} got {e.unknown}: neither an argument of the model nor a parameter of its neuron "
-                        f"{e.cls.__name__}{close_matches(e.unknown, model_args + e.valid)}; model arguments: "
-                        f"{model_args}; {e.cls.__name__} parameters: {e.valid}") from None
+        raise _unknown_arguments(name, e.unknown, model_args, e) from None
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
