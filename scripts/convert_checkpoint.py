@@ -21,7 +21,7 @@ import sj_sew  # noqa: E402
 from sj_sew.pretrained import SOURCES, CheckpointMismatch, convert_checkpoint  # noqa: E402
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="the file to convert")
     p.add_argument("--arch", required=True, choices=sj_sew.list_models(), metavar="ARCH",
@@ -33,7 +33,16 @@ def main(argv=None) -> int:
     p.add_argument("--family", help="block family of a notation net (sew, spiking, plain)")
     p.add_argument("--trusted", action="store_true",
                    help="allow a full pickle (old training checkpoints that weights_only=True refuses)")
-    args = p.parse_args(argv)
+    return p
+
+
+def output_paths(args) -> list[Path]:
+    """The converted state dict: --out, else beside the input."""
+    return [Path(args.out or f"{args.checkpoint}.sj_sew.pth")]
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     kwargs = {k: v for k, v in dict(num_classes=args.num_classes, connect=args.connect, family=args.family).items()
               if v is not None}
     try:
@@ -41,7 +50,7 @@ def main(argv=None) -> int:
     except (CheckpointMismatch, RuntimeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    out = Path(args.out or f"{args.checkpoint}.sj_sew.pth")
+    (out,) = output_paths(args)
     torch.save(state, out)
     print(f"{out}: {len(state)} tensors for {args.arch}, sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}")
     return 0
