@@ -54,6 +54,32 @@ def test_pickled_model_computes_the_same_after_a_forward_pass():
             assert type(other) is type(deployed)
 
 
+def test_every_registered_model_describes_its_layer_order():
+    """layer_sequence() names what stem(), body() and head() run, in their order: run entry by entry, each part
+    gives exactly the method's output, and together the entries hold every parameter and buffer of the net."""
+    for name in sj_sew.list_models():
+        torch.manual_seed(0)
+        net = sj_sew.create_model(name, num_classes=3, **small_kwargs(name)).eval()
+        sequence = net.layer_sequence()
+        for key, module in sequence:
+            assert key == "flatten" or net.get_submodule(key) is module, (name, key)
+        held = {id(t) for _, m in sequence for t in [*m.parameters(), *m.buffers()]}
+        assert held == {id(t) for t in [*net.parameters(), *net.buffers()]}, name
+        size = getattr(net, "input_size", None) or 32
+        x = torch.rand(2, 2, net.in_channels, size, size) * 3
+        with torch.no_grad():
+            for part, method in ((sequence.stem, net.stem), (sequence.body, net.body), (sequence.head, net.head)):
+                functional.reset_net(net)
+                expected = method(x)
+                functional.reset_net(net)
+                got = x
+                for _, module in part:
+                    got = module(got)
+                assert torch.equal(got, expected), (name, [key for key, _ in part])
+                x = expected
+        assert x.shape == (2, 2, 3) and x.abs().sum() > 0, name
+
+
 # one network per family (and both block layouts, every SEW g, PLIF, MLF, notation nets)
 CASES = [
     ("sew_resnet18", dict(width=8, connect="ADD")),

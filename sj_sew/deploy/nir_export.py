@@ -26,10 +26,6 @@ from spikingjelly.activation_based import base, layer, neuron as sj_neuron
 
 from .. import _compat
 from ..blocks import ResidualBlock
-from ..models.ds_resnet import DSResNet
-from ..models.ms_resnet import MSResNet
-from ..models.notation import NotationNet
-from ..models.resnet import SpikingResNet
 from ..neurons import dynamics
 from .inference import ChannelsLastMaxPool2d, InferenceModel, inference_model
 
@@ -219,21 +215,12 @@ def _neuron_problem(name: str, m: nn.Module) -> str | None:
 
 
 def _layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The network as one sequence of (name, module), in the order its forward runs them."""
-    if isinstance(net, (SpikingResNet, DSResNet)):  # DS-ResNet: the same, without max pooling (its MLF is refused)
-        stages = [(f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, net.num_stages + 1)]
-        pool = [("maxpool", net.maxpool)] if isinstance(net, SpikingResNet) else []
-        return [("conv1", net.conv1), ("bn1", net.bn1), ("sn1", net.sn1), *pool, *stages,
-                ("avgpool", net.avgpool), ("flatten", nn.Flatten()), ("fc", net.fc)]
-    if isinstance(net, MSResNet):
-        stages = [(f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, net.num_stages + 1)]
-        stem = [("stem_rest", net.stem_rest)] if net.stem_rest is not None else []
-        return [("conv1", net.conv1), ("bn1", net.bn1), *stem, *stages, ("sn", net.sn), ("avgpool", net.avgpool),
-                ("flatten", nn.Flatten()), ("fc", net.fc)]
-    if isinstance(net, NotationNet):
-        return [(f"layers.{i}", m) for i, m in enumerate(net.layers)]
-    raise ValueError(f"to_nir exports SpikingResNet (sew/spiking/plain_resnet*), MSResNet (ms_resnet*) and "
-                     f"NotationNet (net7b, ...); got {type(net).__name__}")
+    """The network as one sequence of (name, module), in the order its forward runs them on each time step."""
+    describe = getattr(net, "layer_sequence", None)
+    if not callable(describe):
+        raise ValueError(f"to_nir exports sj_sew networks, which describe their layer order (layer_sequence): "
+                         f"SEW/Spiking/Plain ResNets, MS-ResNets, NotationNets (net7b, ...); got {type(net).__name__}")
+    return list(describe())
 
 
 def to_nir(model: nn.Module, input_shape: tuple[int, int, int] | tuple[int, int] | int = 32, dt: float = 1e-4,

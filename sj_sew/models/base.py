@@ -2,6 +2,7 @@
 gradient checkpointing (:meth:`SpikingNetwork.set_grad_checkpointing`)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -11,6 +12,21 @@ from spikingjelly.activation_based import base
 from ..blocks import ResidualBlock
 from ..memory import SegmentedSequential, mark_checkpointed, set_compact
 from ..neurons import NeuronSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSequence:
+    """The modules a network's forward runs on every time step, in that order, as ``(name, module)`` pairs:
+    :attr:`stem` (up to the static-input repeat point), :attr:`body` and :attr:`head`. A stage or a residual
+    block is one entry; a name is the module's path in the network (``get_submodule``), or its role for a
+    module the forward applies as a function (``'flatten'``). Iterating yields every pair in order."""
+
+    stem: tuple[tuple[str, nn.Module], ...]
+    body: tuple[tuple[str, nn.Module], ...]
+    head: tuple[tuple[str, nn.Module], ...]
+
+    def __iter__(self):
+        return iter(self.stem + self.body + self.head)
 
 
 class SpikingNetwork(nn.Module):
@@ -61,6 +77,11 @@ class SpikingNetwork(nn.Module):
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """Per-step logits ``[T, N, num_classes]`` from the features."""
         raise NotImplementedError
+
+    def layer_sequence(self) -> LayerSequence:
+        """What :meth:`stem`, :meth:`body` and :meth:`head` run, in order (:class:`LayerSequence`), for the tools
+        that walk a network layer by layer (NIR export, BatchNorm folding) without knowing its class."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its layer order (layer_sequence)")
 
     # --- gradient checkpointing ----------------------------------------------------------------------
     def set_grad_checkpointing(self, enable: bool = True, blocks_per_segment: int | str = "sqrt",

@@ -25,7 +25,7 @@ from spikingjelly.activation_based import layer
 from ..blocks import BasicBlock, conv_bn
 from ..memory import run
 from ..neurons import mlf_spec
-from .base import SpikingNetwork
+from .base import LayerSequence, SpikingNetwork
 from .init import init_weights
 from .layouts import build_stages, cifar_blocks_per_stage
 from .registry import register_model, register_variant
@@ -161,6 +161,14 @@ class DSResNet(SpikingNetwork):
 
     def head(self, features):
         return self.fc(torch.flatten(self.avgpool(features), 2))
+
+    def layer_sequence(self) -> LayerSequence:
+        stages = [(f"layer{i}", getattr(self, f"layer{i}")) for i in range(1, self.num_stages + 1)]
+        input_bn = () if self.bn0 is None else (("bn0", self.bn0),)
+        return LayerSequence(stem=(*input_bn, ("conv1", self.conv1), ("bn1", self.bn1)),
+                             body=(("sn1", self.sn1), *stages),
+                             head=(("avgpool", self.avgpool), ("flatten", layer.Flatten(start_dim=1, step_mode="m")),
+                                   ("fc", self.fc)))
 
 
 #: The CIFAR-10 depths of the paper.

@@ -25,7 +25,7 @@ from spikingjelly.activation_based import layer
 from ..blocks import BasicBlock, conv_bn
 from ..memory import SegmentedSequential, run
 from ..neurons import ms_neuron_spec
-from .base import SpikingNetwork
+from .base import LayerSequence, SpikingNetwork
 from .init import init_weights
 from .layouts import build_stages, cifar_blocks_per_stage
 from .registry import register_model, register_variant
@@ -121,6 +121,15 @@ class MSResNet(SpikingNetwork):
         x = torch.flatten(self.avgpool(run(self.sn, features)), 2)
         return self.fc(x if self.dropout is None else self.dropout(x))
 
+    def layer_sequence(self) -> LayerSequence:
+        stages = tuple((f"layer{i}", getattr(self, f"layer{i}")) for i in range(1, self.num_stages + 1))
+        conv1, rest, bn1 = ("conv1", self.conv1), ("stem_rest", self.stem_rest), ("bn1", self.bn1)
+        stem = (conv1, rest, bn1) if self.stem_kind == "ms104" else (conv1, bn1)
+        body = ((rest,) if self.stem_kind == "deep" else ()) + stages
+        dropout = () if self.dropout is None else (("dropout", self.dropout),)
+        return LayerSequence(stem=stem, body=body,
+                             head=(("sn", self.sn), ("avgpool", self.avgpool),
+                                   ("flatten", layer.Flatten(start_dim=1, step_mode="m")), *dropout, ("fc", self.fc)))
 
 register_variant("ms_resnet18", MSResNet, "MS-ResNet-18 (conv7 stem, stages [2, 2, 2, 2]); kwargs: see MSResNet.",
                  defaults=dict(layers=(2, 2, 2, 2), stem="conv7"))

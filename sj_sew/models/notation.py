@@ -25,7 +25,7 @@ from ..blocks import BasicBlock, get_family
 from ..connect import pop_connect_alias
 from ..memory import SegmentedSequential
 from ..neurons import NeuronSpec
-from .base import SpikingNetwork
+from .base import LayerSequence, SpikingNetwork
 from .init import init_weights
 from .registry import register_variant
 
@@ -193,6 +193,11 @@ class NotationNet(SpikingNetwork):
 
     def head(self, features):
         return self.layers[self._head_start:](features)
+
+    def layer_sequence(self) -> LayerSequence:
+        named = [(f"layers.{i}", m) for i, m in enumerate(self.layers)]
+        return LayerSequence(stem=tuple(named[: self._stem_len]), body=tuple(named[self._stem_len: self._head_start]),
+                             head=tuple(named[self._head_start:]))
 
     def extra_repr(self) -> str:
         return f"notation={self.notation!r}" + (f", up_kernel={self.up_kernel}" if self.up_kernel else "")

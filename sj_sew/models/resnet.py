@@ -8,7 +8,7 @@ from ..blocks import ResidualBlock, get_family
 from ..connect import pop_connect_alias
 from ..memory import run
 from ..neurons import NeuronSpec
-from .base import SpikingNetwork
+from .base import LayerSequence, SpikingNetwork
 from .init import init_weights
 from .layouts import RESNET_LAYOUTS, build_stages
 from .registry import register_variant
@@ -61,6 +61,13 @@ class SpikingResNet(SpikingNetwork):
 
     def head(self, features):
         return self.fc(torch.flatten(self.avgpool(features), 2))
+
+    def layer_sequence(self) -> LayerSequence:
+        stages = [(f"layer{i}", getattr(self, f"layer{i}")) for i in range(1, self.num_stages + 1)]
+        return LayerSequence(stem=(("conv1", self.conv1), ("bn1", self.bn1)),
+                             body=(("sn1", self.sn1), ("maxpool", self.maxpool), *stages),
+                             head=(("avgpool", self.avgpool), ("flatten", layer.Flatten(start_dim=1, step_mode="m")),
+                                   ("fc", self.fc)))
 
 
 def _resnet_doc(family: str, depth: int) -> str:
