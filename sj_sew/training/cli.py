@@ -6,14 +6,17 @@ import argparse
 import os
 import sys
 
-from ..blocks import FAMILIES
+from ..blocks import list_families
 from ..connect import list_connects
-from ..data import DataError, DatasetFilesError, list_datasets
+from ..data import DataError, DatasetFilesError, dataset_info, list_datasets
 from ..models import list_models
 from ..neurons import BACKENDS, list_neurons, list_surrogates
-from .checkpoint import CheckpointError
-from .config import PRESET_RULE, PRESETS, ConfigError, RunConfig, resolve_run
+from .checkpoint import CheckpointError, RunWriteError
+from .config import ConfigError, RunConfig
 from .loop import OPTIMIZERS, SCHEDULERS, NonFiniteLossError
+from .paths import CONFIG, LAST, holds_run
+from .presets import PRESET_RULE, PRESETS
+from .resolve import RESUME_MAY_CHANGE, resolve_run
 from .run import run
 
 DESCRIPTION = "Train any sj_sew model on any registered data set."
@@ -26,41 +29,59 @@ With --val-fraction 0 the last epoch is the selected one.
 
 Resuming (--resume [CHECKPOINT_OR_DIR]):
   - continues from a run's checkpoint.pt and reproduces an uninterrupted run exactly (CPU);
-  - only --epochs, --workers, --device, --threads, --out, --progress, --tensorboard and --backend may change;
+  - only {may_change} may change (a run
+    continues on another machine with its own device, kernels and data root);
   - a larger or smaller --epochs re-plans the learning-rate schedule: from the resumed epoch on, each epoch
     gets the rate a fresh run of the new length would have;
   - --out, when given, must be the checkpoint's own run directory or a directory that holds no run yet
     (the run then continues there); an existing run is never overwritten;
   - best.pt holds weights only (no optimizer state) and cannot be resumed from: evaluate it with
     scripts/evaluate.py, or load it with sj_sew.load_checkpoint.
-Ctrl-C stops a run; its last checkpoint.pt stays, and the message says how to continue."""
+Ctrl-C stops a run; its last checkpoint.pt stays, and the message says how to continue.
+A run stopped before its first checkpoint was complete starts again from its config.json:
+  python scripts/train.py --config <out>/config.json --out <out>""".format(
+    may_change=", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE))
+
+
+def _names(values) -> str:
+    return ", ".join(values)
 
 
 def _add_model_flags(a) -> None:
-    a("--model", choices=list_models(), help="a registered model")
-    a("--backend", choices=list(BACKENDS),
-      help="neuron kernels: auto (default: the fastest for the device), torch, cuda or triton (SpikingJelly 2.x), "
-           "cupy (0.0.0.0.14); the same results, so it may change on resume")
+    a("--model", metavar="NAME", help="a registered model (--list-models)")
     a("--notation", help="build a NotationNet from the paper's notation instead of --model")
-    a("--family", choices=list(FAMILIES), help="block family of notation nets")
-    a("--connect", choices=list_connects(), help="g of SEW blocks")
-    a("--neuron", choices=list_neurons())
-    a("--surrogate", choices=list_surrogates(), help="surrogate gradient (default ATan, alpha = 2)")
-    a("--T", type=int, help="time steps (frames of event data; repeats of static images)")
+    a("--weights", metavar="RUN_FILE_OR_NAME",
+      help="start from trained weights (fine-tuning): a run directory or checkpoint of sj_sew, a checkpoint file "
+           "of a source sj_sew maps (SpikingJelly's zoo, the authors' code), or a weights-table name; a classifier "
+           "of another number of classes starts fresh")
+    a("--backend", metavar="NAME",
+      help=f"neuron kernels: {_names(BACKENDS)}; auto (default) is the fastest for the device; the same "
+           "results, so it may change on resume")
+    a("--family", metavar="NAME", help=f"block family of notation nets: {_names(list_families())}")
+    a("--connect", metavar="G", help=f"g of SEW blocks: {_names(list_connects())} (any case)")
+    a("--neuron", metavar="NAME", help=f"{_names(list_neurons())} (any case)")
+    a("--surrogate", metavar="NAME", help=f"surrogate gradient: {_names(list_surrogates())} (default ATan, alpha = 2)")
+    a("--T", type=int, help="time steps (frames of event data, default: the data set's; repeats of static images, "
+                           "default 4 in a custom run)")
     a("--T-train", type=int, dest="T_train", help="random temporal delete: train on T_train of T frames")
 
 
 def _add_optimisation_flags(a) -> None:
     a("--lr", type=float)
-    a("--optimizer", choices=list(OPTIMIZERS))
+    a("--optimizer", metavar="NAME", help=_names(OPTIMIZERS))
     a("--momentum", type=float)
     a("--weight-decay", type=float, dest="weight_decay")
-    a("--scheduler", choices=list(SCHEDULERS))
+    a("--scheduler", metavar="NAME", help=_names(SCHEDULERS))
     a("--step-size", type=int, dest="step_size", help="StepLR period in epochs")
     a("--gamma", type=float, help="StepLR factor")
+    a("--warmup-epochs", type=int, dest="warmup_epochs",
+      help="linear learning-rate warm-up over this many epochs, then the schedule over the rest (default 0)")
+    a("--label-smoothing", type=float, dest="label_smoothing", help="cross-entropy label smoothing (default 0)")
+    a("--clip-grad", type=float, dest="clip_grad", metavar="MAX_NORM",
+      help="clip the gradients' global L2 norm to MAX_NORM (default: no clipping)")
     a("--epochs", type=int)
     a("--batch-size", type=int, dest="batch_size", help="per process")
-    a("--amp", nargs="?", const="fp16", choices=["fp16", "bf16"],
+    a("--amp", nargs="?", const="fp16", metavar="fp16|bf16",
       help="mixed precision: fp16 (autocast + GradScaler, CUDA only; also --amp alone) or bf16 (autocast, "
            "CUDA or CPU)")
     a("--no-amp", action="store_const", const=False, dest="amp", help="float32 (no autocast)")
@@ -78,7 +99,7 @@ def _add_run_flags(a) -> None:
     a("--workers", type=int)
     a("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     a("--threads", type=int, help="torch intra-op CPU threads (default: torch's choice)")
-    a("--sync-bn", action="store_true", default=None, dest="sync_bn", help="SyncBatchNorm under torchrun (CUDA)")
+    a("--sync-bn", action=argparse.BooleanOptionalAction, dest="sync_bn", help="SyncBatchNorm under torchrun (CUDA)")
     a("--val-fraction", type=float, dest="val_fraction",
       help="fraction of each class of the training split held out to select the best epoch (default 0.1; 0: none)")
     a("--tensorboard", action=argparse.BooleanOptionalAction)
@@ -86,13 +107,52 @@ def _add_run_flags(a) -> None:
       help="tqdm progress bars (default: only when writing to a terminal)")
 
 
+class _ListAction(argparse.Action):
+    """``--list-models [PATTERN]``, ``--list-datasets``, ``--list-presets``: print and exit."""
+
+    def __init__(self, option_strings, dest, lister, **kwargs):
+        self.lister = lister
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print("\n".join(self.lister(values)))
+        parser.exit()
+
+
+def describe_datasets(_=None) -> list[str]:
+    """One line per registered data set: name, kind, input, classes and default T."""
+    lines = []
+    for name in list_datasets():
+        info = dataset_info(name)
+        kind = f"events, T = {info.default_T}" if info.sequence else "static images"
+        where = "needs --data-root" if info.needs_root else "embedded"
+        lines.append(f"{name:18s} {kind:18s} {info.in_channels}x{info.input_size}x{info.input_size}, "
+                     f"{info.num_classes} classes, {where}")
+    return lines
+
+
+def describe_presets(_=None) -> list[str]:
+    """One line per preset: its name and settings."""
+    return [f"{name:18s} " + ", ".join(f"{k}={v}" for k, v in values.items()) for name, values in PRESETS.items()]
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Every flag of ``scripts/train.py``; an unset flag is None (it takes the preset's value)."""
+    """Every flag of ``scripts/train.py``; an unset flag is None (it takes the config file's or the preset's
+    value)."""
     p = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=PRESET_RULE + "\n\n" + RESUME_RULES)
     a = p.add_argument
-    a("--preset", choices=sorted(PRESETS), help="a recipe of the SEW paper (default: quickstart)")
-    a("--dataset", choices=list_datasets())
+    a("--list-models", nargs="?", const=None, metavar="PATTERN", action=_ListAction, lister=list_models,
+      help="print the registered models (optionally matching a pattern such as 'sew_*') and exit")
+    a("--list-datasets", nargs=0, action=_ListAction, lister=describe_datasets,
+      help="print the registered data sets and exit")
+    a("--list-presets", nargs=0, action=_ListAction, lister=describe_presets, help="print the presets and exit")
+    a("--preset", metavar="NAME",
+      help=f"a recipe of the SEW paper: {_names(sorted(PRESETS))} (default: quickstart when none of --dataset, "
+           "--model and --notation is given, else 'custom'; see below)")
+    a("--config", metavar="FILE", help="settings from a TOML file (keys as the flags, e.g. lr = 0.01, "
+                                       "batch-size = 16) or a run's config.json; flags override it")
+    a("--dataset", metavar="NAME", help="a registered data set (--list-datasets)")
     a("--data-root", help="directory of the data set's files (cifar10, imagenet, dvs128_gesture, cifar10_dvs)")
     a("--download", action="store_true", default=None, help="allow downloading the data set (never by default)")
     a("--data-option", action="append", metavar="KEY=VALUE", dest="data_options",
@@ -103,15 +163,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Parser destinations that are not RunConfig fields.
+_NOT_FIELDS = ("resume", "preset", "config", "list_models", "list_datasets", "list_presets")
+
+
 def config_from_argv(argv: list[str] | None = None,
                      parser: argparse.ArgumentParser | None = None) -> tuple[RunConfig, dict | None]:
     """(config, checkpoint state to resume from or None) of a command line; a bad one exits with the
     parser's usage error (status 2)."""
     parser = parser or build_parser()
     args = parser.parse_args(argv)
-    flags = {k: v for k, v in vars(args).items() if v is not None and k not in ("resume", "preset")}
+    flags = {k: v for k, v in vars(args).items() if v is not None and k not in _NOT_FIELDS}
     try:
-        return resolve_run(flags, args.preset, args.resume)
+        return resolve_run(flags, args.preset, args.resume, args.config)
     except (ConfigError, CheckpointError) as e:
         parser.error(str(e))
 
@@ -125,6 +189,14 @@ def _exit_distributed_worker() -> None:
         os._exit(0)
 
 
+def _how_to_continue(out: str) -> str:
+    if holds_run(out):
+        return (f"interrupted. The last finished epoch is saved in {out}/{LAST}; continue with:\n"
+                f"  python scripts/train.py --resume --out {out}")
+    return (f"interrupted before the first epoch was saved; start the run again with:\n"
+            f"  python scripts/train.py --config {out}/{CONFIG} --out {out}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Parse ``argv`` (default: the command line), train, and return the run's summary. A loss that stops
     being finite, or Ctrl-C, ends the program with a message saying how to continue."""
@@ -134,13 +206,12 @@ def main(argv: list[str] | None = None) -> dict:
         summary = run(cfg, state)
     except ConfigError as e:  # found only once the data is read (e.g. a split too small to validate on)
         parser.error(str(e))
-    except NonFiniteLossError as e:
+    except (NonFiniteLossError, RunWriteError) as e:  # the message says what was kept and how to go on
         raise SystemExit(str(e)) from None
     except (DataError, DatasetFilesError) as e:  # bad data found while loading it: a usage error, no traceback
         build_parser().error(str(e))
     except KeyboardInterrupt:
-        print(f"\ninterrupted. The last finished epoch is saved in {cfg.out}/checkpoint.pt; continue with:\n"
-              f"  python scripts/train.py --resume --out {cfg.out}", file=sys.stderr, flush=True)
+        print("\n" + _how_to_continue(cfg.out), file=sys.stderr, flush=True)
         raise SystemExit(130) from None
     _exit_distributed_worker()
     return summary

@@ -1,6 +1,7 @@
 """A trained model back from its checkpoint: :func:`load_checkpoint` and the architecture check behind it."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import NamedTuple
 
@@ -8,9 +9,15 @@ import torch
 import torch.nn as nn
 from spikingjelly.activation_based import base
 
+from ..analysis import FiringRateMonitor
 from ..blocks import ResidualBlock
+from .build import model_from_config
 from .checkpoint import CheckpointError, read_checkpoint
-from .config import ConfigError, RunConfig, check_config, model_from_config
+from .checks import check_data_root, check_network
+from .config import ConfigError, RunConfig
+from .distributed import DistEnv, make_eval_loader
+from .loop import evaluate
+from .paths import run_file
 from .run import split_dataset
 
 
@@ -23,15 +30,8 @@ class LoadedRun(NamedTuple):
 
 
 def checkpoint_path(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory's ``best.pt`` (the validation-selected weights) if it has one,
-    else its ``checkpoint.pt`` (the last epoch)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best.pt", "checkpoint.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path} holds no checkpoint (best.pt or checkpoint.pt)")
-    return path
+    """The checkpoint file ``path`` means to load from (see :func:`~sj_sew.training.paths.run_file`)."""
+    return run_file(path, "load")
 
 
 def architecture(model: nn.Module) -> dict[str, str]:
@@ -67,18 +67,21 @@ def check_same_architecture(expected: nn.Module, model: nn.Module, path: str | P
         raise CheckpointError(f"{path} was trained as another network; differing: " + " | ".join(differ))
 
 
-def load_checkpoint(path: str | Path, model: nn.Module | None = None, map_location="cpu") -> LoadedRun:
-    """The trained model a run checkpoint (or run directory) holds, rebuilt from its stored configuration with
-    its weights loaded strictly, in eval mode. Given ``model``, the weights go into it instead, after checking
-    that it is the same network (another g, neuron, family, T ... is refused, naming what differs)."""
+def load_checkpoint(path: str | Path, model: nn.Module | None = None, map_location="cpu",
+                    backend: str = "auto") -> LoadedRun:
+    """The trained model a run checkpoint (or run directory) holds, rebuilt from its stored network with its
+    weights loaded strictly, in eval mode, on any machine: only what the network is counts, never how the run
+    ran (its device, kernels, precision, workers, data root or output folder). ``backend`` picks this
+    machine's neuron kernels. Given ``model``, the weights go into it instead, after checking that it is the
+    same network (another g, neuron, family, T ... is refused, naming what differs)."""
     path = checkpoint_path(path)
     state = read_checkpoint(path, map_location)
     try:
         cfg = RunConfig.from_dict(state["config"])
-        check_config(cfg)
+        check_network(cfg)
     except ConfigError as e:
-        raise CheckpointError(f"{path} holds an unusable run configuration: {e}") from None
-    built = model_from_config(cfg)
+        raise CheckpointError(f"{path} describes a network this sj_sew cannot build: {e}") from None
+    built = model_from_config(cfg, backend=backend)
     if model is not None:
         check_same_architecture(built, model, path)
         built = model
@@ -90,15 +93,19 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, map_locati
 
 
 def evaluate_checkpoint(path: str | Path, split: str = "test", batch_size: int | None = None, device: str = "cpu",
-                        firing_rates: bool = False, progress: bool = False) -> dict:
+                        firing_rates: bool = False, progress: bool = False, data_root: str | None = None) -> dict:
     """Loss and accuracy of a trained run's model on one split of its data (and, with ``firing_rates``, the
-    firing rate of every neuron layer), with where it came from."""
-    from ..analysis import FiringRateMonitor
-    from .distributed import DistEnv, make_eval_loader
-    from .loop import evaluate
-
+    firing rate of every neuron layer), with where it came from. ``data_root`` is where the data set's files
+    are on this machine (default: where the run read them)."""
     loaded = load_checkpoint(path)
     cfg = loaded.config
+    if data_root is not None:
+        cfg = dataclasses.replace(cfg, data_root=data_root)
+    try:
+        check_data_root(dataclasses.replace(cfg, download=False))
+    except ConfigError as e:
+        raise ConfigError(f"{e}. The run was trained on data set {cfg.dataset!r} from {cfg.data_root!r}; give "
+                          f"the directory that holds it on this machine (--data-root DIR)") from None
     dataset = split_dataset(cfg, split)
     if len(dataset) == 0:
         raise ValueError(f"the {split} split of {cfg.dataset!r} is empty")

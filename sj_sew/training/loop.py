@@ -38,13 +38,21 @@ def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_d
     raise ValueError(f"unknown optimizer {name!r}; valid: {list(OPTIMIZERS)}")
 
 
-def make_scheduler(name: str, optimizer, epochs: int, step_size: int = 64, gamma: float = 0.1):
-    """Per-epoch schedule: ``step`` (x gamma every step_size epochs) or ``cosine`` (T_max = epochs)."""
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    raise ValueError(f"unknown scheduler {name!r}; valid: {list(SCHEDULERS)}")
+def make_scheduler(name: str, optimizer, epochs: int, step_size: int = 64, gamma: float = 0.1,
+                   warmup_epochs: int = 0):
+    """Per-epoch schedule: ``step`` (x gamma every step_size epochs) or ``cosine`` (T_max = epochs). With
+    ``warmup_epochs`` w, the rate first rises linearly, epoch k of the warm-up getting (k + 1) / (w + 1) of it,
+    and the schedule then runs over the remaining epochs."""
+    lrs = torch.optim.lr_scheduler
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; valid: {list(SCHEDULERS)}")
+    rest = epochs - warmup_epochs
+    main = (lrs.StepLR(optimizer, step_size=step_size, gamma=gamma) if name == "step"
+            else lrs.CosineAnnealingLR(optimizer, T_max=max(rest, 1)))
+    if warmup_epochs <= 0:
+        return main
+    warmup = lrs.LinearLR(optimizer, start_factor=1 / (warmup_epochs + 1), total_iters=warmup_epochs)
+    return lrs.SequentialLR(optimizer, [warmup, main], milestones=[warmup_epochs])
 
 
 #: ``amp`` -> autocast dtype (True: fp16, as before ``--amp`` took a value).
@@ -69,14 +77,19 @@ def _progress(iterable, enabled: bool, desc: str):
     return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def _backward_step(loss: torch.Tensor, optimizer, scaler) -> None:
+def _backward_step(loss: torch.Tensor, optimizer, scaler, clip_grad: float | None = None) -> None:
     optimizer.zero_grad(set_to_none=True)
-    if scaler is not None and scaler.is_enabled():
-        scaler.scale(loss).backward()
+    scaled = scaler is not None and scaler.is_enabled()
+    (scaler.scale(loss) if scaled else loss).backward()
+    if clip_grad is not None:
+        if scaled:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, clip_grad)
+    if scaled:
         scaler.step(optimizer)
         scaler.update()
     else:
-        loss.backward()
         optimizer.step()
 
 
@@ -91,11 +104,12 @@ def _check_finite(loss: torch.Tensor, model: nn.Module, env: DistEnv, epoch: int
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer, env: DistEnv | None = None, *, scaler=None,
                     amp: bool | str = False, T_train: int | None = None, epoch: int = 0,
-                    progress: bool = True) -> dict:
-    """One pass over ``loader``: cross-entropy on the model's output (the time-averaged logits of an SNN),
-    random temporal delete to ``T_train`` steps for sequences, ``reset_net`` after every batch. Returns the
-    mean loss and accuracy over all processes. Raises :class:`NonFiniteLossError` (on every process) as soon
-    as a loss is NaN or inf."""
+                    progress: bool = True, label_smoothing: float = 0.0, clip_grad: float | None = None) -> dict:
+    """One pass over ``loader``: cross-entropy (with ``label_smoothing``) on the model's output (the
+    time-averaged logits of an SNN), random temporal delete to ``T_train`` steps for sequences, gradients
+    clipped to a global L2 norm of ``clip_grad`` if given, ``reset_net`` after every batch. Returns the mean
+    loss and accuracy over all processes. Raises :class:`NonFiniteLossError` (on every process) as soon as a
+    loss is NaN or inf."""
     env = env or DistEnv()
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -106,9 +120,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer, env: DistEn
             x = random_temporal_delete(x, T_train, dim=0)
         with autocast(env.device, amp):
             out = model(x)
-            loss = F.cross_entropy(out.float(), y)
+            loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
         _check_finite(loss, model, env, epoch, step)
-        _backward_step(loss, optimizer, scaler)
+        _backward_step(loss, optimizer, scaler, clip_grad)
         functional.reset_net(model)
         loss_sum += loss.item() * len(y)
         correct += int((out.argmax(1) == y).sum())
@@ -153,6 +167,7 @@ def evaluate(model: nn.Module, loader: DataLoader, env: DistEnv | None = None, *
 def fit(model: nn.Module, train_loader: Iterable, optimizer, scheduler, env: DistEnv | None = None, *,
         epochs: int, start_epoch: int = 0, test_loader: Iterable | None = None, val_loader: Iterable | None = None,
         scaler=None, amp: bool | str = False, T_train: int | None = None, progress: bool = False,
+        label_smoothing: float = 0.0, clip_grad: float | None = None,
         on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
     """Epochs ``start_epoch .. epochs - 1`` of :func:`train_one_epoch`, :func:`evaluate` on ``val_loader`` and
     ``test_loader`` (each if given) and a scheduler step. Returns one record per epoch (``epoch``,
@@ -168,7 +183,8 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer, scheduler, env: Dis
             set_epoch(epoch)
         lr = optimizer.param_groups[0]["lr"]
         train = train_one_epoch(model, train_loader, optimizer, env, scaler=scaler, amp=amp, T_train=T_train,
-                                epoch=epoch, progress=progress)
+                                epoch=epoch, progress=progress, label_smoothing=label_smoothing,
+                                clip_grad=clip_grad)
         record = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"]}
         if val_loader is not None:
             val = evaluate(model, val_loader, env, amp=amp, progress=progress)

@@ -4,6 +4,8 @@ curves and a summary. :mod:`sj_sew.training.cli` (``scripts/train.py``) is its c
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +24,11 @@ from ..memory import memory_saving
 from . import loop
 from .checkpoint import (RunWriteError, remove_stale_temps, rng_state, save_checkpoint, seed_everything,
                          set_rng_state)
-from .config import DOWNLOAD_OPTION, ConfigError, RunConfig, check_config, default_out, model_from_config
+from .build import load_initial_weights, model_from_config
+from .checks import DOWNLOAD_OPTION, check_config
+from .config import ConfigError, RunConfig
+from .paths import CONFIG, SUMMARY, default_out
+from .resolve import complete
 from .distributed import DistEnv, convert_sync_batchnorm, init_distributed, make_eval_loader, make_loaders, unwrap
 from .metrics import MetricsLog, plot_curves
 
@@ -114,9 +120,15 @@ def build_data(cfg: RunConfig, env: DistEnv) -> RunData:
                    len(classes) if classes else info.num_classes, int(full_train[0][0].shape[-1]))
 
 
-def build_model(cfg: RunConfig, env: DistEnv) -> nn.Module:
-    """The model on ``env.device``: memory saving, SyncBatchNorm and DDP as ``cfg`` and ``env`` ask."""
-    model = model_from_config(cfg).to(env.device)
+def build_model(cfg: RunConfig, env: DistEnv, initial_weights: bool = True) -> nn.Module:
+    """The model on ``env.device``: ``cfg.weights`` loaded (with ``initial_weights``; a resumed run takes its
+    checkpoint's), memory saving, SyncBatchNorm and DDP as ``cfg`` and ``env`` ask."""
+    model = model_from_config(cfg)
+    if cfg.weights is not None and initial_weights:
+        note = load_initial_weights(model, cfg)
+        if env.is_main:
+            print(note, flush=True)
+    model = model.to(env.device)
     if cfg.memory_saving:
         model = memory_saving(model)
     if cfg.sync_bn and env.distributed:
@@ -127,10 +139,11 @@ def build_model(cfg: RunConfig, env: DistEnv) -> nn.Module:
     return model
 
 
-def _session(cfg: RunConfig, env: DistEnv) -> _Session:
-    model = build_model(cfg, env)
+def _session(cfg: RunConfig, env: DistEnv, resuming: bool = False) -> _Session:
+    model = build_model(cfg, env, initial_weights=not resuming)
     optimizer = loop.make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
-    scheduler = loop.make_scheduler(cfg.scheduler, optimizer, cfg.epochs, cfg.step_size, cfg.gamma)
+    scheduler = loop.make_scheduler(cfg.scheduler, optimizer, cfg.epochs, cfg.step_size, cfg.gamma,
+                                    cfg.warmup_epochs)
     amp = cfg.amp if (cfg.amp == "bf16" or env.device.type == "cuda") else False  # fp16 autocast: CUDA only
     if cfg.amp and not amp and env.is_main:
         print(f"note: --amp {cfg.amp} needs CUDA (--amp bf16 also runs on CPU); training in float32 on",
@@ -144,7 +157,8 @@ def _replan_schedule(s: _Session, planned_epochs: int) -> None:
     is the one a fresh run of the new length would have (cosine annealing then ends at the new last epoch)."""
     for group in s.optimizer.param_groups:
         group["lr"] = group["initial_lr"]
-    s.scheduler = loop.make_scheduler(s.cfg.scheduler, s.optimizer, s.cfg.epochs, s.cfg.step_size, s.cfg.gamma)
+    s.scheduler = loop.make_scheduler(s.cfg.scheduler, s.optimizer, s.cfg.epochs, s.cfg.step_size, s.cfg.gamma,
+                                      s.cfg.warmup_epochs)
     for _ in range(s.start_epoch):
         s.scheduler.step()
     if s.env.is_main:
@@ -214,6 +228,7 @@ def _train(s: _Session, data: RunData) -> None:
         loop.fit(s.model, data.train_loader, s.optimizer, s.scheduler, s.env, epochs=cfg.epochs,
                  start_epoch=s.start_epoch, test_loader=data.test_loader, val_loader=data.val_loader,
                  scaler=s.scaler, amp=s.amp, T_train=cfg.T_train, progress=_show_progress(cfg),
+                 label_smoothing=cfg.label_smoothing, clip_grad=cfg.clip_grad,
                  on_epoch=lambda record: _end_epoch(s, record))
     except loop.NonFiniteLossError as e:
         kept = (f"the last good checkpoint is {s.out / 'checkpoint.pt'} (epoch {e.epoch - 1})" if e.epoch > 0
@@ -245,12 +260,46 @@ def summarize(history: list[dict], best: dict) -> dict:
             "best_test_acc": max(r["test_acc"] for r in history), "epochs": len(history)}
 
 
+def run_record(cfg: RunConfig) -> dict:
+    """What ``config.json`` holds: the resolved configuration (every default, T, input size and classes), the
+    network alone, and the versions that ran it. ``--config <run>/config.json`` starts the run again."""
+    return {"config": cfg.to_dict(), "network": cfg.network(), "sj_sew_version": __version__,
+            "spikingjelly_version": SJ_VERSION, "torch_version": torch.__version__}
+
+
+def _write_json(path: Path, record: dict) -> None:
+    """Write ``record`` to ``path`` by write-then-rename, so a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _hparam(value):
+    return value if isinstance(value, (int, float, str, bool)) else json.dumps(value, default=str)
+
+
+def _log_hparams(s: _Session, summary: dict) -> None:
+    """The run's settings and reported accuracies in TensorBoard's hparams view (beside its scalars)."""
+    writer = getattr(s.log, "writer", None)
+    if writer is None or not s.history:
+        return
+    metrics = {f"hparam/{k}": summary[k] for k in ("selected_test_acc", "last_test_acc", "selected_val_acc")
+               if isinstance(summary.get(k), (int, float))}
+    writer.add_hparams({k: _hparam(v) for k, v in s.cfg.to_dict().items()}, metrics, run_name="hparams")
+
+
 def _finish(s: _Session, started: float) -> dict:
     out, history = s.out, s.history
     summary = {**summarize(history, s.best), "out": str(out), "metrics": str(out / "metrics.jsonl"),
                "plot": str(out / "curves.png"), "checkpoint": str(out / "checkpoint.pt"),
                "best_checkpoint": str(out / "best.pt"), "wall_time_s": time.time() - started}
     if s.env.is_main:
+        _write_json(out / SUMMARY, {**summary, "config": s.cfg.to_dict()})
+        _log_hparams(s, summary)
         s.log.close()
         if history:
             plot_curves(history, out / "curves.png", title=f"{s.cfg.preset}: {s.cfg.model or s.cfg.notation}",
@@ -272,6 +321,7 @@ def run(cfg: RunConfig, state: dict | None = None) -> dict:
     at the end; returns the summary (last and best test accuracy, paths, wall time). Raises
     :class:`~sj_sew.training.NonFiniteLossError` when the loss stops being finite."""
     started = time.time()
+    cfg = complete(dataclasses.replace(cfg))
     check_config(cfg)
     if cfg.out is None:
         cfg = dataclasses.replace(cfg, out=default_out(cfg.preset))
@@ -282,11 +332,13 @@ def run(cfg: RunConfig, state: dict | None = None) -> dict:
         print(f"config: {cfg.to_dict()}", flush=True)
     seed_everything(cfg.seed)
     data = build_data(cfg, env)
-    s = _session(dataclasses.replace(cfg, num_classes=data.num_classes, input_size=data.input_size), env)
+    s = _session(dataclasses.replace(cfg, num_classes=data.num_classes, input_size=data.input_size), env,
+                 resuming=state is not None)
     if state is not None:
         _restore(s, state)
     if env.is_main:
         remove_stale_temps(s.out)
+        _write_json(s.out / CONFIG, run_record(s.cfg))
         s.log = MetricsLog(s.out, s.history, cfg.tensorboard)
         val = f"{len(data.val_set)} validation / " if data.val_set is not None else ""
         print(f"{cfg.dataset}: {len(data.train_set)} train / {val}{len(data.test_set)} test; model "
