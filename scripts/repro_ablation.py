@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="1 epoch, 2 rates, 1 seed, 12 images per class")
     add_out(p, "ablation")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                   help="progress bars of each training run (default: none; every run prints a line per epoch)")
     return p
 
 
@@ -55,7 +57,7 @@ def main(argv=None):
     if args.quick:
         args.seeds, args.epochs, args.per_class, args.lrs = 1, 1, 12, [0.01, 0.1]
     study = ablation.run_study(out, args.seeds, args.epochs, args.T, args.per_class, args.lrs, args.networks,
-                               args.shard, args.report_only)
+                               args.shard, args.report_only, args.progress)
     report = args.report_only or args.shard[1] == 1  # a shard writes no report: it lacks the other shards' rows
     out.mkdir(parents=True, exist_ok=True)
     if report:

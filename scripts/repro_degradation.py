@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="n = 1, 2; 1 seed; 1 epoch; 12 images per class")
     add_out(p, "degradation")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                   help="progress bars of each training run (default: none; every run prints a line per epoch)")
     return p
 
 
@@ -55,7 +57,8 @@ def main(argv=None):
     if args.quick:
         args.blocks, args.deep_blocks, args.seeds, args.epochs, args.per_class = [1, 2], [], 1, 1, 12
     study = degradation.run_study(out, args.blocks, args.deep_blocks, args.seeds, args.epochs, args.width,
-                                  args.dataset, args.per_class, args.families, args.shard, args.report_only)
+                                  args.dataset, args.per_class, args.families, args.shard, args.report_only,
+                                  args.progress)
     report = args.report_only or args.shard[1] == 1  # a shard alone writes no report: it lacks the others' runs
     out.mkdir(parents=True, exist_ok=True)
     if report:

@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed")
     add_out(p, "surrogate")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                   help="progress bars of each training run (default: none; every run prints a line per epoch)")
     return p
 
 
@@ -39,7 +41,7 @@ def main(argv=None):
     out = resolve_out(args)
     if args.quick:
         args.seeds, args.epochs = 1, 1
-    study = surrogate.run_study(out, args.seeds, args.epochs, args.report_only)
+    study = surrogate.run_study(out, args.seeds, args.epochs, args.report_only, args.progress)
     surrogate.write_report(out, study)
     print(surrogate.format_table(study["table"]))
     print(f"wrote {out / 'surrogate.json'} and {out / 'surrogate.png'} ({study['meta']['seconds']} s)")

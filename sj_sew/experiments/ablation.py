@@ -59,10 +59,12 @@ def choose_lr(grid: dict[float, dict]) -> float:
 
 
 def run_study(out: Path, seeds: int = 3, epochs: int = 9, T: int = 4, per_class: int = 200, lrs=LR_GRID,
-              networks=tuple(NETWORKS), shard: tuple[int, int] = (0, 1), report_only: bool = False) -> dict:
+              networks=tuple(NETWORKS), shard: tuple[int, int] = (0, 1), report_only: bool = False,
+              progress: bool = False) -> dict:
     """Train (shard ``k`` of ``n``: every n-th setting from the k-th) or, with ``report_only``, only read back
-    the runs under ``out``; aggregate what is finished. Returns ``{"meta", "table", "rows"}``: ``table`` with
-    each row's histories (for the figure), ``rows`` without them (the report)."""
+    the runs under ``out``; aggregate what is finished (``progress``: each run's progress bars). Returns
+    ``{"meta", "table", "rows"}``: ``table`` with each row's histories (for the figure), ``rows`` without them
+    (the report)."""
     lrs = list(lrs)
     k, n = shard
     start = time.time()
@@ -73,7 +75,8 @@ def run_study(out: Path, seeds: int = 3, epochs: int = 9, T: int = 4, per_class:
         for lr in lrs:
             if train:
                 print(f"== {key}, lr {lr:g}, seed 0", flush=True)
-            r = train_run(cell_flags(key, lr, T, epochs, per_class), run_dir(out, key, lr), 0, train=train)
+            r = train_run(cell_flags(key, lr, T, epochs, per_class), run_dir(out, key, lr), 0, train=train,
+                          progress=progress)
             if r is not None:
                 grid[lr] = r
                 finished.append(r)
@@ -84,7 +87,8 @@ def run_study(out: Path, seeds: int = 3, epochs: int = 9, T: int = 4, per_class:
         for seed in range(1, seeds):
             if train:
                 print(f"== {key}, chosen lr {lr:g}, seed {seed}", flush=True)
-            r = train_run(cell_flags(key, lr, T, epochs, per_class), run_dir(out, key, lr), seed, train=train)
+            r = train_run(cell_flags(key, lr, T, epochs, per_class), run_dir(out, key, lr), seed, train=train,
+                          progress=progress)
             if r is not None:
                 runs.append(r)
                 finished.append(r)

@@ -56,9 +56,10 @@ def share(all_jobs, shard: int, shards: int):
 
 def run_study(out: Path, blocks=(2, 8, 16), deep_blocks=(50,), seeds: int = 3, epochs: int = 10, width: int = 16,
               dataset: str = "fashion_events", per_class: int = 300, families=tuple(FAMILIES),
-              shard: tuple[int, int] = (0, 1), report_only: bool = False) -> dict:
+              shard: tuple[int, int] = (0, 1), report_only: bool = False,
+              progress: bool = False) -> dict:
     """Train this process's share of the runs (none with ``report_only``), read back every finished run under
-    ``out`` and aggregate them. Returns ``{"meta", "table"}``."""
+    ``out`` and aggregate them (``progress``: each run's progress bars). Returns ``{"meta", "table"}``."""
     all_jobs = jobs(families, blocks, deep_blocks, seeds)
     mine = set() if report_only else share(all_jobs, *shard)
     start, results = time.time(), {}
@@ -66,7 +67,7 @@ def run_study(out: Path, blocks=(2, 8, 16), deep_blocks=(50,), seeds: int = 3, e
         if (name, n, seed) in mine:
             print(f"== {name}, {n} blocks, seed {seed}", flush=True)
         r = train_run(cell_flags(name, n, dataset, width, epochs, per_class), run_dir(out, name, n), seed,
-                      train=(name, n, seed) in mine)
+                      train=(name, n, seed) in mine, progress=progress)
         if r is not None:
             results.setdefault(name, {}).setdefault(n, []).append(r)
     table = {name: {n: {"layers": 2 * n + 2,

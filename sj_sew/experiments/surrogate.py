@@ -29,9 +29,10 @@ def cell_flags(surrogate: str, network: str, epochs: int) -> dict:
             "epochs": epochs, "batch_size": 32, "zero_init": False}
 
 
-def run_study(out: Path, seeds: int = 3, epochs: int = 10, report_only: bool = False) -> dict:
-    """Train (unless ``report_only``) and aggregate every surrogate x network over ``seeds``. Returns
-    ``{"meta", "table"}``."""
+def run_study(out: Path, seeds: int = 3, epochs: int = 10, report_only: bool = False,
+              progress: bool = False) -> dict:
+    """Train (unless ``report_only``; ``progress``: each run's progress bars) and aggregate every surrogate x
+    network over ``seeds``. Returns ``{"meta", "table"}``."""
     start, rows = time.time(), {}
     for sg_name in SURROGATES:
         for net_name in NETWORKS:
@@ -39,7 +40,7 @@ def run_study(out: Path, seeds: int = 3, epochs: int = 10, report_only: bool = F
             for seed in range(seeds):
                 print(f"== {sg_name}, {net_name}, seed {seed}", flush=True)
                 runs.append(train_run(cell_flags(sg_name, net_name, epochs), run_dir(out, sg_name, net_name), seed,
-                                      train=not report_only))
+                                      train=not report_only, progress=progress))
             runs = [r for r in runs if r is not None]
             if not runs:
                 continue

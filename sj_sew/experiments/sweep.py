@@ -24,14 +24,14 @@ def output_dir(out: Path | None, name: str, quick: bool) -> Path:
     return RUNS / "quick" / name if quick else RUNS / name
 
 
-def run_flags(flags: dict, out: Path, seed: int) -> dict:
+def run_flags(flags: dict, out: Path, seed: int, progress: bool = False) -> dict:
     """The :class:`~sj_sew.training.RunConfig` fields of one sweep run: the cell's ``flags`` with the sweeps'
-    common settings (one intra-op thread, as the quickstart preset the sweeps started from; no progress bars
-    or TensorBoard) and its own directory and seed."""
-    return {"threads": 1, **flags, "out": str(out), "seed": seed, "progress": False, "tensorboard": False}
+    common settings (one intra-op thread, as the quickstart preset the sweeps started from; no TensorBoard;
+    progress bars only if ``progress``: a sweep's runs print a line per epoch) and its own directory and seed."""
+    return {"threads": 1, **flags, "out": str(out), "seed": seed, "progress": progress, "tensorboard": False}
 
 
-def train_run(flags: dict, out: Path, seed: int, train: bool = True) -> dict | None:
+def train_run(flags: dict, out: Path, seed: int, train: bool = True, progress: bool = False) -> dict | None:
     """One run of the RunConfig fields ``flags`` in ``out/seed<seed>`` (or its saved result); the summary carries
     the history. With ``train=False`` only a finished run is read back (None if there is none)."""
     from sj_sew.training import read_metrics, resolve_run, run
@@ -43,7 +43,7 @@ def train_run(flags: dict, out: Path, seed: int, train: bool = True) -> dict | N
     if not train:
         return None
     resume = "" if (out / "checkpoint.pt").exists() else None
-    cfg, state = resolve_run(run_flags(flags, out, seed), None, resume)
+    cfg, state = resolve_run(run_flags(flags, out, seed, progress), None, resume)
     summary = run(cfg, state)
     summary["history"] = read_metrics(out / "metrics.jsonl")
     summary["flags"] = flags
