@@ -38,6 +38,8 @@ def test_fused_conv_equals_conv_then_bn_in_eval():
      (2, 3, 3, 32, 32)),
     ("net7b", {}, (2, 1, 2, 128, 128)),
     ("ms_resnet", {"depth": 14, "T": 2}, (2, 3, 16, 16)),
+    # the stem's BN follows two convs after conv1: it folds into the last of them, not into its namesake conv1
+    ("ms_resnet104", {"num_classes": 10, "widths": (8, 8, 16, 16), "layers": (1, 1, 1, 1), "T": 2}, (2, 3, 32, 32)),
     ("ds_resnet14", {"widths": (8, 16, 32), "T": 2}, (2, 3, 16, 16)),
 ])
 def test_inference_model_same_predictions(name, kwargs, x_shape):
@@ -169,6 +171,25 @@ def test_nir_graphs_equal_the_old_network_walk(case):
     assert logits.abs().sum() > 0
     torch.testing.assert_close(logits, torch.tensor(saved["logits"]), rtol=1e-5, atol=1e-5)
 
+
+
+def test_nir_graph_of_the_ms104_stem_computes_the_trained_network():
+    """MS-ResNet-104's stem is conv1 -> two convs -> BN: its graph folds that BN into the last conv, and T steps of
+    it average to the eval-mode network's output (folding it into its namesake conv1 did not)."""
+    pytest.importorskip("nir")
+    pytest.importorskip("nirtorch")
+    net, _ = model_pair("ms_resnet104", num_classes=10, widths=(8, 8, 16, 16), layers=(1, 1, 1, 1), dropout=0.0)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 1.5)
+    x = torch.rand(3, 2, 3, 32, 32) * 3
+    graph = to_nir(net.eval(), 32)
+    assert [k for k in graph.nodes][:4] == ["input", "conv1", "stem_rest_0", "stem_rest_1"]
+    with torch.no_grad():
+        functional.reset_net(net)
+        expected = net(x)
+    torch.testing.assert_close(run_nir(from_nir(graph), x).mean(0), expected, rtol=1e-4, atol=1e-4)
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write-nir-fixture"]:
     torch.set_num_threads(1)

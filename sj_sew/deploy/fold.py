@@ -39,24 +39,56 @@ def fused_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
-def _fold_children(parent: nn.Module) -> int:
-    """Fold each BN into the conv feeding it among ``parent``'s direct children; returns how many."""
-    children = dict(parent.named_children())
-    names = list(children)
+def _in_order(entries) -> list[tuple[str, nn.Module]]:
+    """(path, module) in forward order, with every ``nn.Sequential`` among ``entries`` opened."""
+    opened = []
+    for path, module in entries:
+        if isinstance(module, nn.Sequential):
+            opened += _in_order((f"{path}.{name}", child) for name, child in module.named_children())
+        else:
+            opened.append((path, module))
+    return opened
+
+
+def _fold_pairs(parent: nn.Module) -> list[tuple[str, str]]:
+    """(conv path, norm path) candidates in ``parent``: neighbours in a network's own layer order
+    (``layer_sequence``), else neighbours in an ``nn.Sequential`` and ``convK``/``bnK`` siblings."""
+    describe = getattr(parent, "layer_sequence", None)
+    if callable(describe):
+        order = [path for path, _ in _in_order(describe())]
+        return list(zip(order, order[1:]))
+    names = [name for name, _ in parent.named_children()]
     pairs = list(zip(names, names[1:])) if isinstance(parent, nn.Sequential) else []
-    pairs += [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in children]
+    return pairs + [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in names]
+
+
+def _replace(parent: nn.Module, path: str, module: nn.Module) -> None:
+    owner, _, name = path.rpartition(".")
+    setattr(parent.get_submodule(owner), name, module)  # Sequential children are named "0", "1", ...
+
+
+def _find(parent: nn.Module, path: str) -> nn.Module | None:
+    """The submodule at ``path``, or None (a layer the forward applies as a function, e.g. ``'flatten'``)."""
+    try:
+        return parent.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+def _fold_children(parent: nn.Module) -> int:
+    """Fold each BN into the conv feeding it among ``parent``'s layers (:func:`_fold_pairs`); returns how many."""
     folded = 0
-    for conv_name, bn_name in pairs:
-        conv, bn = children[conv_name], children[bn_name]
-        if isinstance(conv, nn.Conv2d) and foldable(bn):
-            setattr(parent, conv_name, fused_conv(conv, bn))  # Sequential children are named "0", "1", ...
-            setattr(parent, bn_name, nn.Identity())
-            children[bn_name] = None
+    for conv_path, norm_path in _fold_pairs(parent):
+        conv, norm = (_find(parent, p) for p in (conv_path, norm_path))
+        if isinstance(conv, nn.Conv2d) and foldable(norm):
+            _replace(parent, conv_path, fused_conv(conv, norm))
+            _replace(parent, norm_path, nn.Identity())
             folded += 1
     return folded
 
 
 def fold_batchnorm(model: nn.Module) -> int:
-    """Fold, in place, every foldable normalisation (:func:`foldable`) that directly follows a Conv2d
-    (``convK``/``bnK`` siblings or neighbours in an ``nn.Sequential``) into that conv. Returns the number of folds."""
+    """Fold, in place, every foldable normalisation (:func:`foldable`) that directly follows a Conv2d in the order
+    the forward runs them (a network's ``layer_sequence``; elsewhere ``convK``/``bnK`` siblings or neighbours in an
+    ``nn.Sequential``) into that conv. Returns the number of folds."""
     return sum(_fold_children(m) for m in list(model.modules()))
