@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also record every neuron layer's firing rate (printed as a table and kept in the JSON)")
     p.add_argument("--batch-size", type=int, help="default: the run's")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--data-root", help="where the run's data set is on this machine (default: where the run read it)")
     p.add_argument("--out", type=Path, help="JSON file (default: <run dir>/eval-<checkpoint>-<split>.json, beside the "
                                             "checkpoint)")
     add_progress_flag(p)
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
         p.error(f"--batch-size must be >= 1, got {args.batch_size}")
     try:
         result = evaluate_checkpoint(args.run, args.split, args.batch_size, args.device, args.firing_rates,
-                                     progress=show_progress(args.progress))
+                                     progress=show_progress(args.progress), data_root=args.data_root)
         (out,) = output_paths(args)
     except (CheckpointError, ValueError) as e:
         p.error(str(e))

@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from sj_sew import load_checkpoint  # noqa: E402
+from sj_sew.training import CheckpointError  # noqa: E402
 from sj_sew.data import dataset_info  # noqa: E402
 from sj_sew.deploy import (export_onnx, export_torchscript, from_nir, inference_model, run_nir,  # noqa: E402
                            streaming, to_nir)
@@ -45,7 +46,13 @@ def main(argv=None) -> int:
     try:
         return export(args)
     except ValueError as e:  # what the format cannot express (NIR: max pooling, AND/IAND, MLF, soft reset)
-        raise SystemExit(f"cannot export {args.run} to {args.format}: {e}") from None
+        reason = str(e)
+        if "max_pool_to_avg" in reason:  # the library's advice is Python's; this command's is its flag
+            reason = reason.split(" Export the average-pooling")[0] + (
+                " Write average pooling instead with --max-pool avg (another network: fine-tune it first).")
+        raise SystemExit(f"cannot export {args.run} to {args.format}: {reason}") from None
+    except CheckpointError as e:
+        raise SystemExit(f"cannot export: {e}") from None
 
 
 def export(args) -> int:

@@ -284,3 +284,14 @@ def test_ctrl_c_before_the_first_epoch_says_how_to_start_again(tmp_path, capsys,
     err = capsys.readouterr().err
     assert stop.value.code == 130 and "interrupted before the first epoch was saved" in err
     assert f"--config {tmp_path / 'cut'}/config.json --out {tmp_path / 'cut'}" in err
+
+
+def test_export_advice_names_its_own_flag(trained, tmp_path):
+    net = "c4k3s1-BN-PLIF-{SEW Block(c4)-MPk2s2}*3-FC10"
+    assert "MP" in net  # the run's net max-pools: NIR refuses it and says which flag writes average pooling
+    shown = subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), str(trained), "--format", "nir",
+                            "--out", str(tmp_path / "x.nir")], capture_output=True, text=True)
+    assert shown.returncode == 1 and "--max-pool avg" in shown.stderr and "max_pool_to_avg" not in shown.stderr
+    missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), str(tmp_path / "none"), "--format",
+                              "onnx"], capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0 and "no checkpoint" in missing.stderr
