@@ -228,9 +228,8 @@ def test_fine_tuning_from_a_zoo_file_and_refusing_a_name_that_is_not_there(tmp_p
     zoo_state = torch.load(path, weights_only=True)
     ours = net.state_dict()
     assert all(torch.equal(ours[k], v) for k, v in zoo_state.items() if not k.startswith("fc.")) and len(ours) > 100
-    with pytest.raises(training.ConfigError, match="--weights nope.pt: weights='nope.pt' is neither a file nor"):
-        training.load_initial_weights(net, training.resolve_config({**cfg.to_dict(), "weights": "nope.pt",
-                                                                    "preset": "custom"}))
+    with pytest.raises(training.ConfigError, match="--weights nope.pt: no such file or run directory"):
+        training.resolve_config({**cfg.to_dict(), "weights": "nope.pt", "preset": "custom"})
 
 
 def test_sj_sew_command_lists_and_summarises(tmp_path):

@@ -153,6 +153,8 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     (["--warmup-epochs", "10", "--epochs", "10"], "--warmup-epochs must be in [0, epochs=10)"),
     (["--clip-grad", "0"], "--clip-grad (the largest global gradient L2 norm) must be > 0"),
     (["--dataset", "fashion_events", "--model", "net7b"], "(34x34 input)"),
+    (["--weights", "missing.pt"], "--weights missing.pt: no such file or run directory, and no weights-table name"),
+    (["--config", "missing.toml"], "--config missing.toml: no such file"),
     (["--T", "8", "--T-train", "9"], "--T-train must be in [1, T=8], got 9"),
     (["--dataset", "digits", "--T", "4", "--T-train", "2"], "applies to sequence data sets"),
     (["--preset", "imagenet"], "give --data-root DIR"),

@@ -18,6 +18,7 @@ from ..blocks import list_families
 from ..connect import list_connects
 from ..data import dataset_info, dataset_options, list_datasets
 from ..models import PAPER_NETS, list_models, parse_notation
+from ..models.weights import list_weights
 from ..neurons import close_matches, list_neurons, list_surrogates
 from ..neurons.backend import check_backend_for_run
 from .build import model_from_config
@@ -229,6 +230,14 @@ def check_machine(cfg: RunConfig) -> None:
         raise ConfigError("--sync-bn needs CUDA: PyTorch's SyncBatchNorm does not run on CPU")
 
 
+def check_weights(cfg: RunConfig) -> None:
+    """``--weights`` names something there: a file or run directory here, or a weights-table name."""
+    if cfg.weights is None or Path(cfg.weights).exists() or cfg.weights in list_weights():
+        return
+    raise ConfigError(f"--weights {cfg.weights}: no such file or run directory, and no weights-table name "
+                      f"(sj_sew.pretrained.list_weights()){close_matches([cfg.weights], list_weights())}")
+
+
 def check_config(cfg: RunConfig) -> None:
     """Raise :class:`ConfigError` for every error that would otherwise surface after the data or the model
     were built."""
@@ -236,3 +245,4 @@ def check_config(cfg: RunConfig) -> None:
     check_data(cfg)
     check_machine(cfg)
     check_network(cfg)
+    check_weights(cfg)
