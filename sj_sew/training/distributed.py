@@ -72,24 +72,46 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
+def broadcast_buffers(model: nn.Module, env: DistEnv) -> None:
+    """Give every process process 0's buffers (BatchNorm running statistics), the ones its checkpoint saves.
+    Without SyncBatchNorm each process updates them from its own shard at its last training step, so an
+    evaluation on every process's shard would otherwise judge a slightly different model on each."""
+    if not env.distributed:
+        return
+    for buffer in unwrap(model).buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
 def _loader_options(batch_size: int, env: DistEnv, workers: int) -> dict:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int (per process), got {batch_size!r}")
+    if not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be an int >= 0, got {workers!r}")
     return dict(batch_size=batch_size, num_workers=workers, collate_fn=time_first_collate,
                 pin_memory=env.device.type == "cuda")
 
 
+def _check_not_empty(dataset: Dataset, role: str) -> None:
+    if len(dataset) == 0:
+        raise ValueError(f"the {role} data set ({type(dataset).__name__}) is empty: nothing to load")
+
+
 def make_eval_loader(dataset: Dataset, batch_size: int, env: DistEnv, workers: int = 0) -> DataLoader:
     """A loader giving this process's shard of ``dataset`` in order, time-first, each sample exactly once."""
-    sampler = ShardSampler(dataset, env.rank, env.world_size)
-    return DataLoader(dataset, sampler=sampler, **_loader_options(batch_size, env, workers))
+    options = _loader_options(batch_size, env, workers)
+    _check_not_empty(dataset, "evaluation")
+    return DataLoader(dataset, sampler=ShardSampler(dataset, env.rank, env.world_size), **options)
 
 
 def make_loaders(train_set: Dataset, test_set: Dataset, batch_size: int, env: DistEnv, seed: int,
                  workers: int = 0) -> tuple[DataLoader, DataLoader]:
     """Loaders giving time-first batches. The training order is a function of (seed, epoch) only
     (``loader.sampler.set_epoch``), the same in one process and across ``world_size`` processes."""
+    options = _loader_options(batch_size, env, workers)
+    _check_not_empty(train_set, "training")
     train_sampler = DistributedSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                        seed=seed)
-    train = DataLoader(train_set, sampler=train_sampler, **_loader_options(batch_size, env, workers))
+    train = DataLoader(train_set, sampler=train_sampler, **options)
     return train, make_eval_loader(test_set, batch_size, env, workers)
 
 
