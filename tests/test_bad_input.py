@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from spikingjelly.activation_based import functional
 
 import sj_sew
 from sj_sew import training
@@ -197,10 +198,74 @@ def static_net():
     (torch.zeros(4, 2, 3, 16, 16), ValueError, "expected 2 input channels"),
     (torch.zeros(2, 2, 16, 16), ValueError, "needs a model built with T="),
     ([[0.0]], TypeError, "input must be a torch.Tensor, got list"),
+    (torch.zeros(4, 2, 2, 16, 16, dtype=torch.float64), TypeError,
+     "input dtype torch.float64 differs from the model's parameters (torch.float32); convert the input "
+     "(x.to(torch.float32)) or the model (model.to(torch.float64))"),
+    (torch.zeros(4, 2, 2, 16, 16, dtype=torch.float16), TypeError, "input dtype torch.float16 differs"),
+    (torch.zeros(4, 2, 2, 16, 16, dtype=torch.bfloat16), TypeError, "or run under torch.autocast"),
+    (torch.zeros(4, 2, 2, 16, 16, dtype=torch.uint8), TypeError, "got dtype torch.uint8; convert it with x.float()"),
+    (torch.zeros(4, 2, 2, 16, 16, device="meta"), ValueError,
+     "the input is on meta but the model on cpu; move the input (x.to('cpu')) or the model"),
 ])
 def test_bad_sequence_input_is_one_clear_error(seq_net, x, error, expected):
     with pytest.raises(error) as e:
         seq_net(x)
+    assert expected in str(e.value)
+
+
+def test_float64_runs_on_a_float64_model():
+    """What SpikingJelly does: a ``.double()`` model takes float64 input, and computes what float32 does."""
+    x = torch.rand(3, 2, 2, 16, 16)
+    net = sj_sew.NotationNet(NET, in_channels=2, input_size=16).eval()
+    single = net(x)
+    functional.reset_net(net)
+    double = net.double()(x.double())
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, rtol=1e-4, atol=1e-4)
+    with pytest.raises(TypeError, match="input dtype torch.float32 differs from the model's parameters "
+                                        r"\(torch.float64\)"):
+        net(x)
+
+
+def test_autocast_takes_float32_input(seq_net):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = seq_net(torch.rand(2, 2, 2, 16, 16))
+    assert out.shape == (2, 10)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "strided"])
+def test_any_memory_layout_gives_the_same_output(layout):
+    net = sj_sew.NotationNet(NET, in_channels=2, input_size=16, T=3, neuron="if").eval()
+    x = torch.rand(4, 2, 16, 16) * 4
+    if layout == "channels_last":
+        other = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "transposed":
+        other = x.transpose(2, 3).contiguous().transpose(2, 3)
+    else:
+        other = torch.rand(8, 2, 16, 16)[::2]
+        other.copy_(x)
+    assert not other.is_contiguous() and torch.equal(other, x)
+    expected = net(x)
+    functional.reset_net(net)
+    assert (expected - expected[0]).abs().max() > 0.01  # the output depends on the input: neurons fire
+    torch.testing.assert_close(net(other), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("frame,error,expected", [
+    (torch.rand(2, 2, 16, 16, dtype=torch.float64), TypeError, "input dtype torch.float64 differs"),
+    (torch.rand(2, 2, 16, 16).long(), TypeError, "must be a floating-point tensor"),
+    (torch.full((2, 2, 16, 16), float("nan")), ValueError, "non-finite"),
+    (torch.rand(0, 2, 16, 16), ValueError, "the input batch is empty"),
+    (torch.rand(2, 2, 8, 8), ValueError, "built for 16x16 input"),
+    (torch.rand(2, 3, 16, 16), ValueError, "expected 2 input channels"),
+    (torch.rand(3, 2, 2, 16, 16), ValueError, "a streaming step takes one frame [N, C, H, W]; got shape (3, 2, 2"),
+])
+def test_bad_stream_frame_is_one_clear_error(frame, error, expected):
+    """A stream's frame obeys the input contract except for T (a model built with T=2 takes one step)."""
+    net = sj_sew.NotationNet(NET, in_channels=2, input_size=16, T=2)
+    net.check_frame(torch.rand(2, 2, 16, 16))
+    with pytest.raises(error) as e:
+        net.check_frame(frame)
     assert expected in str(e.value)
 
 
@@ -262,6 +327,20 @@ def test_cifar10_dvs_with_three_samples_per_class_has_no_test_split(tmp_path):
     write_cifar10_dvs(tmp_path, per_class=3)
     with pytest.raises(DataError, match="the test split of data set 'cifar10_dvs' is empty"):
         build_dataset("cifar10_dvs", False, root=tmp_path, T=2)
+
+
+@pytest.mark.parametrize("batch_size,train_size,expected", [
+    (0, 4, "batch_size must be a positive int (per process), got 0"),
+    (None, 4, "batch_size must be a positive int (per process), got None"),
+    (2.5, 4, "got 2.5"),
+    (2, 0, "the training data set (TensorDataset) is empty"),
+])
+def test_loaders_bad_arguments(batch_size, train_size, expected):
+    data = torch.utils.data.TensorDataset(torch.zeros(train_size, 1, 8, 8), torch.zeros(train_size, dtype=torch.long))
+    test = torch.utils.data.TensorDataset(torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError) as e:
+        training.make_loaders(data, test, batch_size, training.DistEnv(), seed=0)
+    assert expected in str(e.value)
 
 
 def test_resolve_config_from_python_names_the_flag():

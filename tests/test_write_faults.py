@@ -108,12 +108,12 @@ def test_the_kernels_file_size_limit_is_a_clear_error(tmp_path):
         import resource, signal, torch
         from sj_sew import training
         from sj_sew.training.checkpoint import CheckpointWriteError
-        training.save_checkpoint({{"config": {{}}, "model": {{"w": torch.zeros(10)}}, "epoch": 0}}, {str(tmp_path / 'c.pt')!r})
+        path = {str(tmp_path / 'c.pt')!r}
+        training.save_checkpoint({{"config": {{}}, "model": {{"w": torch.zeros(10)}}, "epoch": 0}}, path)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (50000, 50000))
         try:
-            training.save_checkpoint({{"config": {{}}, "model": {{"w": torch.zeros(100000)}}, "epoch": 1}},
-                                     {str(tmp_path / 'c.pt')!r})
+            training.save_checkpoint({{"config": {{}}, "model": {{"w": torch.zeros(100000)}}, "epoch": 1}}, path)
         except CheckpointWriteError as e:
             print(e)
     """)

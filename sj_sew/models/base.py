@@ -110,29 +110,55 @@ class SpikingNetwork(nn.Module):
 
     # --- shared behaviour -----------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise TypeError/ValueError naming what is wrong with ``x`` (type, dtype, shape, T, channels, size,
-        non-finite values) before any layer sees it."""
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"input must be a floating-point tensor (spikes or intensities), got dtype {x.dtype}; "
-                            "convert it with x.float()")
+        """Raise TypeError/ValueError naming what is wrong with ``x`` (type, dtype, device, shape, T, channels,
+        size, non-finite values) before any layer sees it. The input's dtype must be the model's (outside
+        autocast): float64 data runs on a ``model.double()``, or converts with ``x.float()``; no silent cast."""
+        self._check_tensor(x)
         if x.dim() not in (4, 5):
             raise ValueError(f"input must be [T, N, C, H, W] or, for a model built with T, [N, C, H, W]; "
                              f"got shape {tuple(x.shape)}")
         if x.dim() == 5 and x.shape[0] == 0:
             raise ValueError(f"the input sequence has T = 0 time steps (shape {tuple(x.shape)}); it needs at least 1")
-        if x.shape[-4] == 0:
-            raise ValueError(f"the input batch is empty (N = 0, shape {tuple(x.shape)})")
-        if x.shape[-3] != self.in_channels:
-            raise ValueError(f"expected {self.in_channels} input channels at dim {x.dim() - 3} "
-                             f"(shape [T, N, C, H, W] or [N, C, H, W]); got shape {tuple(x.shape)}")
         if x.dim() == 4 and self.T is None:
             raise ValueError(f"static input {tuple(x.shape)} needs a model built with T=<time steps>; "
                              "or pass a sequence [T, N, C, H, W]")
         if x.dim() == 5 and self.T is not None and x.shape[0] != self.T:
             raise ValueError(f"model was built with T={self.T} but the sequence has {x.shape[0]} steps "
                              f"(shape {tuple(x.shape)}); build it with T=None to accept any length")
+        self._check_frames(x)
+
+    def check_frame(self, frame: torch.Tensor) -> None:
+        """:meth:`check_input` for one time step ``[N, C, H, W]`` of a stream (the model's T does not apply)."""
+        self._check_tensor(frame)
+        if frame.dim() != 4:
+            raise ValueError(f"a streaming step takes one frame [N, C, H, W]; got shape {tuple(frame.shape)}. For "
+                             "a whole sequence [T, N, C, H, W] call the network itself, or stream.run(sequence)")
+        self._check_frames(frame)
+
+    def _check_tensor(self, x) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"input must be a floating-point tensor (spikes or intensities), got dtype {x.dtype}; "
+                            "convert it with x.float()")
+        weight = next(self.parameters(), None)
+        if weight is None:
+            return
+        if x.device != weight.device:
+            raise ValueError(f"the input is on {x.device} but the model on {weight.device}; move the input "
+                             f"(x.to('{weight.device}')) or the model (model.to('{x.device}'))")
+        if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"input dtype {x.dtype} differs from the model's parameters ({weight.dtype}); convert the "
+                            f"input (x.to({weight.dtype})) or the model (model.to({x.dtype})), or run under "
+                            "torch.autocast")
+
+    def _check_frames(self, x: torch.Tensor) -> None:
+        """What frames [..., N, C, H, W] must satisfy: a batch, the channels and size built for, finite values."""
+        if x.shape[-4] == 0:
+            raise ValueError(f"the input batch is empty (N = 0, shape {tuple(x.shape)})")
+        if x.shape[-3] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channels at dim {x.dim() - 3} "
+                             f"(shape [T, N, C, H, W] or [N, C, H, W]); got shape {tuple(x.shape)}")
         if self.input_size is not None and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
             raise ValueError(f"{type(self).__name__} was built for {self.input_size}x{self.input_size} input "
                              f"(input_size={self.input_size}) but got {x.shape[-2]}x{x.shape[-1]} (shape "
