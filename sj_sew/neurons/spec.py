@@ -1,4 +1,4 @@
-"""Neuron, surrogate and backend selection over both SpikingJelly lines.
+"""Neuron and surrogate selection over both SpikingJelly lines (the backend is :mod:`.backend`'s decision).
 
 :class:`NeuronSpec` turns the keyword arguments every sj_sew factory takes (``neuron``, ``backend``,
 ``v_threshold``, ``v_reset``, ``tau``/``init_tau``, ``detach_reset``, ``surrogate_function``) into
@@ -83,13 +83,14 @@ def _check_parameters(cls: type, kwargs: dict) -> None:
 
 
 class NeuronSpec:
-    """A neuron model with its parameters and backend policy; :meth:`make` builds one neuron.
+    """A neuron model with its parameters and backend name; :meth:`make` builds one neuron.
 
     Args:
         neuron: ``'if'``, ``'lif'``, ``'plif'`` or a SpikingJelly neuron class.
         backend: ``'auto'`` (fastest for the device the model runs on), ``'torch'``, ``'cupy'``
             (SpikingJelly 0.0.0.0.14 only), or ``'cuda'``/``'triton'`` (2.x only: its native CUDA or Triton
-            kernel on a GPU, for this model's neurons alone; CPU always runs the torch path).
+            kernel on a GPU, for this model's neurons alone; CPU always runs the torch path). Checked, and
+            applied, by :mod:`sj_sew.neurons.backend`.
         **kwargs: neuron parameters; ``tau`` is accepted as ``init_tau`` for PLIF.
     """
 
