@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from ..analysis.firing import FiringRateMonitor, default_neuron_types
 from ..data.transforms import random_temporal_delete
-from .distributed import DistEnv, all_reduce_sum, unwrap
+from .distributed import DistEnv, all_reduce_sum, broadcast_buffers, unwrap
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("step", "cosine")
@@ -146,6 +146,7 @@ def evaluate(model: nn.Module, loader: DataLoader, env: DistEnv | None = None, *
     without neurons) on ``loader``, over all processes."""
     env = env or DistEnv()
     net = unwrap(model)  # no DDP forward: its buffer broadcast would hang when shards have unequal batch counts
+    broadcast_buffers(net, env)  # every process judges the model its checkpoint saves (process 0's statistics)
     net.eval()
     loss_sum, correct, seen = 0.0, 0, 0
     monitor = _firing_monitor(net)
