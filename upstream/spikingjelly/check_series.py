@@ -64,18 +64,22 @@ def summary(result: subprocess.CompletedProcess) -> str:
     return re.sub(r" in [\d.]+s.*$", "", last)
 
 
+def _must_apply(tree: Path, patch: Path, *options: str) -> None:
+    result = git_apply(tree, patch, *options)
+    if result.returncode != 0:
+        raise RuntimeError(f"git apply {' '.join(options)} {patch.name} fails in {tree}:\n{result.stderr}")
+
+
 def check_before_after(tree: Path) -> list[tuple[str, str, str, bool]]:
     """Apply the series to ``tree`` patch by patch; for each, the pytest summary with only its test changes
     (must fail) and with the whole patch (must pass). Returns ``(patch, before, after, as_expected)`` rows."""
     rows = []
     for patch in PATCHES:
-        steps = [git_apply(tree, patch, "--check"), git_apply(tree, patch, f"--include={TEST_PATHS}")]
+        _must_apply(tree, patch, "--check")
+        _must_apply(tree, patch, f"--include={TEST_PATHS}")
         before = run_series_tests(tree)
-        steps.append(git_apply(tree, patch, "-R", f"--include={TEST_PATHS}"))
-        steps.append(git_apply(tree, patch))
-        failed = [s.stderr for s in steps if s.returncode != 0]
-        if failed:
-            raise RuntimeError(f"{patch.name} does not apply to {tree}:\n" + "\n".join(failed))
+        _must_apply(tree, patch, "-R", f"--include={TEST_PATHS}")
+        _must_apply(tree, patch)
         after = run_series_tests(tree)
         rows.append((patch.name, summary(before), summary(after), before.returncode == 1 and after.returncode == 0))
     return rows
