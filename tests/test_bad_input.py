@@ -345,6 +345,14 @@ def test_loaders_bad_arguments(batch_size, train_size, expected):
     assert expected in str(e.value)
 
 
+@pytest.mark.parametrize("name,value", [("WORLD_SIZE", "two"), ("WORLD_SIZE", "0"), ("LOCAL_RANK", "-1")])
+def test_init_distributed_bad_environment(monkeypatch, name, value):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"the environment variable {name}='{value}' is not a valid .*torchrun"):
+        training.init_distributed("cpu")
+
+
 def test_resolve_config_from_python_names_the_flag():
     with pytest.raises(ConfigError, match="--momentum must be"):
         training.resolve_config({"momentum": -1.0})

@@ -197,6 +197,27 @@ def test_tensorboard_that_cannot_write_stops_with_a_note(tmp_path, capsys):
     assert [r["epoch"] for r in training.read_metrics(log.path)] == [0, 1]
 
 
+def test_tensorboard_hparams_that_cannot_be_written(tmp_path, capsys):
+    log = training.MetricsLog(tmp_path, tensorboard=False)
+    log.log_hparams({"lr": 0.1}, {"hparam/test_acc": 0.5})  # without TensorBoard: nothing
+    log.writer = _FailingWriter()
+    log.writer.add_hparams = log.writer.add_scalar
+    log.log_hparams({"lr": 0.1}, {"hparam/test_acc": 0.5})
+    assert "note: TensorBoard logging stopped" in capsys.readouterr().err and log.writer is None
+
+
+def test_stale_temporaries_in_a_read_only_directory_are_left(tmp_path, monkeypatch):
+    (tmp_path / ".checkpoint.pt.tmp123").write_bytes(b"half")
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    assert training.remove_stale_temps(tmp_path) == []
+    monkeypatch.undo()
+    assert training.remove_stale_temps(tmp_path) == [tmp_path / ".checkpoint.pt.tmp123"]
+
+
 def test_plot_that_cannot_be_written(tmp_path):
     records = [{"epoch": 0, "train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0, "test_acc": 0.5,
                 "firing_rate": 0.1}]

@@ -147,11 +147,14 @@ def temp_name(path: Path) -> Path:
 
 
 def remove_stale_temps(directory: str | Path) -> list[Path]:
-    """Delete the temporary files that killed writers left in ``directory``; returns what was removed."""
-    stale = [Path(p) for p in glob.glob(str(Path(directory) / ".*.pt.tmp*"))]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
+    """Delete the temporary files that killed writers left in ``directory``; returns what was removed (a file
+    that cannot be removed, in a read-only directory, stays: it is never read)."""
+    removed = []
+    for p in map(Path, glob.glob(str(Path(directory) / ".*.pt.tmp*"))):
+        with contextlib.suppress(OSError):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:

@@ -29,10 +29,22 @@ class DistEnv:
         return self.world_size > 1
 
 
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < (1 if name == "WORLD_SIZE" else 0):
+        raise ValueError(f"the environment variable {name}={text!r} is not a valid {name.lower().replace('_', ' ')}; "
+                         "start distributed runs with torchrun, which sets it")
+    return value
+
+
 def init_distributed(device: str | None = None) -> DistEnv:
     """Set up this process from torchrun's environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``): NCCL on
     CUDA, gloo on CPU. Without torchrun, a single process on ``device`` (default: CUDA if present)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = _env_int("WORLD_SIZE", 1)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -40,8 +52,12 @@ def init_distributed(device: str | None = None) -> DistEnv:
         raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     if world_size == 1:
         return DistEnv(0, 1, dev)
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = _env_int("LOCAL_RANK", 0)
     if dev.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"this is process {local_rank} on its machine (LOCAL_RANK) but the machine has "
+                             f"{torch.cuda.device_count()} GPU(s); start at most that many with torchrun "
+                             "--nproc_per_node")
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if not dist.is_initialized():

@@ -72,6 +72,14 @@ class MetricsLog:
             except Exception as e:  # its writes fail in a thread of its own, reported here in many types
                 self._stop_tensorboard(e)
 
+    def log_hparams(self, hparams: dict, metrics: dict) -> None:
+        """A run's settings and results in TensorBoard's hparams view (nothing without TensorBoard)."""
+        if self.writer is not None:
+            try:
+                self.writer.add_hparams(hparams, metrics, run_name="hparams")
+            except Exception as e:
+                self._stop_tensorboard(e)
+
     def close(self) -> None:
         if self.writer is not None:
             try:
