@@ -13,7 +13,7 @@ from sj_sew.experiments.sweep import output_dir, shard_of  # noqa: E402
 from sj_sew.training.progress import add_progress_flag  # noqa: E402
 
 OUT_RULE = ("default runs/{name} (runs/quick/{name} with --quick), never the committed results; "
-            "--out results/{name} writes (or, with --report-only, rebuilds) the committed results")
+            "only an explicit --out results/{name} writes there")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
