@@ -70,7 +70,8 @@ def is_binary(t: torch.Tensor) -> bool:
 def no_hooks_left(model) -> bool:
     """No hook but the ones a model's neurons carry from construction (kernel choice, CuPy dtype guard)."""
     def own(hook):
-        return isinstance(getattr(hook, "__self__", None), (_compat.KernelScope, _compat.CupyDtypeGuard))
+        owners = (_compat.KernelScope, sj_sew.neurons.backend.CupyDtypeGuard)
+        return isinstance(getattr(hook, "__self__", None), owners)
 
     return all(own(h) for m in model.modules() for h in [*m._forward_hooks.values(), *m._forward_pre_hooks.values()])
 

@@ -393,7 +393,7 @@ def test_kernel_choice_is_scoped_per_thread_and_never_process_wide(monkeypatch):
     monkeypatch.setattr(selection, "_select", lambda index, **_: (_ for _ in ()).throw(
         RuntimeError("No available sj_if CUDA implementation. cuda: not built")))
     with pytest.raises(RuntimeError, match="backend='cuda'.*IFNode.*not built.*backend='auto'"):
-        _compat.check_kernel(if_cls, "cuda", torch.device("cuda", 1))
+        sj_sew.neurons.backend.check_kernel(if_cls, "cuda", torch.device("cuda", 1))
     assert not _compat._overrides().get(id(selection)), "the check leaves no choice behind"
 
 
@@ -487,7 +487,7 @@ def test_cupy_neurons_leave_bf16_to_the_torch_path(monkeypatch):
     out = node(x)  # CPU here: the torch path is the only one that can run, as on the GPU for bf16
     assert out.dtype == torch.bfloat16 and node.backend == "cupy"
     node.reset()
-    guard = _compat.CupyDtypeGuard(pinned=True)
+    guard = sj_sew.neurons.backend.CupyDtypeGuard(pinned=True)
     with pytest.raises(ValueError, match="backend='cupy'.*float32 and float16.*bfloat16.*backend='auto'"):
         guard.pre(node, (x,))
     assert guard.pre(node, (x.float(),)) is None and node.backend == "cupy"

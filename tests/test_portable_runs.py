@@ -294,3 +294,10 @@ def test_export_advice_names_its_own_flag(trained, tmp_path):
     missing = subprocess.run([sys.executable, str(ROOT / "scripts" / "export.py"), str(tmp_path / "none"), "--format",
                               "onnx"], capture_output=True, text=True)
     assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0 and "no checkpoint" in missing.stderr
+
+
+def test_mlf_decay_is_part_of_the_architecture():
+    a = sj_sew.create_model("ds_resnet14", num_classes=10)
+    b = sj_sew.create_model("ds_resnet14", num_classes=10, decay=0.5)
+    assert training.architecture(a)["neurons"] != training.architecture(b)["neurons"]
+    assert "decay=0.25" in training.architecture(a)["neurons"]

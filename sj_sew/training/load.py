@@ -40,7 +40,7 @@ def architecture(model: nn.Module) -> dict[str, str]:
     different entries here compute different functions."""
     blocks = [m for m in model.modules() if isinstance(m, ResidualBlock)]
     neurons = [m for m in model.modules() if isinstance(m, base.MemoryModule)]
-    settings = ("v_threshold", "v_reset", "tau", "decay_input", "detach_reset", "levels", "thresholds")
+    settings = ("v_threshold", "v_reset", "tau", "decay", "decay_input", "detach_reset", "levels", "thresholds")
 
     def neuron_entry(m) -> str:
         values = ", ".join(f"{k}={getattr(m, k)!r}" for k in settings if isinstance(getattr(m, k, None), (int, float, bool, tuple)))
