@@ -103,4 +103,5 @@ def test_random_sigkills_then_resume_equal_an_uninterrupted_run(tmp_path):
     best_a, best_b = training.read_checkpoint(full / "best.pt"), training.read_checkpoint(cut / "best.pt")
     assert best_b["epoch"] == b["best"]["epoch"] == best_a["epoch"], "the selected weights are the reported epoch's"
     _same_tensors(best_a["model"], best_b["model"])
-    assert sorted(p.name for p in cut.iterdir()) == ["best.pt", "checkpoint.pt", "curves.png", "metrics.jsonl"]
+    assert sorted(p.name for p in cut.iterdir()) == sorted(p.name for p in full.iterdir()) == \
+        ["best.pt", "checkpoint.pt", "config.json", "curves.png", "metrics.jsonl", "summary.json"]

@@ -162,6 +162,22 @@ def test_metrics_file_in_a_directory_that_cannot_be_written(tmp_path):
         training.MetricsLog(blocker, tensorboard=False)
 
 
+def test_resumed_metrics_that_do_not_fit_keep_the_old_file(tmp_path, monkeypatch):
+    records = [{"epoch": e, "test_acc": 0.5} for e in range(3)]
+    training.MetricsLog(tmp_path, records, tensorboard=False)
+    before = (tmp_path / "metrics.jsonl").read_bytes()
+
+    def full(self, text, *args, **kwargs):
+        Path.write_bytes(self, text[:10].encode())
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(RunWriteError, match="could not write the metrics file .*no space left"):
+        training.MetricsLog(tmp_path, records[:2], tensorboard=False)
+    assert (tmp_path / "metrics.jsonl").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+
+
 def test_read_metrics_skips_a_torn_last_line_only(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"epoch": 0}\n{"epoch": 1}\n{"epo')

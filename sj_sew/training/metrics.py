@@ -19,10 +19,14 @@ class MetricsLog:
 
     def __init__(self, out_dir: str | Path, history: list[dict] = (), tensorboard: bool = True):
         self.path = Path(out_dir) / "metrics.jsonl"
-        try:
+        tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        try:  # write-then-rename: a failure leaves the records of the run being resumed as they were
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in history))
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in history))
+            os.replace(tmp, self.path)
         except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise RunWriteError(f"could not write the metrics file {self.path}: {write_failure(self.path, e)}") \
                 from e
         self.writer = None
