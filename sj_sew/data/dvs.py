@@ -239,11 +239,12 @@ def _listing(paths: Iterable) -> str:
 
 
 def _progress(items, desc: str):
-    """A progress bar over many files, on a terminal only (:func:`sj_sew.training.progress.progress_bar`)."""
-    from ..training.progress import progress_bar
+    """A progress bar over many files, drawn only on a terminal: tqdm's ``disable=None``, the rule of
+    :func:`sj_sew.training.progress.progress_bar` (which this layer, below training, cannot import)."""
+    from tqdm.auto import tqdm
 
     items = list(items)
-    return items if len(items) < 50 else progress_bar(items, desc=desc, unit="file")
+    return items if len(items) < 50 else tqdm(items, desc=desc, unit="file", disable=None)
 
 
 class _RawFiles:

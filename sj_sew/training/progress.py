@@ -12,11 +12,12 @@ def show_progress(enabled: bool | None = None) -> bool:
 
 
 def progress_bar(iterable=None, enabled: bool | None = None, **tqdm_kwargs):
-    """``tqdm(iterable, **tqdm_kwargs)``, drawn only where :func:`show_progress` says; otherwise the same object
-    draws nothing (iteration, ``update`` and ``with`` still work)."""
+    """``tqdm(iterable, **tqdm_kwargs)``, drawn only where :func:`show_progress` says (``enabled=None``: tqdm's
+    own ``disable=None``, a terminal test of the stream it draws on, stderr by default); otherwise the same
+    object draws nothing (iteration, ``update`` and ``with`` still work)."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, disable=not show_progress(enabled), **tqdm_kwargs)
+    return tqdm(iterable, disable=None if enabled is None else not enabled, **tqdm_kwargs)  # None: tqdm's tty test
 
 
 def add_progress_flag(parser) -> None:
