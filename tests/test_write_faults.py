@@ -75,7 +75,7 @@ def test_full_disk_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, room):
     with pytest.raises(CheckpointWriteError) as e:
         training.save_checkpoint(_state(1), path)
     message = str(e.value)
-    assert f"could not write the checkpoint {path}: no space left" in message
+    assert f"could not write the checkpoint {path}: No space left on device (" in message
     assert "free on the file system of" in message and "free some space" in message
     assert f"the last good checkpoint {path} is kept unchanged" in message
     assert isinstance(e.value, CheckpointError) and isinstance(e.value, RunWriteError)
@@ -147,7 +147,7 @@ def test_metrics_line_that_does_not_fit_leaves_no_torn_line(tmp_path, monkeypatc
     log = training.MetricsLog(tmp_path, [{"epoch": 0, "test_acc": 0.5}], tensorboard=False)
     before = log.path.read_bytes()
     _partial_write(monkeypatch, fits=7)
-    with pytest.raises(RunWriteError, match=rf"could not append epoch 1 to {log.path}: no space left"):
+    with pytest.raises(RunWriteError, match=rf"could not append epoch 1 to {log.path}: No space left on device \("):
         log.log({"epoch": 1, "test_acc": 0.6})
     assert log.path.read_bytes() == before
     monkeypatch.undo()
@@ -172,7 +172,7 @@ def test_resumed_metrics_that_do_not_fit_keep_the_old_file(tmp_path, monkeypatch
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(Path, "write_text", full)
-    with pytest.raises(RunWriteError, match="could not write the metrics file .*no space left"):
+    with pytest.raises(RunWriteError, match="could not write the metrics file .*: No space left on device"):
         training.MetricsLog(tmp_path, records[:2], tensorboard=False)
     assert (tmp_path / "metrics.jsonl").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
@@ -257,9 +257,10 @@ def test_run_stops_on_a_full_disk_keeping_the_last_checkpoint(tmp_path, monkeypa
         cli.main(RUN + ["--out", str(out)])
     message = str(stop.value.code)
     assert stop.value.code not in (0, None)
-    assert message.startswith(f"stopping at epoch 1: could not write the checkpoint {out / 'best.pt'}: no space")
-    assert f"continue from {out / 'checkpoint.pt'} (epoch 0) with: python scripts/train.py --resume --out {out}" \
-        in message
+    assert message.startswith(f"stopping at epoch 1: could not write the checkpoint {out / 'best.pt'}: No space "
+                              "left on device (")
+    assert f"free some space; the last good checkpoint {out / 'best.pt'} is kept unchanged. Then continue from " \
+           f"{out / 'checkpoint.pt'} (epoch 0) with: python scripts/train.py --resume --out {out}" in message
     assert "Traceback" not in capsys.readouterr().err
     assert training.read_checkpoint(out / "checkpoint.pt")["epoch"] == 0
     assert [r["epoch"] for r in training.read_metrics(out / "metrics.jsonl")] == [0, 1]

@@ -90,8 +90,7 @@ def write_failure(path: Path, error: OSError) -> str:
             free = _size(shutil.disk_usage(directory).free)
         except OSError:
             free = "unknown"
-        return (f"no space left ({error.strerror or error}; {free} free on the file system of {directory}); "
-                "free some space")
+        return f"{error.strerror or 'no space left'} ({free} free on the file system of {directory}); free some space"
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{directory} is not writable ({error.strerror or error}); make it writable"
     return f"{error.strerror or error} (errno {error.errno})" if error.errno else str(error)

@@ -237,9 +237,9 @@ def _train(s: _Session, data: RunData) -> None:
                                       f"(or --resume from that checkpoint).", e.epoch) from None
     except RunWriteError as e:  # raised by _end_epoch, before checkpoint.pt took this epoch
         epoch, saved = s.history[-1]["epoch"], s.history[-2]["epoch"] if len(s.history) > 1 else None
-        then = (f"then continue from {s.out / 'checkpoint.pt'} (epoch {saved}) with: python scripts/train.py "
-                f"--resume --out {s.out}" if saved is not None else "then start the run again")
-        raise type(e)(f"stopping at epoch {epoch}: {e}. Make room (or make {s.out} writable), {then}") from e.__cause__
+        then = (f"Then continue from {s.out / 'checkpoint.pt'} (epoch {saved}) with: python scripts/train.py "
+                f"--resume --out {s.out}" if saved is not None else "Then start the run again")
+        raise type(e)(f"stopping at epoch {epoch}: {e}. {then}") from e.__cause__
 
 
 def _show_progress(cfg: RunConfig) -> bool:
