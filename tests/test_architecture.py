@@ -121,3 +121,60 @@ def test_fingerprints_tell_a_changed_network_apart():
     b = {"net": {"keys": ["w"], "out": torch.ones(2) + 1e-7, "grads": torch.zeros(1)}, "new": {}}
     assert fp.compare(a, b) == ["new: new in the second", "net: out differs"]
     assert fp.compare(a, {"net": {**a["net"], "keys": ["v"]}}) == ["net: keys differs"]
+
+
+#: The layers of the package, lowest first: a module imports only from its own part or from lower layers.
+#: _compat (and _version) know SpikingJelly's lines; neurons, connect and data stand on them side by side;
+#: memory stores and recomputes what neurons save; blocks are built from those; models from blocks; the rest
+#: (deploy, analysis, conversion, training, experiments, pretrained, the command) use models.
+LAYERS = [("_compat", "_version"), ("neurons", "connect", "data"), ("memory",), ("blocks",), ("models",)]
+
+
+def _layer(module: str) -> tuple[int, str]:
+    """(layer index, part) of an sj_sew module: its top-level part's layer; everything else is the top."""
+    part = module.split(".")[1] if module.count(".") else ""
+    for index, parts in enumerate(LAYERS):
+        if part in parts:
+            return index, part
+    return len(LAYERS), part
+
+
+def _imported(name: str) -> set[str]:
+    """Every sj_sew module or package that module ``name`` imports from (a package counts as itself here)."""
+    found = set()
+    for target, names in _imports(name):
+        for candidate in [f"{target}.{n}" for n in names] + [target]:
+            if candidate in MODULES:
+                found.add(candidate)
+                break
+    return found - {name}
+
+
+def test_imports_go_down_the_layers():
+    offenders = []
+    for name in MODULES:
+        if name == "sj_sew":
+            continue
+        level, part = _layer(name)
+        for dep in sorted(_imported(name)):
+            dep_level, dep_part = _layer(dep)
+            if dep_part != part and dep_level >= level and level < len(LAYERS):
+                offenders.append(f"{name} (layer {level}) imports {dep} (layer {dep_level})")
+    assert not offenders, offenders
+
+
+def test_nothing_inside_the_package_imports_its_root():
+    offenders = [f"{name} imports {target or 'sj_sew'} {names}" for name in MODULES if name != "sj_sew"
+                 for target, names in _imports(name)
+                 if target == "sj_sew" and not all(f"sj_sew.{n}" in MODULES for n in names)]
+    assert not offenders, offenders
+
+
+def test_the_layer_rule_catches_an_upward_import(tmp_path, monkeypatch):
+    """The rule itself: a neuron module importing a model is reported."""
+    fake = tmp_path / "sj_sew" / "neurons" / "upward.py"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("from ..models import create_model\n")
+    monkeypatch.setitem(MODULES, "sj_sew.neurons.upward", fake)
+    with pytest.raises(AssertionError, match="sj_sew.neurons.upward .layer 1. imports sj_sew.models"):
+        test_imports_go_down_the_layers()
