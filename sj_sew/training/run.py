@@ -284,12 +284,11 @@ def _hparam(value):
 
 def _log_hparams(s: _Session, summary: dict) -> None:
     """The run's settings and reported accuracies in TensorBoard's hparams view (beside its scalars)."""
-    writer = getattr(s.log, "writer", None)
-    if writer is None or not s.history:
+    if not s.history:
         return
     metrics = {f"hparam/{k}": summary[k] for k in ("selected_test_acc", "last_test_acc", "selected_val_acc")
                if isinstance(summary.get(k), (int, float))}
-    writer.add_hparams({k: _hparam(v) for k, v in s.cfg.to_dict().items()}, metrics, run_name="hparams")
+    s.log.log_hparams({k: _hparam(v) for k, v in s.cfg.to_dict().items()}, metrics)
 
 
 def _finish(s: _Session, started: float) -> dict:
