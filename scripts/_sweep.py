@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from sj_sew.experiments.sweep import output_dir, shard_of  # noqa: E402
-from sj_sew.training.progress import add_progress_flag  # noqa: E402
+from sj_sew.progress import add_progress_flag  # noqa: E402
 
 OUT_RULE = ("default runs/{name} (runs/quick/{name} with --quick), never the committed results; "
             "only an explicit --out results/{name} writes there")

@@ -51,7 +51,7 @@ import sj_sew  # noqa: E402
 from sj_sew.deploy import inference_model  # noqa: E402
 from sj_sew.memory import freeze_batchnorm, memory_saving, time_chunked_backward  # noqa: E402
 from sj_sew.models import RESNET_LAYOUTS  # noqa: E402
-from sj_sew.training.progress import add_progress_flag, progress_bar  # noqa: E402
+from sj_sew.progress import add_progress_flag, progress_bar  # noqa: E402
 
 NUM_CLASSES = 1000
 #: progress bars: None (the default) draws them only on a terminal; --progress/--no-progress set it

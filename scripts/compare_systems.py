@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from sj_sew.experiments import systems  # noqa: E402
 from sj_sew.experiments.conversion import DATASETS, load_tensors, plot, run_conversion  # noqa: E402
 from sj_sew.experiments.sweep import timestamped_dir, write_json  # noqa: E402
-from sj_sew.training.progress import add_progress_flag  # noqa: E402
+from sj_sew.progress import add_progress_flag  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

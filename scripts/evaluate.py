@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from sj_sew.training.checkpoint import CheckpointError  # noqa: E402
-from sj_sew.training.progress import add_progress_flag, show_progress  # noqa: E402
+from sj_sew.progress import add_progress_flag, show_progress  # noqa: E402
 from sj_sew.training.load import checkpoint_path, evaluate_checkpoint  # noqa: E402
 from sj_sew.training.run import SPLITS  # noqa: E402
 

@@ -124,10 +124,10 @@ def test_fingerprints_tell_a_changed_network_apart():
 
 
 #: The layers of the package, lowest first: a module imports only from its own part or from lower layers.
-#: _compat (and _version) know SpikingJelly's lines; neurons, connect and data stand on them side by side;
+#: _compat knows SpikingJelly's lines (_version and progress, the bars' rule, stand beside it); neurons, connect and data stand on them side by side;
 #: memory stores and recomputes what neurons save; blocks are built from those; models from blocks; the rest
 #: (deploy, analysis, conversion, training, experiments, pretrained, the command) use models.
-LAYERS = [("_compat", "_version"), ("neurons", "connect", "data"), ("memory",), ("blocks",), ("models",)]
+LAYERS = [("_compat", "_version", "progress"), ("neurons", "connect", "data"), ("memory",), ("blocks",), ("models",)]
 
 
 def _layer(module: str) -> tuple[int, str]:

@@ -90,7 +90,7 @@ def test_no_progress_bar_in_a_pipe_unless_asked(tmp_path):
 
 
 def test_progress_rule():
-    from sj_sew.training.progress import progress_bar, show_progress
+    from sj_sew.progress import progress_bar, show_progress
 
     assert show_progress(True) and not show_progress(False)
     assert show_progress(None) == sys.stderr.isatty()

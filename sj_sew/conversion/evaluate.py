@@ -6,6 +6,7 @@ from typing import Iterable, Sequence
 import torch
 import torch.nn as nn
 
+from ..progress import progress_bar
 from ..training.loop import evaluate
 
 
@@ -26,11 +27,7 @@ def accuracy_vs_time(snn, loader: Iterable, time_steps: Sequence[int], progress:
         raise ValueError(f"time_steps must be positive ints, got {list(time_steps)}")
     correct = dict.fromkeys(steps, 0)
     total = 0
-    batches = loader
-    if progress:
-        from tqdm import tqdm
-        batches = tqdm(loader, desc="SNN", leave=False)
-    for x, y in batches:
+    for x, y in progress_bar(loader, progress, desc="SNN", leave=False):
         snn.reset()
         for t in range(1, steps[-1] + 1):
             snn.step(x)

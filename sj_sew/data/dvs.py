@@ -44,6 +44,7 @@ from torch.utils.data import Dataset
 
 from .._compat import numpy2_fromstring_fix
 from .split import per_class_split
+from ..progress import progress_bar
 
 SPLIT_BY_CHOICES = ("number", "time")
 SENSOR_SIZE = (128, 128)
@@ -239,12 +240,9 @@ def _listing(paths: Iterable) -> str:
 
 
 def _progress(items, desc: str):
-    """A progress bar over many files, drawn only on a terminal: tqdm's ``disable=None``, the rule of
-    :func:`sj_sew.training.progress.progress_bar` (which this layer, below training, cannot import)."""
-    from tqdm.auto import tqdm
-
+    """A progress bar over many files (:func:`sj_sew.progress.progress_bar`: drawn only on a terminal)."""
     items = list(items)
-    return items if len(items) < 50 else tqdm(items, desc=desc, unit="file", disable=None)
+    return items if len(items) < 50 else progress_bar(items, desc=desc, unit="file")
 
 
 class _RawFiles:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..training.progress import show_progress
+from ..progress import show_progress
 
 DATASETS = ("digits", "fashion_mnist")
 
@@ -42,7 +42,7 @@ def run_conversion(dataset="digits", train_size=None, test_size=None, depth=8, w
                    lr=3e-3, batch_size=64, percentile=99.9, sj_mode="99.9%", time_steps=(8, 16, 32, 64, 128, 256),
                    seed=0, progress: bool | None = None) -> dict:
     """Train, convert with both converters, and return every setting and accuracy (progress bars as
-    :func:`sj_sew.training.progress.show_progress` says)."""
+    :func:`sj_sew.progress.show_progress` says)."""
     from .. import conversion as C
     from .._compat import SJ_VERSION
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..training.progress import progress_bar
+from ..progress import progress_bar
 from .sweep import load_trained, setting_name
 
 NETWORKS = [("spiking", None), ("sew", "ADD"), ("sew", "AND"), ("sew", "IAND")]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..training.progress import progress_bar
+from ..progress import progress_bar
 
 NETWORKS = [("spiking", None), ("sew", "ADD"), ("sew", "AND"), ("sew", "IAND")]
 SETTINGS = [(1.0, 2.0), (0.5, 2.0), (1.0, 3.0)]

@@ -8,7 +8,7 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ..training.progress import progress_bar
+from ..progress import progress_bar
 
 #: fraction of each class of the training split held out to select the epoch (the same for every seed)
 VAL_FRACTION = 0.1

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from ..analysis.firing import FiringRateMonitor, default_neuron_types
 from ..data.transforms import random_temporal_delete
+from ..progress import progress_bar
 from .distributed import DistEnv, all_reduce_sum, broadcast_buffers, unwrap
 
 OPTIMIZERS = ("sgd", "adam")
@@ -70,11 +71,7 @@ def autocast(device: torch.device, amp):
 
 
 def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+    return progress_bar(iterable, enabled, desc=desc, leave=False, dynamic_ncols=True) if enabled else iterable
 
 
 def _backward_step(loss: torch.Tensor, optimizer, scaler, clip_grad: float | None = None) -> None:

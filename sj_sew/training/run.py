@@ -21,6 +21,7 @@ from .._version import __version__
 from ..data import build_dataset, dataset_info
 from ..data.split import validation_split
 from ..memory import memory_saving
+from ..progress import show_progress
 from . import loop
 from .checkpoint import (RunWriteError, remove_stale_temps, rng_state, save_checkpoint, seed_everything,
                          set_rng_state)
@@ -227,7 +228,7 @@ def _train(s: _Session, data: RunData) -> None:
     try:
         loop.fit(s.model, data.train_loader, s.optimizer, s.scheduler, s.env, epochs=cfg.epochs,
                  start_epoch=s.start_epoch, test_loader=data.test_loader, val_loader=data.val_loader,
-                 scaler=s.scaler, amp=s.amp, T_train=cfg.T_train, progress=_show_progress(cfg),
+                 scaler=s.scaler, amp=s.amp, T_train=cfg.T_train, progress=show_progress(cfg.progress),
                  label_smoothing=cfg.label_smoothing, clip_grad=cfg.clip_grad,
                  on_epoch=lambda record: _end_epoch(s, record))
     except loop.NonFiniteLossError as e:
@@ -240,11 +241,6 @@ def _train(s: _Session, data: RunData) -> None:
         then = (f"Then continue from {s.out / 'checkpoint.pt'} (epoch {saved}) with: python scripts/train.py "
                 f"--resume --out {s.out}" if saved is not None else "Then start the run again")
         raise type(e)(f"stopping at epoch {epoch}: {e}. {then}") from e.__cause__
-
-
-def _show_progress(cfg: RunConfig) -> bool:
-    """Progress bars as ``cfg.progress`` says; by default only when they go to a terminal."""
-    return sys.stderr.isatty() if cfg.progress is None else cfg.progress
 
 
 def summarize(history: list[dict], best: dict) -> dict:
