@@ -123,7 +123,7 @@ def test_preset_applies_only_when_chosen_or_nothing_else_is():
         c = _cfg(*argv)
         assert c.preset == "custom", argv
         assert (c.optimizer, c.lr, c.batch_size, c.zero_init, c.threads, c.epochs) == \
-            (custom["optimizer"], custom["lr"], custom["batch_size"], custom["zero_init"], plain.threads,
+            (custom["optimizer"], custom["lr"], custom["batch_size"], plain.zero_init, plain.threads,
              custom["epochs"]), argv
     c = _cfg("--preset", "quickstart", "--dataset", "digits", "--notation", NET, "--T", "4")
     assert (c.preset, c.optimizer, c.batch_size) == ("quickstart", "adam", 16)  # chosen explicitly: applies

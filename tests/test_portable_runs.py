@@ -175,7 +175,7 @@ def test_a_toml_config_file_sits_between_the_preset_and_the_flags(tmp_path):
     cfg, _ = cli.config_from_argv(["--config", str(path), "--lr", "0.02", "--out", str(tmp_path / "x")])
     assert (cfg.dataset, cfg.model, cfg.batch_size, cfg.lr, cfg.connect, cfg.preset) == \
         ("digits", "sew_resnet18", 8, 0.02, "IAND", "custom")
-    assert cfg.data_options == {"train_fraction": 0.5} and cfg.optimizer == "adam" and cfg.zero_init
+    assert cfg.data_options == {"train_fraction": 0.5} and cfg.optimizer == "adam" and not cfg.zero_init
     path.write_text("learning_rate = 0.1\n")
     with pytest.raises(training.ConfigError, match=r"unknown settings \['learning_rate'\]"):
         training.resolve_config({}, config_file=path)

@@ -43,11 +43,12 @@ CUSTOM = "custom"
 #: The flags that describe a run of one's own: given without ``--preset``, no preset applies.
 OWN_RUN_FLAGS = ("dataset", "model", "notation")
 
-#: A run of one's own: the quick start's recipe (Adam, cosine, every block starting as an identity), which
-#: trains every registered family; T = 4 for static images (the paper's ImageNet setting); the quick start's
-#: net where neither a model nor a notation is given. Plain RunConfig defaults (SGD at 0.1 without identity
-#: init) left deep nets at chance.
-CUSTOM_DEFAULTS = dict(optimizer="adam", lr=0.001, scheduler="cosine", zero_init=True, batch_size=32, epochs=10)
+#: A run of one's own: Adam at 1e-3 with a cosine schedule, which trains every registered family; T = 4 for static
+#: images (the paper's ImageNet setting); the quick start's net where neither a model nor a notation is given.
+#: Measured (fashion_events, 60 images per class, 8 epochs, CPU; test accuracy at the validation-selected epoch):
+#: SEW ResNet-18 78.7% (SGD 0.1: 75.3%; with identity init 48.7% / 55.3%), Spiking ResNet-18 62.7% (SGD 0.1:
+#: 62.0%; identity init 60.7% / 56.0%). Identity init (--zero-init) slows such short runs down, so it is not a default.
+CUSTOM_DEFAULTS = dict(optimizer="adam", lr=0.001, scheduler="cosine", batch_size=32, epochs=10)
 STATIC_T = 4
 
 PRESET_RULE = f"""\
