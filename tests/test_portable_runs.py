@@ -301,3 +301,21 @@ def test_mlf_decay_is_part_of_the_architecture():
     b = sj_sew.create_model("ds_resnet14", num_classes=10, decay=0.5)
     assert training.architecture(a)["neurons"] != training.architecture(b)["neurons"]
     assert "decay=0.25" in training.architecture(a)["neurons"]
+
+
+def test_a_config_json_that_cannot_be_written_stops_the_run_with_one_message(tmp_path, monkeypatch, capsys):
+    import errno
+    import pathlib
+
+    real = pathlib.Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name.startswith(".config.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full)
+    with pytest.raises(SystemExit) as stop:
+        cli.main(TINY + ["--epochs", "1", "--out", str(tmp_path / "full")])
+    assert "could not write" in str(stop.value.code) and "config.json" in str(stop.value.code)
+    assert not list((tmp_path / "full").glob(".config.json.tmp*"))

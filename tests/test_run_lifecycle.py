@@ -103,7 +103,7 @@ def test_resume_never_overwrites_and_refuses_weights_only_files(trained, tmp_pat
     for argv, message in [
         (["--resume", str(out / "checkpoint.pt"), "--out", str(other)], "already holds another run"),
         (["--resume", str(out / "best.pt")], "holds weights only"),
-        (["--resume", str(tmp_path / "nothing.pt")], "no checkpoint at"),
+        (["--resume", str(tmp_path / "nothing.pt")], "no checkpoint or run directory at"),
     ]:
         with pytest.raises(SystemExit) as stop:
             cli.main(argv)

@@ -142,3 +142,20 @@ def test_streaming_errors_name_the_problem():
         stream.average()
     with pytest.raises(TypeError, match="sj_sew network"):
         streaming(torch.nn.Linear(2, 2))
+
+
+def test_a_streamed_frame_meets_the_networks_input_contract():
+    """One frame is checked as the network checks its input: dtype, channels, size, batch, finite values."""
+    import sj_sew
+    from sj_sew.deploy import streaming
+
+    net = sj_sew.NotationNet("c4k3s1-BN-PLIF-{SEW Block(c4)-MPk2s2}*2-FC10", input_size=16, in_channels=2)
+    stream = streaming(net.eval())
+    good = torch.zeros(2, 2, 16, 16)
+    assert stream(good).shape == (2, 10)
+    for frame, error in [(good.double(), "dtype"), (good[:, :1], "channel"), (torch.zeros(2, 2, 8, 8), "8"),
+                         (torch.zeros(0, 2, 16, 16), "batch"), (good.int(), "floating-point"),
+                         (torch.full((2, 2, 16, 16), float("nan")), "finite")]:
+        stream.reset()
+        with pytest.raises((TypeError, ValueError), match=error):
+            stream(frame)

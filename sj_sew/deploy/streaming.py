@@ -21,7 +21,7 @@ def _network_of(model: nn.Module) -> tuple[nn.Module, bool]:
     """The sj_sew network inside ``model`` and whether it is a deployment copy (run under inference mode)."""
     deployed = isinstance(model, InferenceModel)
     net = model.model if deployed else model
-    missing = [m for m in ("stem", "body", "head", "check_input") if not callable(getattr(net, m, None))]
+    missing = [m for m in ("stem", "body", "head", "check_frame") if not callable(getattr(net, m, None))]
     if missing:
         raise TypeError(f"streaming needs an sj_sew network (SpikingNetwork: stem/body/head) or an InferenceModel "
                         f"of one; {type(net).__name__} has no {missing}")
@@ -58,15 +58,9 @@ class StreamingModel(nn.Module):
 
     def forward(self, frame: torch.Tensor) -> torch.Tensor:
         """The logits of this time step, ``[N, num_classes]``."""
-        if not isinstance(frame, torch.Tensor) or frame.dim() != 4:
-            shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame).__name__
-            raise ValueError(f"a streaming step takes one frame [N, C, H, W]; got {shape}. For a whole "
-                             "sequence [T, N, C, H, W] call the network itself, or stream.run(sequence)")
+        self.net.check_frame(frame)  # the network's own input contract, for one time step
         with self._context():
             seq = frame.unsqueeze(0)  # a one-step sequence [1, N, C, H, W]
-            if frame.shape[-3] != self.net.in_channels:
-                raise ValueError(f"expected {self.net.in_channels} input channels (frame [N, C, H, W]); "
-                                 f"got shape {tuple(frame.shape)}")
             if hasattr(self.net, "sync_backend"):
                 self.net.sync_backend(frame.device)
             logits = self.net.head(self.net.body(self.net.stem(seq)))[0]

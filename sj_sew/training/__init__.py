@@ -11,12 +11,12 @@ checkpoints that survive a kill, exact resume, distributed data parallel, metric
 - :mod:`.run` -- :func:`run`, a whole run from a config; :mod:`.cli` -- its command line (``scripts/train.py``).
 """
 from .build import load_initial_weights, model_from_config
-from .checkpoint import (CheckpointError, read_checkpoint, remove_stale_temps, rng_state, save_checkpoint,
-                         seed_everything, set_rng_state)
+from .checkpoint import (CheckpointError, CheckpointWriteError, RunWriteError, read_checkpoint, remove_stale_temps,
+                         rng_state, save_checkpoint, seed_everything, set_rng_state)
 from .checks import DOWNLOAD_OPTION, check_config, check_network
 from .config import MACHINE_FIELDS, NETWORK_FIELDS, ConfigError, RunConfig, read_config_file
-from .distributed import (DistEnv, MultiStepSyncBatchNorm, ShardSampler, all_reduce_sum, convert_sync_batchnorm,
-                          init_distributed, make_loaders, unwrap)
+from .distributed import (DistEnv, MultiStepSyncBatchNorm, ShardSampler, all_reduce_sum, broadcast_buffers,
+                          convert_sync_batchnorm, init_distributed, make_eval_loader, make_loaders, unwrap)
 from .load import LoadedRun, architecture, load_checkpoint
 from .loop import (OPTIMIZERS, SCHEDULERS, NonFiniteLossError, autocast, evaluate, fit, make_optimizer,
                    make_scheduler, train_one_epoch)
@@ -35,4 +35,4 @@ __all__ = ["NonFiniteLossError", "seed_everything", "rng_state", "set_rng_state"
            "CUSTOM_DEFAULTS", "NETWORK_FIELDS", "MACHINE_FIELDS", "read_config_file", "load_initial_weights",
            "RESUME_MAY_CHANGE", "resolve_config", "resolve_run", "check_config", "check_network", "run_file",
            "autocast", "fit", "run", "CheckpointError", "read_checkpoint", "remove_stale_temps", "LoadedRun",
-           "architecture"]
+           "architecture", "CheckpointWriteError", "RunWriteError", "broadcast_buffers", "make_eval_loader"]

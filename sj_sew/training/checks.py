@@ -94,7 +94,7 @@ def _check_notation_net(cfg: RunConfig) -> None:
         return
     try:
         with torch.random.fork_rng(devices=[]):
-            model_from_config(cfg)
+            model_from_config(cfg, backend="auto")  # the network alone: kernels are the machine's check
     except (ValueError, TypeError) as e:
         size = cfg.input_size or dataset_info(cfg.dataset).input_size
         reason = str(e).replace("; pass a larger input_size", "")  # a Python argument, not a flag

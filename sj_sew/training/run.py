@@ -3,6 +3,7 @@ restore a checkpoint, train epoch by epoch (metrics, atomic checkpoints, best we
 curves and a summary. :mod:`sj_sew.training.cli` (``scripts/train.py``) is its command line."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -23,15 +24,15 @@ from ..data.split import validation_split
 from ..memory import memory_saving
 from ..progress import show_progress
 from . import loop
-from .checkpoint import (RunWriteError, remove_stale_temps, rng_state, save_checkpoint, seed_everything,
-                         set_rng_state)
 from .build import load_initial_weights, model_from_config
+from .checkpoint import (RunWriteError, remove_stale_temps, rng_state, save_checkpoint, seed_everything,
+                         set_rng_state, write_failure)
 from .checks import DOWNLOAD_OPTION, check_config
 from .config import ConfigError, RunConfig
-from .paths import CONFIG, SUMMARY, default_out
-from .resolve import complete
 from .distributed import DistEnv, convert_sync_batchnorm, init_distributed, make_eval_loader, make_loaders, unwrap
 from .metrics import MetricsLog, plot_curves
+from .paths import CONFIG, SUMMARY, default_out
+from .resolve import complete
 
 
 class RunData(NamedTuple):
@@ -265,13 +266,25 @@ def run_record(cfg: RunConfig) -> dict:
 
 def _write_json(path: Path, record: dict) -> None:
     """Write ``record`` to ``path`` by write-then-rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
         os.replace(tmp, path)
+    except OSError as e:
+        raise RunWriteError(f"could not write {path}: {write_failure(path, e)}") from e
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+
+
+def _note_if_unwritten(write) -> None:
+    """Run ``write``; at the end of a run, whose checkpoints are all saved, a file that cannot be written is a
+    note, not a failure."""
+    try:
+        write()
+    except RunWriteError as e:
+        print(f"note: {e}; the run's checkpoints are complete", file=sys.stderr, flush=True)
 
 
 def _hparam(value):
@@ -293,12 +306,13 @@ def _finish(s: _Session, started: float) -> dict:
                "plot": str(out / "curves.png"), "checkpoint": str(out / "checkpoint.pt"),
                "best_checkpoint": str(out / "best.pt"), "wall_time_s": time.time() - started}
     if s.env.is_main:
-        _write_json(out / SUMMARY, {**summary, "config": s.cfg.to_dict()})
+        _note_if_unwritten(lambda: _write_json(out / SUMMARY, {**summary, "config": s.cfg.to_dict()}))
         _log_hparams(s, summary)
         s.log.close()
         if history:
-            plot_curves(history, out / "curves.png", title=f"{s.cfg.preset}: {s.cfg.model or s.cfg.notation}",
-                        selected_epoch=summary["selected_epoch"] if s.cfg.val_fraction > 0 else None)
+            _note_if_unwritten(lambda: plot_curves(
+                history, out / "curves.png", title=f"{s.cfg.preset}: {s.cfg.model or s.cfg.notation}",
+                selected_epoch=summary["selected_epoch"] if s.cfg.val_fraction > 0 else None))
             chosen = "validation-selected" if s.cfg.val_fraction > 0 else "last (no validation split)"
             print(f"test accuracy: last epoch {summary['last_test_acc']:.4f}; {chosen} epoch "
                   f"{summary['selected_epoch']}: {summary['selected_test_acc']:.4f}", flush=True)
@@ -339,5 +353,8 @@ def run(cfg: RunConfig, state: dict | None = None) -> dict:
         print(f"{cfg.dataset}: {len(data.train_set)} train / {val}{len(data.test_set)} test; model "
               f"{cfg.model or cfg.notation} ({sum(p.numel() for p in s.net.parameters())} parameters) on "
               f"{env.device} x {env.world_size}", flush=True)
+        if env.world_size > 1:  # --batch-size is per process and the learning rate is not scaled
+            print(f"batch: {cfg.batch_size} per process x {env.world_size} processes = {cfg.batch_size * env.world_size}"
+                  f" per optimizer step (lr {cfg.lr}, not scaled)", flush=True)
     _train(s, data)
     return _finish(s, started)
