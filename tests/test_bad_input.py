@@ -409,3 +409,16 @@ def test_missing_checkpoint_file(tmp_path):
     with pytest.raises(CheckpointError) as e:
         training.load_checkpoint(tmp_path / "none.pt")
     assert str(tmp_path / "none.pt") in str(e.value)
+
+
+@pytest.mark.parametrize("call,error,message", [
+    (lambda: sj_sew.NotationNet(NET, input_size=16, in_channel=2), TypeError, "did you mean in_channels"),
+    (lambda: sj_sew.NotationNet(5), TypeError, "a notation is a string"),
+    (lambda: sj_sew.data.build_dataset("events", "train"), TypeError, "train must be True"),
+    (lambda: sj_sew.data.build_dataset("events", True, per_class=0), ValueError, "per_class must be a positive int"),
+    (lambda: sj_sew.data.build_dataset("events", True, per_class=-1), ValueError, "per_class must be a positive int"),
+])
+def test_a_new_users_mistakes_in_nets_and_data_are_named(call, error, message):
+    with pytest.raises(error, match=message) as raised:
+        call()
+    assert not str(raised.value).startswith(("ParametricLIFNode", "LIFNode", "IFNode"))  # not the neuron's fault

@@ -114,6 +114,8 @@ def build_dataset(name: str, train: bool, root=None, T: int | None = None, **opt
     frames of sequence sets (default: the set's own); static sets ignore it. ``options`` go to the builder
     (e.g. ``source='fashion_mnist'`` for ``events``, ``download=True`` for ``cifar10``)."""
     build, info = _entry(name)
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(f"train must be True (the training split) or False (the test split), got {train!r}")
     if info.sequence:
         T = info.default_T if T is None else T
         if isinstance(T, bool) or not isinstance(T, int) or T < 1:

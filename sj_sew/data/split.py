@@ -35,6 +35,8 @@ def per_class_split(labels: Sequence[int], fraction: float, *, rounding: str, se
     if rounding not in ROUNDINGS:
         raise ValueError(f"unknown rounding {rounding!r}; valid: {list(ROUNDINGS)}")
     labels = np.asarray(labels, dtype=np.int64)
+    if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1):
+        raise ValueError(f"per_class must be a positive int (samples kept of each class) or None, got {per_class!r}")
     shared = np.random.default_rng(seed) if seed is not None and not seed_per_class else None
     first, rest = [], []
     for c in np.unique(labels):

@@ -16,6 +16,8 @@ Tokens (separated by ``-``; ``{...}*n`` repeats a group):
 """
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
 
 import torch.nn as nn
@@ -24,7 +26,7 @@ from spikingjelly.activation_based import layer
 from ..blocks import BasicBlock, get_family
 from ..connect import pop_connect_alias
 from ..memory import SegmentedSequential
-from ..neurons import NeuronSpec
+from ..neurons import NeuronSpec, UnknownNeuronArgument, close_matches
 from .base import LayerSequence, SpikingNetwork
 from .init import init_weights
 from .registry import register_variant
@@ -63,6 +65,9 @@ def _split_top_level(text: str) -> list[str]:
 def parse_notation(text: str) -> list[tuple]:
     """Flatten the notation into a token list: ('conv', c, k, s), ('bn',), ('neuron', name),
     ('block', c), ('pool', 'MP'|'AP', k, s), ('dropout',), ('fc', features)."""
+    if not isinstance(text, str):
+        raise TypeError(f"a notation is a string in the paper's notation, e.g. 'c32k3s1-BN-PLIF-{{SEW Block(c32)"
+                        f"-MPk2s2}}*5-FC10', got {type(text).__name__}")
     tokens: list[tuple] = []
     for part in _split_top_level(text):
         group = re.fullmatch(r"\{(.*)\}\s*\*\s*(\d+)", part, re.DOTALL)
@@ -166,7 +171,16 @@ class NotationNet(SpikingNetwork):
         if neuron is None:
             named = [t[1] for t in tokens if t[0] == "neuron" and t[1] is not None]
             neuron = named[0] if named else "if"
-        spec = NeuronSpec(neuron, backend, **neuron_kwargs)
+        try:
+            spec = NeuronSpec(neuron, backend, **neuron_kwargs)
+        except UnknownNeuronArgument as e:  # a mistyped argument of the net itself is not the neuron's fault
+            own = sorted(p for p in inspect.signature(NotationNet.__init__).parameters
+                         if p not in ("self", "neuron_kwargs"))
+            mine = [u for u in e.unknown if difflib.get_close_matches(u, own, n=1)]
+            hint = close_matches(mine, own) if mine else close_matches(e.unknown, e.valid)
+            raise TypeError(f"NotationNet got unknown {'argument' if len(e.unknown) == 1 else 'arguments'} "
+                            f"{e.unknown}{hint}{' ' if hint else '. '}Its arguments: {own}, and the parameters of "
+                            f"its neuron {e.cls.__name__}: {e.valid}") from None
         fc_positions = [i for i, t in enumerate(tokens) if t[0] == "fc"]
         if not fc_positions:
             raise ValueError(f"notation {notation!r} has no FC layer to classify with")
