@@ -30,6 +30,14 @@ def add_out(p: argparse.ArgumentParser, name: str) -> None:
     p.set_defaults(result_name=name)
 
 
+def add_sweep_outputs(p: argparse.ArgumentParser, name: str) -> None:
+    """``--out`` and ``--progress`` of a training sweep: its runs draw no bars unless asked (each prints a line
+    per epoch)."""
+    add_out(p, name)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                   help="progress bars of each training run (default: none; every run prints a line per epoch)")
+
+
 def resolve_out(args) -> Path:
     """The study's directory: ``--out`` as given, else under runs/ (see :func:`sj_sew.experiments.sweep.output_dir`)."""
     args.out = output_dir(args.out, args.result_name, getattr(args, "quick", False))

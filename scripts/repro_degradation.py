@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 
-from _sweep import add_out, output_paths, parse_shard, resolve_out  # noqa: F401  (output_paths: tests)
+from _sweep import add_sweep_outputs, output_paths, parse_shard, resolve_out  # noqa: F401  (output_paths: tests)
 from sj_sew.experiments import degradation
 from sj_sew.experiments.degradation import DEEP_ONLY, FAMILIES, STEMS, jobs, share  # noqa: F401
 
@@ -45,9 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K/N: run only this process's share of the runs (N processes side by side)")
     p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="n = 1, 2; 1 seed; 1 epoch; 12 images per class")
-    add_out(p, "degradation")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
-                   help="progress bars of each training run (default: none; every run prints a line per epoch)")
+    add_sweep_outputs(p, "degradation")
     return p
 
 

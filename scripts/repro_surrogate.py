@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from _sweep import add_out, output_paths, resolve_out  # noqa: F401  (output_paths: tests)
+from _sweep import add_sweep_outputs, output_paths, resolve_out  # noqa: F401  (output_paths: tests)
 from sj_sew.experiments import surrogate
 from sj_sew.experiments.surrogate import PAPER, SURROGATES  # noqa: F401
 
@@ -30,9 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed")
-    add_out(p, "surrogate")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
-                   help="progress bars of each training run (default: none; every run prints a line per epoch)")
+    add_sweep_outputs(p, "surrogate")
     return p
 
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..training import DVS_GESTURE_LR
-from .sweep import fmt, spread, train_run, write_json
+from .sweep import fmt, spread, train_run, write_study
 
 #: name -> (RunConfig fields of the network, its learning rate in Table 8, for reference)
 NETWORKS = {
@@ -114,9 +114,8 @@ def run_study(out: Path, seeds: int = 3, epochs: int = 9, T: int = 4, per_class:
 
 def write_report(out: Path, study: dict) -> Path:
     """``<out>/ablation.json`` (meta and rows) and ``<out>/ablation.png``; the JSON's path."""
-    path = write_json(Path(out) / "ablation.json", {"meta": study["meta"], "table": study["rows"]}, indent=1)
-    plot(study["table"], Path(out) / "ablation.png", study["meta"])
-    return path
+    return write_study(out, "ablation", {"meta": study["meta"], "table": study["rows"]}, plot, study["table"],
+                       study["meta"])
 
 
 def format_rows(rows: dict) -> str:

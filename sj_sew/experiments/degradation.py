@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .sweep import fmt, spread, train_run, write_json
+from .sweep import fmt, spread, train_run, write_study
 
 #: name -> RunConfig fields of the network (all with zero init unless they say otherwise)
 FAMILIES = {"SEW ADD": {"family": "sew", "connect": "ADD"}, "Spiking ResNet": {"family": "spiking"},
@@ -90,9 +90,7 @@ def run_study(out: Path, blocks=(2, 8, 16), deep_blocks=(50,), seeds: int = 3, e
 
 def write_report(out: Path, study: dict) -> Path:
     """``<out>/degradation.json`` and ``<out>/degradation.png``; the JSON's path."""
-    path = write_json(Path(out) / "degradation.json", study, indent=1)
-    plot(study["table"], Path(out) / "degradation.png", study["meta"])
-    return path
+    return write_study(out, "degradation", study, plot, study["table"], study["meta"])
 
 
 def format_table(table: dict) -> str:

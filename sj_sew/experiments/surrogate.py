@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .sweep import fmt, spread, train_run, write_json
+from .sweep import fmt, spread, train_run, write_study
 
 SURROGATES = {"ArcTan": "atan", "Rectangular": "rectangular", "Constant 1": "constant"}
 NETWORKS = {"SEW ADD": {"family": "sew", "connect": "ADD"}, "Spiking ResNet": {"family": "spiking"}}
@@ -57,9 +57,7 @@ def run_study(out: Path, seeds: int = 3, epochs: int = 10, report_only: bool = F
 
 def write_report(out: Path, study: dict) -> Path:
     """``<out>/surrogate.json`` and ``<out>/surrogate.png``; the JSON's path."""
-    path = write_json(Path(out) / "surrogate.json", study, indent=1)
-    plot(study["table"], Path(out) / "surrogate.png", study["meta"])
-    return path
+    return write_study(out, "surrogate", study, plot, study["table"], study["meta"])
 
 
 def format_table(rows: dict) -> str:

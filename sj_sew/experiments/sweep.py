@@ -109,6 +109,14 @@ def write_json(path: Path, data: dict, **dump_kwargs) -> Path:
     return path
 
 
+def write_study(out: Path, name: str, data: dict, plot, figure_data, meta: dict) -> Path:
+    """A study's report: ``<out>/<name>.json`` holding ``data`` and ``<out>/<name>.png`` drawn by
+    ``plot(figure_data, path, meta)``; the JSON's path."""
+    path = write_json(Path(out) / f"{name}.json", data, indent=1)
+    plot(figure_data, Path(out) / f"{name}.png", meta)
+    return path
+
+
 def timestamped_dir(name: str) -> Path:
     """``runs/<name>-<date>-<time>``: the default directory of a one-off study (never a committed file)."""
     from datetime import datetime

@@ -178,9 +178,10 @@ class NotationNet(SpikingNetwork):
                          if p not in ("self", "neuron_kwargs"))
             mine = [u for u in e.unknown if difflib.get_close_matches(u, own, n=1)]
             hint = close_matches(mine, own) if mine else close_matches(e.unknown, e.valid)
-            raise TypeError(f"NotationNet got unknown {'argument' if len(e.unknown) == 1 else 'arguments'} "
-                            f"{e.unknown}{hint}{' ' if hint else '. '}Its arguments: {own}, and the parameters of "
-                            f"its neuron {e.cls.__name__}: {e.valid}") from None
+            e.args = (f"NotationNet got unknown {'argument' if len(e.unknown) == 1 else 'arguments'} {e.unknown}"
+                      f"{hint}{' ' if hint else '. '}Its arguments: {own}, and the parameters of its neuron "
+                      f"{e.cls.__name__}: {e.valid}",)  # still an UnknownNeuronArgument: create_model re-words it
+            raise e from None
         fc_positions = [i for i, t in enumerate(tokens) if t[0] == "fc"]
         if not fc_positions:
             raise ValueError(f"notation {notation!r} has no FC layer to classify with")
