@@ -155,6 +155,8 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, mo
     (["--dataset", "fashion_events", "--model", "net7b"], "(34x34 input)"),
     (["--weights", "missing.pt"], "--weights missing.pt: no such file or run directory, and no weights-table name"),
     (["--config", "missing.toml"], "--config missing.toml: no such file"),
+    (["--data-option", "per_class=0"], "--dataset events --data-option per_class=0: per_class must be a positive"),
+    (["--data-option", "source=cifar"], "--data-option source=cifar: unknown source 'cifar'"),
     (["--T", "8", "--T-train", "9"], "--T-train must be in [1, T=8], got 9"),
     (["--dataset", "digits", "--T", "4", "--T-train", "2"], "applies to sequence data sets"),
     (["--preset", "imagenet"], "give --data-root DIR"),

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .._compat import SJ_VERSION
 from .._version import __version__
-from ..data import build_dataset, dataset_info
+from ..data import DataError, DatasetFilesError, build_dataset, dataset_info
 from ..data.split import validation_split
 from ..memory import memory_saving
 from ..progress import show_progress
@@ -82,6 +82,18 @@ def dataset_kwargs(cfg: RunConfig, download: bool = False) -> dict:
     return kwargs
 
 
+def _dataset(cfg: RunConfig, train: bool, **kwargs) -> Dataset:
+    """One split of ``cfg``'s data set; a data-set option the builder refuses (a value out of range, an unknown
+    source) is a :class:`ConfigError` naming the flags."""
+    try:
+        return build_dataset(cfg.dataset, train, **kwargs)
+    except (DataError, DatasetFilesError):
+        raise
+    except (ValueError, TypeError) as e:
+        options = " ".join(f"--data-option {k}={v}" for k, v in cfg.data_options.items())
+        raise ConfigError(f"--dataset {cfg.dataset} {options}".rstrip() + f": {e}") from None
+
+
 def carve_validation(cfg: RunConfig, full_train: Dataset) -> tuple[Dataset, Dataset | None]:
     """(training part, validation split or None) of a run's training set, as ``cfg.val_fraction`` says."""
     if cfg.val_fraction <= 0:
@@ -101,8 +113,8 @@ def split_dataset(cfg: RunConfig, split: str) -> Dataset:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {list(SPLITS)}")
     if split == "test":
-        return build_dataset(cfg.dataset, False, **dataset_kwargs(cfg))
-    train, val = carve_validation(cfg, build_dataset(cfg.dataset, True, **dataset_kwargs(cfg)))
+        return _dataset(cfg, False, **dataset_kwargs(cfg))
+    train, val = carve_validation(cfg, _dataset(cfg, True, **dataset_kwargs(cfg)))
     if split == "val" and val is None:
         raise ValueError("this run has no validation split (val_fraction 0)")
     return val if split == "val" else train
@@ -112,8 +124,8 @@ def build_data(cfg: RunConfig, env: DistEnv) -> RunData:
     """The train, validation and test sets of ``cfg.dataset`` and their (distributed) loaders."""
     info = dataset_info(cfg.dataset)
     kwargs = dataset_kwargs(cfg, download=True)
-    full_train = build_dataset(cfg.dataset, True, **kwargs)
-    test_set = build_dataset(cfg.dataset, False, **kwargs)
+    full_train = _dataset(cfg, True, **kwargs)
+    test_set = _dataset(cfg, False, **kwargs)
     classes = getattr(full_train, "classes", None)
     train_set, val_set = carve_validation(cfg, full_train)
     train_loader, test_loader = make_loaders(train_set, test_set, cfg.batch_size, env, cfg.seed, cfg.workers)
