@@ -3,8 +3,10 @@
     python scripts/convert_checkpoint.py sew18_checkpoint_319.pth --arch sew_resnet18 --out sew18_sj_sew.pth
     python scripts/convert_checkpoint.py dvsgesture.pth --arch net7b --source sew_authors --trusted
 
-The output is a plain state dict for ``sj_sew.create_model(arch, weights=OUT)``. Every key and shape is checked;
-a checkpoint that does not fit is refused with one line per key or shape at fault.
+The output is a plain state dict for ``sj_sew.create_model(arch, weights=OUT)``. Every key and shape is checked,
+and so are the arguments a training checkpoint records (connect, model: pass --connect/--family to match them).
+Every error is one line on stderr and exit status 1: a missing file, a file that holds no state dict, a pickle
+that needs --trusted, a checkpoint that does not fit (its first problems, and how many more).
 """
 from __future__ import annotations
 
@@ -36,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SHOWN = 5  # a mismatch's problems printed on its one line
+
+
 def output_paths(args) -> list[Path]:
     """The converted state dict: --out, else beside the input."""
     return [Path(args.out or f"{args.checkpoint}.sj_sew.pth")]
@@ -45,13 +50,18 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     kwargs = {k: v for k, v in dict(num_classes=args.num_classes, connect=args.connect, family=args.family).items()
               if v is not None}
+    (out,) = output_paths(args)
     try:
         state = convert_checkpoint(args.checkpoint, args.arch, args.source, args.trusted, **kwargs)
-    except (CheckpointMismatch, RuntimeError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        torch.save(state, out)
+    except CheckpointMismatch as e:
+        shown = "; ".join(e.problems[:SHOWN]) + (f"; and {len(e.problems) - SHOWN} more" if len(e.problems) > SHOWN
+                                                  else "")
+        print(f"error: {str(e).splitlines()[0]} {shown}", file=sys.stderr)
         return 1
-    (out,) = output_paths(args)
-    torch.save(state, out)
+    except (ValueError, TypeError, RuntimeError, OSError) as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     print(f"{out}: {len(state)} tensors for {args.arch}, sha256 {hashlib.sha256(out.read_bytes()).hexdigest()}")
     return 0
 

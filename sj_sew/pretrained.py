@@ -19,8 +19,8 @@ def load_pretrained(path, arch: str, source: str = "auto", trusted: bool = False
 
     ``source`` names who wrote it (``'auto'`` finds out; see :data:`SOURCES`); a key that does not map or a
     shape that differs raises :class:`CheckpointMismatch` naming each. ``model_kwargs`` build the net (a
-    registered name supplies its own); ``trusted=True`` allows old pickled training checkpoints that
-    ``weights_only=True`` refuses."""
+    registered name supplies its own); ``trusted=True`` allows training checkpoints that pickle their arguments,
+    which ``weights_only=True`` refuses. The arguments a file records (connect, model) must agree with the net."""
     model = create_model(arch, **{**weights_model_kwargs(path, arch), **model_kwargs})
     return load_weights(model, arch, path, None if source == "auto" else source, trusted)
 

@@ -131,17 +131,21 @@ def list_models(pattern: str | None = None) -> list[str]:
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
 
 
-def create_model(name: str, weights=None, **kwargs) -> nn.Module:
+def create_model(name: str, weights=None, trusted: bool = False, **kwargs) -> nn.Module:
     """Build a registered model. Keyword arguments set to None are dropped, so a script's unset
     flags never override a model's own defaults. ``weights`` (a path, a name in :func:`list_weights`, a
     :class:`~sj_sew.models.weights.Weights` or a state dict) is then loaded strictly, its keys mapped from the
-    source that wrote it and its checksum checked when known (:mod:`sj_sew.models.weights`); a registered
-    entry also supplies the arguments its net was trained with."""
+    source that wrote it, its checksum checked when known and the arguments it records (connect, model) checked
+    against this net (:mod:`sj_sew.models.weights`); a registered entry also supplies the arguments its net was
+    trained with. ``trusted=True`` allows a file that pickles its training arguments (the SEW authors',
+    SpikingJelly's ``train_classify``), which ``weights_only=True`` refuses."""
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; registered: {list_models()}{close_matches([name], list_models())}")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if trusted and weights is None:
+        raise TypeError("trusted=True applies to weights=, and no weights were given")
     if weights is not None:
         kwargs = {**weights_model_kwargs(weights, name), **kwargs}
     factory = _MODELS[name]
     model = factory(**kwargs) if isinstance(factory, Variant) else _build(name, factory, kwargs)
-    return model if weights is None else load_weights(model, name, weights)
+    return model if weights is None else load_weights(model, name, weights, trusted=trusted)

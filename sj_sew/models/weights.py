@@ -291,15 +291,66 @@ def resolve_weights(weights, arch: str) -> tuple[Weights | None, object]:
 
 def read_checkpoint_file(path: str | os.PathLike, trusted: bool = False):
     """``torch.load`` of a checkpoint with ``weights_only=True``; ``trusted=True`` allows the full pickle that
-    old training checkpoints need (the SEW authors' store their argparse arguments)."""
+    training checkpoints need when they store their argparse arguments (the SEW authors', SpikingJelly's
+    ``train_classify``). Either failure is a one-line :class:`RuntimeError`."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        if not trusted:
-            raise RuntimeError(f"{path} does not load with weights_only=True ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:200]}); if you trust the file, pass trusted=True "
-                               "(it then runs the file's pickle)") from e
-    return torch.load(path, map_location="cpu", weights_only=False)
+        pickled = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if not trusted and pickled:
+            raise RuntimeError(f"{path} pickles {pickled.group(1)}, which weights_only=True refuses; if you trust "
+                               "the file, pass trusted=True (it then runs the file's pickle)") from e
+        if not pickled:
+            raise RuntimeError(f"{path} is not a torch checkpoint ({type(e).__name__}: "
+                               f"{_first_line(e)})") from e
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise RuntimeError(f"{path} is not a torch checkpoint ({type(e).__name__}: {_first_line(e)})") from e
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [""])[0][:200]
+
+
+#: The authors' DVS net names (their ``--model``/``-model``) -> (sj_sew arch names, family).
+_RECORDED_NETS = {"sewresnet": (("net7b", "wide_net7b"), "sew"), "dvsgnetsew32": (("net7b",), "sew"),
+                  "plainnet": (("net7b", "wide_net7b"), "plain"), "spikingresnet": (("net7b", "wide_net7b"), "spiking")}
+
+
+def recorded_arguments(checkpoint) -> dict:
+    """The training arguments a checkpoint records beside its state dict (``'args'``: an ``argparse.Namespace``
+    or a mapping), or {}."""
+    args = checkpoint.get("args") if isinstance(checkpoint, Mapping) else None
+    if args is None:
+        return {}
+    return dict(args) if isinstance(args, Mapping) else dict(getattr(args, "__dict__", {}))
+
+
+def check_recorded_arguments(checkpoint, model: nn.Module, arch: str) -> None:
+    """Refuse (:class:`CheckpointMismatch`) a checkpoint whose recorded arguments name another network: its
+    ``model``/``arch`` must name ``arch`` (and the family of a DVS net), its ``connect``/``cnf``/``connect_f`` the
+    ``connect`` that ``model``'s SEW blocks use."""
+    args, problems = recorded_arguments(checkpoint), []
+    family = getattr(model, "family", None)
+    recorded = next((str(args[k]) for k in ("model", "arch") if args.get(k)), None)
+    if recorded is not None:
+        name = recorded.lower().removeprefix("multi_step_")
+        archs, wanted_family = _RECORDED_NETS.get(name, ((name,), None))
+        if arch not in archs or wanted_family not in (None, family):
+            problems.append(f"the file records model={recorded!r}"
+                            + (f" ({' or '.join(archs)}, family {wanted_family!r})" if wanted_family else "")
+                            + f", the requested network is {arch}" + (f" (family {family!r})" if wanted_family else ""))
+    key = next((k for k in ("connect", "cnf", "connect_f") if args.get(k)), None)
+    if key is not None:
+        ours = sorted({m.connect.name for m in model.modules() if hasattr(getattr(m, "connect", None), "name")})
+        theirs = str(args[key]).upper()
+        if family != "sew" or ours != [theirs]:
+            problems.append(f"the file records {key}={args[key]!r}, the requested {arch} "
+                            + (f"is built with connect={'/'.join(ours)!r}; pass connect={theirs!r}" if family == "sew"
+                               else f"has no SEW connect (family {family!r})"))
+    if problems:
+        raise CheckpointMismatch(arch, "recorded arguments", problems)
 
 
 def weights_model_kwargs(weights, arch: str) -> dict:
@@ -313,7 +364,9 @@ def weights_model_kwargs(weights, arch: str) -> dict:
 
 def load_weights(model: nn.Module, arch: str, weights, source: str | None = None, trusted: bool = False) -> nn.Module:
     """Load ``weights`` (path, registered name, :class:`Weights` or state dict) into ``model`` strictly, after
-    mapping its keys (``source``: the entry's, or ``'auto'``) and checking the file's checksum when known."""
+    mapping its keys (``source``: the entry's, or ``'auto'``), checking the file's checksum when known and the
+    training arguments it records (:func:`check_recorded_arguments`). ``trusted=True`` allows a file that
+    pickles its arguments (:func:`read_checkpoint_file`)."""
     entry, what = resolve_weights(weights, arch)
     if isinstance(what, Path):
         if entry is not None and entry.sha256 is not None:
@@ -324,6 +377,7 @@ def load_weights(model: nn.Module, arch: str, weights, source: str | None = None
             warnings.warn(f"weights {entry.name!r}: no checksum recorded in sj_sew's table; the file is checked "
                           "by key names and shapes only", stacklevel=3)
         what = read_checkpoint_file(what, trusted)
+    check_recorded_arguments(what, model, arch)
     source = source or (entry.source if entry is not None else "auto")
     model.load_state_dict(map_state_dict(what, model, source, arch), strict=True)
     return model
