@@ -57,10 +57,12 @@ class InferenceModel(nn.Module):
                                "train the original model and call inference_model on it again")
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
+        """The wrapped network's output for ``x``; ``per_step=True`` passes on to an sj_sew network
+        (logits of every step, ``[T, N, num_classes]``)."""
         with torch.inference_mode():
             functional.reset_net(self.model)
-            out = self.model(x)
+            out = self.model(x, per_step=True) if per_step else self.model(x)
             functional.reset_net(self.model)
         return out
 

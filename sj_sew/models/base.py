@@ -14,6 +14,13 @@ from ..memory import SegmentedSequential, mark_checkpointed, set_compact
 from ..neurons import NeuronSpec
 
 
+_SINGLE_STEP_REFUSED = (
+    "{name} is a multi-step network (its residual blocks and neurons take [T, N, ...] sequences): {what} is "
+    "not supported. For one frame [N, C, H, W] per call, equal step by step to the multi-step forward, use "
+    "sj_sew.deploy.streaming(net); for the per-step logits of a sequence, net(x, per_step=True); keep "
+    "functional.set_step_mode(net, 'm')")
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerSequence:
     """The modules a network's forward runs on every time step, in that order, as ``(name, module)`` pairs:
@@ -29,7 +36,7 @@ class LayerSequence:
         return iter(self.stem + self.body + self.head)
 
 
-class SpikingNetwork(nn.Module):
+class SpikingNetwork(nn.Module, base.StepModule):
     """Base of the sj_sew networks.
 
     Input is a sequence ``[T, N, C, H, W]``, or a static batch ``[N, C, H, W]`` when the model was
@@ -37,7 +44,10 @@ class SpikingNetwork(nn.Module):
     its output is repeated T times (the authors' trick). The forward output is the same as repeating
     the image first, except for one training-time detail: the stem BatchNorm's running variance is
     updated with the unbiased correction of N*H*W values instead of N*T*H*W (same batch mean and variance).
-    Output is the logits averaged over time, ``[N, num_classes]``.
+    Output is the logits averaged over time, ``[N, num_classes]``; ``net(x, per_step=True)`` returns the
+    per-step logits ``[T, N, num_classes]`` instead (their mean over dim 0 is the default output).
+    The network is multi-step only: SpikingJelly's ``set_step_mode(net, 's')`` is refused (:attr:`step_mode`);
+    one frame per call is :func:`sj_sew.deploy.streaming`.
     Set :attr:`stem_once` False to repeat the image T times before the stem instead (MS-ResNet's and
     DS-ResNet's authors do; their stem BN statistics then count N*T samples).
     Subclasses implement :meth:`stem`, :meth:`body` and :meth:`head`; stages are
@@ -175,9 +185,36 @@ class SpikingNetwork(nn.Module):
         self.neuron_spec.sync(self.modules(), device)
         self._backend_device = device
 
+    # --- step mode (SpikingJelly's functional.set_step_mode) ---------------------------------------
+    def supported_step_mode(self) -> tuple[str, ...]:
+        return ("m",)
+
+    @property
+    def step_mode(self) -> str:
+        """Always ``'m'``: input is a sequence ``[T, N, ...]`` (or a static image, see the class). Setting
+        anything else (``functional.set_step_mode(net, 's')`` sets this first) raises :class:`ValueError`."""
+        return "m"
+
+    @step_mode.setter
+    def step_mode(self, value: str) -> None:
+        if value != "m":
+            raise ValueError(_SINGLE_STEP_REFUSED.format(name=type(self).__name__, what=f"step_mode={value!r}"))
+
+    def _check_step_modes(self) -> None:
+        """Refuse a forward after a submodule was set to single-step (``set_step_mode`` on a part of the net)."""
+        if torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return
+        single = [name for name, m in self.named_modules()
+                  if m is not self and isinstance(m, base.StepModule) and m.step_mode != "m"]
+        if single:
+            more = f" (and {len(single) - 1} more)" if len(single) > 1 else ""
+            what = f"{single[0]!r} has step_mode={self.get_submodule(single[0]).step_mode!r}{more}"
+            raise ValueError(_SINGLE_STEP_REFUSED.format(name=type(self).__name__, what=what))
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last feature map ``[T, N, C, H, W]``."""
         self.check_input(x)
+        self._check_step_modes()
         self.sync_backend(x.device)
         if x.dim() == 4 and not self.stem_once:  # the authors of this net repeat the image first
             x = x.unsqueeze(0).expand(self.T, *x.shape)
@@ -188,8 +225,13 @@ class SpikingNetwork(nn.Module):
             s = self.stem(x)
         return self.body(s)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features).mean(0)
+    def forward_head(self, features: torch.Tensor, per_step: bool = False) -> torch.Tensor:
+        """Logits from :meth:`forward_features`: averaged over time ``[N, num_classes]``, or with ``per_step``
+        the logits of every step ``[T, N, num_classes]``."""
+        logits = self.head(features)
+        return logits if per_step else logits.mean(0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def forward(self, x: torch.Tensor, per_step: bool = False) -> torch.Tensor:
+        """Logits ``[N, num_classes]`` (mean over time), or ``[T, N, num_classes]`` with ``per_step=True``
+        (what TET-style losses take; equal to :func:`sj_sew.deploy.streaming`'s outputs step by step)."""
+        return self.forward_head(self.forward_features(x), per_step=per_step)
