@@ -187,6 +187,7 @@ class SpikingNetwork(nn.Module, base.StepModule):
 
     # --- step mode (SpikingJelly's functional.set_step_mode) ---------------------------------------
     def supported_step_mode(self) -> tuple[str, ...]:
+        """SpikingJelly's StepModule interface: only multi-step, ``('m',)``."""
         return ("m",)
 
     @property
