@@ -159,3 +159,14 @@ def test_a_streamed_frame_meets_the_networks_input_contract():
         stream.reset()
         with pytest.raises((TypeError, ValueError), match=error):
             stream(frame)
+
+
+def test_a_stream_refuses_a_part_set_to_single_step():
+    import sj_sew
+    from sj_sew.deploy import streaming
+    from spikingjelly.activation_based import functional as sj_functional
+
+    net = sj_sew.NotationNet("c4k3s1-BN-PLIF-{SEW Block(c4)-MPk2s2}*2-FC10", input_size=16, in_channels=2).eval()
+    sj_functional.set_step_mode(net.layers[0], "s")
+    with pytest.raises(ValueError, match="streaming"):
+        streaming(net)(torch.zeros(1, 2, 16, 16))

@@ -144,6 +144,7 @@ class SpikingNetwork(nn.Module, base.StepModule):
             raise ValueError(f"a streaming step takes one frame [N, C, H, W]; got shape {tuple(frame.shape)}. For "
                              "a whole sequence [T, N, C, H, W] call the network itself, or stream.run(sequence)")
         self._check_frames(frame)
+        self._check_step_modes()
 
     def _check_tensor(self, x) -> None:
         if not isinstance(x, torch.Tensor):
