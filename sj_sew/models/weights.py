@@ -292,25 +292,29 @@ def resolve_weights(weights, arch: str) -> tuple[Weights | None, object]:
 def read_checkpoint_file(path: str | os.PathLike, trusted: bool = False):
     """``torch.load`` of a checkpoint with ``weights_only=True``; ``trusted=True`` allows the full pickle that
     training checkpoints need when they store their argparse arguments (the SEW authors', SpikingJelly's
-    ``train_classify``). Either failure is a one-line :class:`RuntimeError`."""
+    ``train_classify``). A file that loads neither way raises a one-line :class:`RuntimeError`."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        pickled = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        if not trusted and pickled:
-            raise RuntimeError(f"{path} pickles {pickled.group(1)}, which weights_only=True refuses; if you trust "
-                               "the file, pass trusted=True (it then runs the file's pickle)") from e
-        if not pickled:
-            raise RuntimeError(f"{path} is not a torch checkpoint ({type(e).__name__}: "
-                               f"{_first_line(e)})") from e
+        if not trusted:
+            pickled = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+            what = f"pickles {pickled.group(1)}, which weights_only=True refuses" if pickled else \
+                f"does not load with weights_only=True ({_reason(e)})"
+            raise RuntimeError(f"{path} {what}; if you trust the file, pass trusted=True (it then runs the "
+                               "file's pickle)") from e
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise RuntimeError(f"{path} is not a torch checkpoint ({type(e).__name__}: {_first_line(e)})") from e
+        raise RuntimeError(f"{path} is not a torch checkpoint ({_reason(e)})") from e
 
 
-def _first_line(error: Exception) -> str:
-    return (str(error).splitlines() or [""])[0][:200]
+def _reason(error: Exception) -> str:
+    """One line on why ``torch.load`` failed (for weights_only, the unpickler's own reason)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {line[:200]}"
 
 
 #: The authors' DVS net names (their ``--model``/``-model``) -> (sj_sew arch names, family).
@@ -327,7 +331,7 @@ def recorded_arguments(checkpoint) -> dict:
     return dict(args) if isinstance(args, Mapping) else dict(getattr(args, "__dict__", {}))
 
 
-def check_recorded_arguments(checkpoint, model: nn.Module, arch: str) -> None:
+def check_recorded_arguments(checkpoint, model: nn.Module, arch: str, source: str = "auto") -> None:
     """Refuse (:class:`CheckpointMismatch`) a checkpoint whose recorded arguments name another network: its
     ``model``/``arch`` must name ``arch`` (and the family of a DVS net), its ``connect``/``cnf``/``connect_f`` the
     ``connect`` that ``model``'s SEW blocks use."""
@@ -350,7 +354,7 @@ def check_recorded_arguments(checkpoint, model: nn.Module, arch: str) -> None:
                             + (f"is built with connect={'/'.join(ours)!r}; pass connect={theirs!r}" if family == "sew"
                                else f"has no SEW connect (family {family!r})"))
     if problems:
-        raise CheckpointMismatch(arch, "recorded arguments", problems)
+        raise CheckpointMismatch(arch, source, problems)
 
 
 def weights_model_kwargs(weights, arch: str) -> dict:
@@ -377,7 +381,7 @@ def load_weights(model: nn.Module, arch: str, weights, source: str | None = None
             warnings.warn(f"weights {entry.name!r}: no checksum recorded in sj_sew's table; the file is checked "
                           "by key names and shapes only", stacklevel=3)
         what = read_checkpoint_file(what, trusted)
-    check_recorded_arguments(what, model, arch)
     source = source or (entry.source if entry is not None else "auto")
+    check_recorded_arguments(what, model, arch, source)
     model.load_state_dict(map_state_dict(what, model, source, arch), strict=True)
     return model
