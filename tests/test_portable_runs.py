@@ -320,3 +320,16 @@ def test_a_config_json_that_cannot_be_written_stops_the_run_with_one_message(tmp
         cli.main(TINY + ["--epochs", "1", "--out", str(tmp_path / "full")])
     assert "could not write" in str(stop.value.code) and "config.json" in str(stop.value.code)
     assert not list((tmp_path / "full").glob(".config.json.tmp*"))
+
+
+def test_fine_tuning_refuses_a_file_that_records_another_connect(tmp_path):
+    """A checkpoint that records its arguments (here as a plain dict, readable without trust) says what net it is."""
+    path = tmp_path / "iand.pth"
+    net = sj_sew.create_model("sew_resnet18", connect="IAND", num_classes=10)
+    torch.save({"model": net.state_dict(), "args": {"model": "sew_resnet18", "connect_f": "IAND"}}, path)
+    cfg = training.resolve_config({"dataset": "cifar10", "data_root": str(tmp_path), "model": "sew_resnet18",
+                                   "weights": str(path)})
+    with pytest.raises(training.ConfigError, match="IAND"):
+        training.load_initial_weights(training.model_from_config(cfg), cfg)
+    ok = training.resolve_config({**cfg.to_dict(), "connect": "IAND", "preset": "custom"})
+    assert "tensors from" in training.load_initial_weights(training.model_from_config(ok), ok)

@@ -9,8 +9,8 @@ import torch.nn as nn
 
 from ..data import dataset_info
 from ..models import PAPER_NETS, NotationNet, create_model
-from ..models.weights import (CheckpointMismatch, list_weights, map_state_dict, read_checkpoint_file,
-                              resolve_weights, unwrap_checkpoint)
+from ..models.weights import (CheckpointMismatch, check_recorded_arguments, list_weights, map_state_dict,
+                              read_checkpoint_file, resolve_weights, unwrap_checkpoint)
 from .checkpoint import CheckpointError, read_checkpoint
 from .config import ConfigError, RunConfig
 from .paths import run_file
@@ -61,7 +61,8 @@ def _foreign_state(cfg: RunConfig, model: nn.Module) -> dict:
                           "architecture: give --model (a notation net fine-tunes from an sj_sew run directory)")
     try:
         entry, what = resolve_weights(cfg.weights, cfg.model)
-        raw = unwrap_checkpoint(read_checkpoint_file(what) if isinstance(what, Path) else what)
+        loaded = read_checkpoint_file(what) if isinstance(what, Path) else what
+        raw = unwrap_checkpoint(loaded)
     except (FileNotFoundError, ValueError, TypeError) as e:
         raise ConfigError(f"--weights {cfg.weights}: {e}".replace("trusted=True", "scripts/convert_checkpoint.py "
                                                                   "--trusted, then give its output")) from None
@@ -75,6 +76,7 @@ def _foreign_state(cfg: RunConfig, model: nn.Module) -> dict:
         with torch.random.fork_rng(devices=[]):
             twin = model_from_config(dataclasses.replace(cfg, num_classes=classes[0]), backend="auto")
     try:
+        check_recorded_arguments(loaded, twin, cfg.model)  # the net the file says it holds is the one asked for
         return map_state_dict(raw, twin, entry.source if entry is not None else "auto", cfg.model)
     except CheckpointMismatch as e:
         hint = f" (weights-table names for {cfg.model}: {list_weights(cfg.model)})" if list_weights(cfg.model) else ""
