@@ -3,7 +3,8 @@
 :func:`graph_model` prepares the graph: the :func:`~sj_sew.deploy.inference_model` copy (BatchNorm folded), with
 every neuron replaced by :class:`UnrolledNeuron`, a stateless module that runs the whole sequence from rest with
 plain tensor operations (no autograd functions, buffers written in place or per-call state), so that tracers
-and the ONNX exporter see one straight graph unrolled over the T time steps.
+and the ONNX exporter see one straight graph unrolled over the T time steps, and every multi-step convolution,
+pooling, linear and flatten layer by :class:`FramesLayer`, whose reshapes leave the batch size free.
 """
 from __future__ import annotations
 
@@ -74,40 +75,78 @@ class UnrolledNeuron(nn.Module):
         return dynamics.charge_lif(v, x, self.tau, self.v_reset, self.decay_input)
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        return self._run(x_seq, False)[0]
+
+    def threshold_margin(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """|H - V_th| of every step and neuron (MLF: the least over its levels), ``[T, N, ...]``: how far each
+        charge was from firing the other way. Where it is within float rounding, another runtime (ONNX Runtime,
+        another summation order) may fire where this one does not."""
+        return self._run(x_seq, True)[1]
+
+    def _run(self, x_seq: torch.Tensor, margins: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.kind == "mlf":
-            return self._mlf(x_seq)
+            return self._mlf(x_seq, margins)
         v = x_seq[0] * 0.0  # rest; unlike zeros_like/full_like, keeps the batch axis dynamic in ONNX
         if self.v_reset:
             v = v + self.v_reset
-        spikes = []
+        spikes, charges = [], []
         for t in range(x_seq.shape[0]):
-            s, v = dynamics.fire_and_reset(self._charge(v, x_seq[t]), self.v_threshold, self.v_reset)
+            h = self._charge(v, x_seq[t])
+            s, v = dynamics.fire_and_reset(h, self.v_threshold, self.v_reset)
             spikes.append(s)
-        return torch.stack(spikes)
+            if margins:
+                charges.append(h)
+        return torch.stack(spikes), (torch.stack(charges) - self.v_threshold).abs() if margins else None
 
-    def _mlf(self, x_seq: torch.Tensor) -> torch.Tensor:
+    def _mlf(self, x_seq: torch.Tensor, margins: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         theta = self.thresholds.to(x_seq).reshape(-1, *([1] * (x_seq.dim() - 1)))
         v = (x_seq[0] * 0.0).unsqueeze(0)
-        counts = []
+        counts, charges = [], []  # charges: |H - theta| of the nearest level
         for t in range(x_seq.shape[0]):
             h = dynamics.charge_mlf(v, x_seq[t].unsqueeze(0), self.decay)  # as MLFNode.level_step
             s = dynamics.fire(h, theta).to(h.dtype)
             v = dynamics.reset_by_product(h, s)
             counts.append(s.sum(0))
-        return torch.stack(counts)
+            if margins:
+                charges.append((h - theta).abs().amin(0))
+        return torch.stack(counts), torch.stack(charges) if margins else None
 
     def extra_repr(self) -> str:
         return f"{self.kind} (from {self.source})"
 
 
+class FramesLayer(nn.Module):
+    """A stateless layer (convolution, pooling, linear, flatten) run on the ``T * N`` frames of ``x_seq``
+    (``[T, N, ...]``) and reshaped back to ``[T, N, ...]`` with the batch axis written as -1, so that the traced
+    graph takes any batch size (SpikingJelly's multi-step layers reshape with the traced ``N``). A SpikingJelly
+    layer runs through the forward of its PyTorch base class (its step mode is left as it is)."""
+
+    def __init__(self, layer_: nn.Module):
+        super().__init__()
+        self.layer = layer_
+        self._frames_forward = next(c for c in type(layer_).__mro__
+                                    if c.__module__.startswith("torch.nn.") and issubclass(c, nn.Module)).forward
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        y = self._frames_forward(self.layer, x_seq.flatten(0, 1))
+        return y.reshape(x_seq.shape[0], -1, *y.shape[1:])  # T is fixed (1 for a static image's stem)
+
+
+#: SpikingJelly's stateless layers that :class:`FramesLayer` runs on frames when in multi-step mode.
+FRAME_LAYERS = (layer.Conv2d, layer.MaxPool2d, layer.AvgPool2d, layer.AdaptiveAvgPool2d, layer.Linear,
+                layer.Flatten)
+
+
 def _replace_neurons(module: nn.Module) -> int:
-    """Neurons -> :class:`UnrolledNeuron`, channels-last max pools -> SpikingJelly's (whose reshapes keep the
-    batch axis dynamic in ONNX); returns the number of neurons."""
+    """Neurons -> :class:`UnrolledNeuron`; multi-step stateless layers (and channels-last max pools) ->
+    :class:`FramesLayer`; returns the number of neurons."""
     count = 0
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, ChannelsLastMaxPool2d):
-                setattr(parent, name, layer.MaxPool2d(**child.args, step_mode="m"))
+                setattr(parent, name, FramesLayer(nn.MaxPool2d(**child.args)))
+            elif isinstance(child, FRAME_LAYERS) and getattr(child, "step_mode", "s") == "m":
+                setattr(parent, name, FramesLayer(child))
             elif isinstance(child, UNROLLABLE):
                 setattr(parent, name, UnrolledNeuron(child))
                 count += 1
@@ -180,12 +219,13 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike | None = None, 
 def export_onnx(model: nn.Module, path: str | os.PathLike, T: int | None = None,
                 example_input: torch.Tensor | None = None, opset_version: int = 17) -> str:
     """Write the export form of ``model`` for ``T`` steps to an ONNX file (input ``"input"``, output
-    ``"logits"``). The graph has the example input's shape, batch size included (SpikingJelly's multi-step layers
-    reshape with the traced sizes). Returns the path."""
+    ``"logits"``). The graph has the example input's T, C, H and W; its batch axis is dynamic (named ``"batch"``).
+    Returns the path."""
     graph = graph_model(model, T)
     x = _example(graph, example_input)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(graph, (x,), os.fspath(path), dynamo=False, input_names=["input"],
-                          output_names=["logits"], opset_version=opset_version)
+                          output_names=["logits"], opset_version=opset_version,
+                          dynamic_axes={"input": {x.dim() - 4: "batch"}, "logits": {0: "batch"}})
     return os.fspath(path)
