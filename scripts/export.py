@@ -34,7 +34,8 @@ def parse_args(argv=None):
     p.add_argument("--format", required=True, choices=sorted(FORMATS))
     p.add_argument("--out", help="output file (default: model.<ext> beside the checkpoint)")
     p.add_argument("--T", type=int, help="time steps the ONNX/TorchScript graph is unrolled for (default: the run's)")
-    p.add_argument("--batch", type=int, default=1, help="batch size of the ONNX/TorchScript graph (default 1)")
+    p.add_argument("--batch", type=int, default=1,
+                   help="batch size of the check input (default 1); the ONNX graph takes any batch size")
     p.add_argument("--max-pool", default="error", choices=["error", "avg"],
                    help="NIR: refuse max pooling (default) or write average pooling instead (another network)")
     p.add_argument("--dt", type=float, default=1e-4, help="NIR: the time step in seconds (default 1e-4)")
