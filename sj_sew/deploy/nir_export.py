@@ -6,12 +6,33 @@ several edges into one node (NIR sums a node's inputs): a SEW-ADD block's output
 from A and an edge from (every term of) S into each node that reads the block's output; everything that does is
 linear (conv, pooling, affine) or a neuron, which sums its input currents. AND/IAND multiply spikes and are
 refused, as are max pooling (unless ``max_pool='avg'``, see :func:`max_pool_to_avg`), soft reset and neurons
-NIR has no primitive for (MLF, hence DS-ResNet). Neurons follow SpikingJelly 2.x's NIR convention with
-``dt``: IF ``r = 1/dt``; LIF ``tau = tau_steps * dt``, ``r = 1`` (decay_input) or ``tau_steps``,
-``v_leak = v_reset``; PLIF exports as LIF with its learned tau. Only ``nir`` is needed (both SpikingJelly lines).
+NIR has no primitive for (MLF, hence DS-ResNet). Only ``nir`` is needed (both SpikingJelly lines).
 
-:func:`from_nir` reads a graph back into PyTorch with ``nirtorch`` and sj_sew's own discrete-time IF/LIF
-(:class:`NIRIF`, :class:`NIRLIF`); :func:`run_nir` feeds it one time step per call.
+:func:`from_nir` reads a graph back into PyTorch with ``nirtorch`` and sj_sew's own discrete-time IF/LIF/PLIF
+(:class:`NIRIF`, :class:`NIRLIF`, :class:`NIRPLIF`); :func:`run_nir` feeds it one time step per call.
+
+Neuron semantics (how the discrete neurons are written as NIR's continuous ones)
+-------------------------------------------------------------------------------
+SpikingJelly's neuron runs per time step t, from ``V = v_reset`` at rest: charge ``H = f(V, X[t])``, fire
+``S = (H >= v_threshold)``, hard reset ``V = v_reset`` where ``S`` else ``H``. NIR's ``IF`` is
+``dv/dt = r * I`` and its ``LIF`` ``tau * dv/dt = (v_leak - v) + r * I``, with the same fire and reset to
+``v_reset``. One forward-Euler step of length ``dt`` (the ``dt`` argument, also in the graph's metadata), the
+input ``I = X[t]`` held over the step, is SpikingJelly's charge when the fields are:
+
+* IF: ``r = 1/dt``, so ``v += dt * r * X = X``.
+* LIF with ``tau`` in steps: NIR ``tau = tau * dt``, ``v_leak = v_reset``, and ``r = 1`` for ``decay_input``
+  (``v += (X - (v - v_reset)) / tau``) or ``r = tau`` without it (``v += -(v - v_reset) / tau + X``).
+* PLIF (k = sigmoid(w)): the LIF above with ``tau = 1/k`` steps, written in float64 so that float32(1/tau) is
+  k again, and the node's metadata ``{PLIF_METADATA: "PLIF"}``. :func:`from_nir` then charges with the product
+  ``* k`` as SpikingJelly's PLIF does (:func:`~sj_sew.neurons.dynamics.charge_plif`); a plain LIF divides by
+  tau, which differs in the last bit and flips spikes near the threshold (the test's 7B-Net: logits off by
+  0.26). Readers that ignore the metadata (SpikingJelly 2.x's importer builds a ``LIFNode``) read the same tau:
+  exact where k is a power of two (e.g. the initial w = 0, k = 1/2), else equal up to such flips.
+* ``v_threshold`` and ``v_reset`` as they are, every field an array of the neurons' shape. Soft reset
+  (``v_reset=None``: ``V = H - v_threshold``) has no NIR form and is refused.
+* The threshold edge: SpikingJelly fires at ``H >= v_threshold``; NIR's spec writes ``v > v_threshold``
+  (Norse reads it so). sj_sew writes the threshold unchanged and :func:`from_nir` fires at ``>=``, so its round
+  trip is exact; a reader that fires at ``>`` differs only where a charge lands exactly on the threshold.
 """
 from __future__ import annotations
 
@@ -30,6 +51,9 @@ from ..neurons import dynamics
 from .inference import ChannelsLastMaxPool2d, InferenceModel, inference_model
 
 MAX_POOL_CHOICES = ("error", "avg")
+#: key of a ``nir.LIF`` node's metadata that marks a PLIF (value ``"PLIF"``): :func:`from_nir` charges it with the
+#: product ``* k`` (k = float32(1/tau_steps)) as SpikingJelly's PLIF does, any other LIF with the division ``/ tau``
+PLIF_METADATA = "sj_sew_neuron"
 
 
 def _nir():
@@ -164,8 +188,17 @@ class _Builder:
 
         if isinstance(m, sj_neuron.IFNode):
             node = nir.IF(r=full(1.0 / self.dt), v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))
+        elif isinstance(m, sj_neuron.ParametricLIFNode):  # tau = 1/k in float64, so that float32(1/tau) is k again
+            tau = dynamics.plif_tau(m.w)
+
+            def full64(v):
+                return np.full(shape, v, dtype=np.float64)
+
+            node = nir.LIF(tau=full64(tau * self.dt), r=full64(1.0 if m.decay_input else tau),
+                           v_leak=full(m.v_reset), v_threshold=full(m.v_threshold), v_reset=full(m.v_reset),
+                           metadata={PLIF_METADATA: "PLIF"})
         else:
-            tau = dynamics.plif_tau(m.w) if isinstance(m, sj_neuron.ParametricLIFNode) else float(m.tau)
+            tau = float(m.tau)
             node = nir.LIF(tau=full(tau * self.dt), r=full(1.0 if m.decay_input else tau), v_leak=full(m.v_reset),
                            v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))
         return self.node(name, node, value)
@@ -306,6 +339,20 @@ class NIRLIF(NIRIF):
         return dynamics.charge_lif(v, x, self.tau, self.v_reset, self.decay_input)
 
 
+class NIRPLIF(NIRIF):
+    """Discrete-time PLIF read from a ``nir.LIF`` that :func:`to_nir` marked as one (metadata
+    ``PLIF_METADATA``): PLIF's charge, the leak a product with ``inv_tau`` = float32(1/tau_steps), which is the
+    exported sigmoid(w) exactly (tau is written as 1/sigmoid(w) in float64)."""
+
+    def __init__(self, tau: float, decay_input: bool, v_threshold: float, v_reset: float):
+        super().__init__(v_threshold, v_reset)
+        self.decay_input = decay_input
+        self.register_buffer("inv_tau", torch.tensor(1.0 / tau, dtype=torch.float32))
+
+    def charge(self, v, x):
+        return dynamics.charge_plif(v, x, self.inv_tau, self.v_reset, self.decay_input)
+
+
 def _node_map(dt: float) -> dict:
     nir = _nir()
 
@@ -345,7 +392,10 @@ def _node_map(dt: float) -> dict:
         decay_input = math.isclose(r, 1.0, rel_tol=1e-6)
         if not decay_input and not math.isclose(r, tau, rel_tol=1e-6):
             raise ValueError(f"nir.LIF.r = {r} is neither 1 nor tau/dt = {tau}")
-        return NIRLIF(tau, decay_input, _scalar(n.v_threshold, "v_threshold"), _scalar(n.v_reset, "v_reset"))
+        kind = (n.metadata or {}).get(PLIF_METADATA)
+        plif = (kind.decode() if isinstance(kind, bytes) else kind) == "PLIF"  # bytes when read from a file
+        return (NIRPLIF if plif else NIRLIF)(tau, decay_input, _scalar(n.v_threshold, "v_threshold"),
+                                             _scalar(n.v_reset, "v_reset"))
 
     return {nir.Input: lambda n: nn.Identity(), nir.Output: lambda n: nn.Identity(), nir.Conv2d: conv2d,
             nir.Affine: affine, nir.Linear: affine, nir.AvgPool2d: avgpool, nir.Flatten: flatten,
