@@ -5,12 +5,15 @@ How a block runs:
 - Everything runs in a fresh temporary directory in which ``.venv`` (this interpreter's environment) and
   ``scripts`` are links to the real ones, so each shell line runs through bash exactly as printed, and whatever it
   writes (``runs/...``, ``net.onnx``) lands in the temporary directory.
-- A run first: the fixture ``trained`` runs the Training block's main-job line ``.venv/bin/python
+- A run first: the fixture ``workdir`` runs the Training block's main-job line ``.venv/bin/python
   scripts/train.py`` with ``SHORT`` appended (1 epoch on 8 samples per class) and ``--out runs/run``.
-  **The only change made to any block is that ``<run>`` becomes ``run``** (so ``runs/<run>`` is that run), with
-  the exceptions each listed in ``SHELL`` below: ``SHORT`` appended to a line that trains, the ``--weights`` line's
-  ``<run>`` being the run the same line without ``--weights`` made (fine-tuning needs a run of the same net), and ``DIR`` an empty folder
-  where the data set is embedded. ``run.toml`` (a file of the user's) is written by the test: 1 epoch, 8 per class.
+- **The only change made to a block is that ``<run>`` becomes ``run``** (so ``runs/<run>`` is that run), except
+  where ``SHELL`` below says otherwise, by this rule: a line that trains a new net gets ``SHORT`` appended
+  (``run+short``); the ``--weights`` line's ``<run>`` is the run the same line without ``--weights`` made
+  (fine-tuning needs a run of the same net); ``copied/<run>`` is a copy of the run and ``DIR`` an empty folder (the
+  embedded set needs no data root). ``--config run.toml`` runs as printed: the test writes ``run.toml`` (a file of
+  the user's) with 1 epoch, 8 per class. ``--resume`` continues the finished fixture run as printed. Lines that
+  need a raw data set (the presets with ``--data-root``, torchrun on ImageNet) or GPUs are skipped, saying so.
 - Python blocks of one section run in order in one fresh subprocess (a later block uses an earlier one's names).
 - Shell blocks: each line must be in ``SHELL`` (keyed by the line without its comment) mapped to how it runs or
   why it is skipped; a line the table does not know fails the test, as does a fenced block in a language other
@@ -21,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -105,6 +109,22 @@ def test_every_block_is_python_bash_or_layout_and_every_shell_line_is_known():
     assert python_sections(), "no python block found in README.md"
 
 
+def skip_reason(command):
+    """Why a known shell line does not run here, or None."""
+    if SHELL[command].startswith("skip: "):
+        return SHELL[command][len("skip: "):]
+    if any(flag in command for flag in NEEDS_FASHION) and \
+            not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        return "needs Debian's dataset-fashion-mnist (setup_env.sh installs it), not installed here"
+    return None
+
+
+@pytest.mark.parametrize("command", [c for c, _ in shell_lines() if c in SHELL and skip_reason(c)])
+def test_skipped_shell_lines_say_why(command):
+    """One skip per shell line that does not run here, with its reason (pytest -rs lists them)."""
+    pytest.skip(f"{command}: {skip_reason(command)}")
+
+
 def _sh(workdir, command, timeout=300):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if env.get("PYTHONPATH"):   # the 0.0.0.0.14 line: keep it for the subprocesses, wherever they run
@@ -129,31 +149,37 @@ def workdir(tmp_path_factory):
 
 
 def test_shell_lines_run_as_written(workdir):
-    """Every runnable shell line, in README order, with only the substitutions the module docstring lists."""
-    made = {}   # shell line -> the run directory it made
-    ran = 0
+    """Every runnable shell line, with only the substitutions the module docstring lists, in README order within
+    each of two lanes that run side by side (to keep the test short): the lines that read or extend the
+    fixture's run, and the others (which make runs of their own)."""
+    lanes = ([], [])
     for command, number in shell_lines():
         how = SHELL[command]
-        if how.startswith("skip") or how == "fixture":
+        if how == "fixture" or skip_reason(command):
             continue
-        if any(flag in command for flag in NEEDS_FASHION) and \
-                not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
-            continue   # Debian's dataset-fashion-mnist is not installed
-        line = command.replace("<run>", "run")
-        if how in (SHORTENED, FINE_TUNE):
+        lanes["<run>" in command and how != FINE_TUNE].append(command)
+    assert sum(map(len, lanes)) >= 8
+
+    def run_lane(commands):
+        made = {}   # shell line -> the run directory it made (only this lane makes new ones)
+        for command in commands:
+            how, line = SHELL[command], command.replace("<run>", "run")
             if how == FINE_TUNE:
                 line = command.replace("runs/<run>", f"runs/{made[command.replace(' --weights runs/<run>', '')]}")
-            line += " " + SHORT
-        if how == COPIED:
-            shutil.copytree(workdir / "runs" / "run", workdir / "copied" / "run", dirs_exist_ok=True)
-            (workdir / "DIR").mkdir(exist_ok=True)   # the embedded event set needs no data root
-        before = set((workdir / "runs").iterdir())
-        _sh(workdir, line)
-        new = set((workdir / "runs").iterdir()) - before
-        if len(new) == 1:
-            made[command] = new.pop().name
-        ran += 1
-    assert ran >= 8
+            if how in (SHORTENED, FINE_TUNE):
+                line += " " + SHORT
+            if how == COPIED:
+                shutil.copytree(workdir / "runs" / "run", workdir / "copied" / "run", dirs_exist_ok=True)
+                (workdir / "DIR").mkdir(exist_ok=True)   # the embedded event set needs no data root
+            before = set((workdir / "runs").iterdir())
+            _sh(workdir, line)
+            new = set((workdir / "runs").iterdir()) - before
+            if len(new) == 1:
+                made[command] = new.pop().name
+
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(run_lane, lane) for lane in lanes]:
+            done.result()
     assert (workdir / "runs" / "run" / "model.onnx").exists()
 
 
