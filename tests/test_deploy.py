@@ -98,7 +98,9 @@ def test_inference_model_refuses_training():
 # ---------------------------------------------------------------------------------------------------------
 
 #: Written by ``python tests/test_deploy.py --write-nir-fixture`` on the code before networks described their
-#: own layer order (commit 87ca822, which switched on the concrete network classes).
+#: own layer order (commit 87ca822, which switched on the concrete network classes). The ``plain_plif`` entry
+#: was rewritten at 6344915, whose PLIF nodes carry tau and r in float64 so that PLIF's round trip is exact; its
+#: node names, types, other fields, edges and per-step logits were unchanged by that rewrite.
 NIR_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "nir_graphs_87ca822.json"
 
 #: case -> (registered name or sj_sew class, kwargs, input side): every family and stem to_nir exports
