@@ -14,7 +14,7 @@ from ..neurons import BACKENDS, list_neurons, list_surrogates
 from .checkpoint import CheckpointError, RunWriteError
 from .config import ConfigError, RunConfig
 from .loop import OPTIMIZERS, SCHEDULERS, NonFiniteLossError
-from .paths import CONFIG, LAST, holds_run
+from .paths import LAST, holds_run, restart_command
 from .presets import PRESET_RULE, PRESETS
 from .resolve import RESUME_MAY_CHANGE, resolve_run
 from .run import run
@@ -194,7 +194,7 @@ def _how_to_continue(out: str) -> str:
         return (f"interrupted. The last finished epoch is saved in {out}/{LAST}; continue with:\n"
                 f"  python scripts/train.py --resume --out {out}")
     return (f"interrupted before the first epoch was saved; start the run again with:\n"
-            f"  python scripts/train.py --config {out}/{CONFIG} --out {out}")
+            f"  {restart_command(out)}")
 
 
 def main(argv: list[str] | None = None) -> dict:

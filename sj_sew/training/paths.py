@@ -33,8 +33,13 @@ def run_file(path: str | Path, purpose: str = "load") -> Path:
         raise CheckpointError(
             f"{path} holds a run that stopped before its first checkpoint was complete: there is nothing to "
             f"{'resume' if purpose == 'resume' else 'load'}. Start it again from its recorded configuration with\n"
-            f"  python scripts/train.py --config {path / CONFIG} --out {path}")
+            f"  {restart_command(path)}")
     raise CheckpointError(f"{path} holds no checkpoint ({' or '.join(names)}) and is not a run directory")
+
+
+def restart_command(out: str | Path) -> str:
+    """The command that starts the run in ``out`` again from its recorded ``config.json``."""
+    return f"python scripts/train.py --config {Path(out) / CONFIG} --out {out}"
 
 
 def holds_run(directory: str | Path) -> bool:
