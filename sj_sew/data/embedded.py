@@ -119,18 +119,26 @@ def emulate_events(images: np.ndarray, config: SensorConfig = SensorConfig()) ->
     """Event streams of an emulated DVS making saccades over ``images`` ([N, H, W], values in [0, 1],
     already at ``config.image_size``). Deterministic for ``config.seed``."""
     images = _checked_images(images, config)
+    field, pad = _padded(images, config)
+    h, size = images.shape[1], config.sensor_size
+    views = (_view(field, pad, h, dy, dx, size) for dy, dx in saccade_path(config))
+    return sense_events(views, len(images), config, config.saccade_us // config.steps_per_saccade)
+
+
+def sense_events(views, n: int, config: SensorConfig, dt: int) -> EventStreams:
+    """The emulated sensor (module docstring, step 2) watching ``n`` scenes: ``views`` yields, at each readout,
+    the ``[n, sensor_size, sensor_size]`` intensities in [0, 1] it sees; the first is the level every pixel
+    starts adapted to, readout k happens at ``k * dt`` microseconds. Thresholds and noise come from
+    ``config.seed``, so any motion (saccades, :mod:`sj_sew.data.temporal`'s paths) meets the same sensor."""
     rng = np.random.default_rng(config.seed)
-    size, n = config.sensor_size, len(images)
+    size = config.sensor_size
     threshold = np.maximum(config.contrast + config.contrast_sigma * rng.standard_normal((size, size)),
                            config.contrast / 4).astype(np.float32)
-    path = saccade_path(config)
-    dt = config.saccade_us // config.steps_per_saccade
-    field, pad = _padded(images, config)
-    h = images.shape[1]
-    level = np.log(_view(field, pad, h, *path[0], size) + config.log_eps)  # every pixel starts adapted
+    views = iter(views)
+    level = np.log(next(views) + config.log_eps)  # every pixel starts adapted
     parts = []
-    for step, (dy, dx) in enumerate(path[1:], start=1):
-        now = np.log(_view(field, pad, h, dy, dx, size) + config.log_eps)
+    for step, view in enumerate(views, start=1):
+        now = np.log(view + config.log_eps)
         change = now - level
         fired = np.abs(change) > threshold
         sample, y, x = np.nonzero(fired)
