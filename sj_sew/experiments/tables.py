@@ -107,15 +107,66 @@ def firing_trained(results: Path) -> list[str]:
             *_table(["network (sweep cell)", "mean rate of A^l", "mean of O^l", "max of O^l"], rows)]
 
 
-#: Every table, in REPRODUCTION.md's order.
-RENDERERS = (degradation, ablation, firing_trained, surrogate, energy, systems)
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def baselines_table(found: dict) -> list[str]:
+    """The baselines of every study in ``found`` (study -> the JSON of scripts/repro_baselines.py), one row each:
+    the linear readouts (summed, side by side) and the ANN twin, test accuracy with the validation choice."""
+    rows = []
+    for study, e in found.items():
+        lin = e.get("linear", {})
+        cells = [f"{_pct(lin[k]['test_acc'])} (C {lin[k]['C']:g})" if k in lin else "not run"
+                 for k in ("summed", "side by side")]
+        ann = e.get("ann")
+        ann_cell = (f"{_pct(ann['selected_test_acc'])} (lr {ann['lr']:g}, epoch {ann['selected_epoch'] + 1} of "
+                    f"{ann['epochs']})" if ann else "not run")
+        d = e["data"]
+        size = "/".join(str(d["sizes"][k]) for k in ("train", "val", "test"))
+        rows.append([study, f"{d['dataset']} {d['data_options'].get('per_class', '')}".strip(), size, *cells,
+                     ann_cell, (ann or {}).get("network", "")])
+    return _table(["study", "data (per class)", "train/val/test", "linear, summed: test % (chosen C)",
+                   "linear, side by side: test % (chosen C)", "ANN twin: test % at val-selected epoch",
+                   "ANN layout"], rows)
+
+
+def baselines(results: Path, study: str) -> list[str]:
+    """The baseline row of ``study`` (results/baselines/<study>.json), or nothing."""
+    data = _load(Path(results) / "baselines" / f"{study}.json")
+    if data is None:
+        return []
+    return [f"Baselines on the same data and split ({study}):", "", *baselines_table({study: data})]
+
+
+def verdicts(results: Path, study: str) -> list[str]:
+    """The computed verdict of each claim of ``study`` (:mod:`sj_sew.experiments.claims`), or nothing."""
+    from .claims import evaluate_study
+
+    found = evaluate_study(Path(results), study)
+    if not found:
+        return []
+    gate = found[0].gate
+    rows = [[c.claim.id, c.claim.text, c.claim.paper, f"{c.claim.a} vs {c.claim.b}: {c.diff_text}",
+             c.measured, c.verdict] for c in found]
+    return [f"Verdicts of {study}, computed from results/ ({gate}):", "",
+            *_table(["id", "claim", "paper", "here: A - B, 95% interval", "measured", "verdict"], rows)]
+
+
+#: Every study's tables, in REPRODUCTION.md's order: (results renderer, study name for baselines and verdicts)
+RENDERERS = ((degradation, "degradation"), (ablation, "ablation"), (firing_trained, None),
+             (None, "gradients"), (surrogate, "surrogate"), (energy, None), (systems, "systems"))
 
 
 def render_all(results: Path) -> str:
-    """Every table whose results exist under ``results``, as markdown."""
+    """Every table whose results exist under ``results``, as markdown; each study's baselines and verdicts
+    follow its table."""
     out = []
-    for render in RENDERERS:
-        lines = render(Path(results))
-        if lines:
-            out += lines + [""]
+    for render, study in RENDERERS:
+        parts = [render(Path(results)) if render else []]
+        if study:
+            parts += [baselines(results, study), verdicts(results, study)]
+        for lines in parts:
+            if lines:
+                out += lines + [""]
     return "\n".join(out)

@@ -1,0 +1,214 @@
+"""Each claim of REPRODUCTION.md as a comparison of two sets of per-seed values read from ``results/``, and its
+verdict computed by :mod:`.stats` (so the prose cannot claim more than the data): the paired difference A - B
+over matched seeds with its 95% interval, the measured verdict (A better / B better / inconclusive / untestable
+here) and the verdict against the paper (agrees / disagrees / inconclusive / untestable here).
+
+A study whose best network does not beat its strongest linear readout (results/baselines/<study>.json; the 95%
+interval of network - readout above 0) reaches no verdict: every claim of it is "untestable here". So is a claim
+the data cannot carry (a stated reason), and one with fewer than two paired seeds.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import stats
+
+Values = Callable[[dict], "list[float] | float"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim: A against B, each a function of the study's results (per-seed values in seed order, or a constant);
+    ``paper_sign`` +1 where the paper finds A better, -1 where B; ``untestable`` a reason the data cannot carry
+    it."""
+
+    id: str
+    study: str
+    text: str
+    paper: str
+    a: str
+    b: str
+    value_a: Values
+    value_b: Values
+    paper_sign: int = 1
+    higher_is_better: bool = True
+    untestable: str | None = None
+    scale: float = 100.0  # the printed difference: times 100 (accuracy in points), 1 for losses and norms
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    claim: Claim
+    diff: stats.Paired
+    measured: str
+    verdict: str
+    gate: str
+
+    @property
+    def diff_text(self) -> str:
+        return self.diff.text(self.claim.scale, 1 if self.claim.scale == 100 else 3)
+
+
+# --- reading the results -------------------------------------------------------------------------------------
+
+def _json(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_study(results: Path, study: str) -> dict | None:
+    """{row label: {"acc": per-seed test accuracy at the validation-selected epoch, "loss": per-seed final train
+    loss (where recorded)}} of a study, or None where its results do not exist. Degradation rows are
+    '<network> <layers>'; systems rows 'MS-ResNet <depth>' and 'DS-ResNet K=<levels>'; gradient rows
+    '<Vth>-<alpha>-<zero init>-<network>' with the first and last block's gradient norm (one batch, one seed)."""
+    results = Path(results)
+    if study == "degradation":
+        data = _json(results / "degradation" / "degradation.json")
+        return None if data is None else {
+            f"{name} {r['layers']}": {"acc": r["selected_test_acc"]["values"], "loss": r["final_train_loss"]["values"]}
+            for name, rows in data["table"].items() for r in rows.values()}
+    if study in ("ablation", "surrogate"):
+        data = _json(results / study / f"{study}.json")
+        return None if data is None else {
+            key: {"acc": r["selected_test_acc"]["values"],
+                  **({"loss": r["final_train_loss"]["values"]} if "final_train_loss" in r else {})}
+            for key, r in data["table"].items()}
+    if study == "systems":
+        data = _json(results / "systems.json")
+        if data is None:
+            return None
+        out = {}
+        for section, label in (("ms_resnet_depth", lambda r: f"MS-ResNet {r['depth']}"),
+                                ("ds_resnet_mlf", lambda r: f"DS-ResNet K={r['kwargs']['levels']}")):
+            for r in sorted(data.get(section, []), key=lambda r: r["seed"]):
+                out.setdefault(label(r), {"acc": []})["acc"].append(r["selected_test_accuracy"])
+        return out
+    if study == "gradients":
+        data = _json(results / "gradients" / "gradients.json")
+        return None if data is None else {k: {"first": [v["first_block"]], "last": [v["last_block"]]}
+                                          for k, v in data["summary"].items()}
+    raise ValueError(f"unknown study {study!r}")
+
+
+def _v(row: str, metric: str = "acc") -> Values:
+    return lambda rows: rows[row][metric]
+
+
+def _gap(a: str, b: str) -> Values:
+    """Per-seed a - b (accuracy)."""
+    return lambda rows: [x - y for x, y in zip(rows[a]["acc"], rows[b]["acc"])]
+
+
+_NO_TIME = ("fashion_events is made from static images: time carries only the saccade direction, and no run "
+            "over-fits, so RTD's regularisation has nothing to act on")
+_ONE_BATCH = "one batch of 4 images and one seed"
+
+#: Every verdict of REPRODUCTION.md, in its order.
+CLAIMS = (
+    Claim("D1", "degradation", "deeper SEW ADD trains better (test acc.)", "+6.1 points, 18 -> 152 layers",
+          "SEW ADD 102", "SEW ADD 6", _v("SEW ADD 102"), _v("SEW ADD 6")),
+    Claim("D2", "degradation", "deeper SEW ADD reaches a lower training loss", "(Fig. 3: lower loss when deeper)",
+          "SEW ADD 102", "SEW ADD 6", _v("SEW ADD 102", "loss"), _v("SEW ADD 6", "loss"), higher_is_better=False,
+          scale=1.0),
+    Claim("D3", "degradation", "SEW ADD, 34 -> 102 layers (test acc.)", "deeper better",
+          "SEW ADD 102", "SEW ADD 34", _v("SEW ADD 102"), _v("SEW ADD 34")),
+    Claim("D4", "degradation", "deeper Spiking ResNet (zero init) trains worse (test acc.)",
+          "-52.3 points, 18 -> 152 layers", "Spiking ResNet 102", "Spiking ResNet 6", _v("Spiking ResNet 102"),
+          _v("Spiking ResNet 6"), paper_sign=-1),
+    Claim("D5", "degradation", "SEW ADD beats Spiking ResNet at depth (102 layers)", "+59.2 points at 152 layers",
+          "SEW ADD 102", "Spiking ResNet 102", _v("SEW ADD 102"), _v("Spiking ResNet 102")),
+    Claim("D6", "degradation", "the SEW - Spiking gap grows with depth (gap at 102 - gap at 6)",
+          "+0.9 at 18 layers, +59.2 at 152", "gap 102", "gap 6", _gap("SEW ADD 102", "Spiking ResNet 102"),
+          _gap("SEW ADD 6", "Spiking ResNet 6")),
+    Claim("D7", "degradation", "Spiking ResNet needs zero init when deep (34 layers)",
+          "no convergence without it (Sec. 4.1)", "zero init 34", "no zero init 34", _v("Spiking ResNet 34"),
+          _v("Spiking ResNet (no zero init) 34")),
+    Claim("A1", "ablation", "SEW ADD is the best g (vs the runner-up, Spiking ResNet; RTD)", "97.92 vs 90.97",
+          "SEW ADD RTD", "Spiking ResNet RTD", _v("SEW ADD RTD"), _v("Spiking ResNet RTD")),
+    Claim("A2", "ablation", "SEW AND is the worst g (vs IAND; RTD)", "70.49 vs 95.49",
+          "SEW AND RTD", "SEW IAND RTD", _v("SEW AND RTD"), _v("SEW IAND RTD"), paper_sign=-1),
+    Claim("A3", "ablation", "SEW IAND is above Plain (RTD)", "95.49 vs 91.67",
+          "SEW IAND RTD", "Plain RTD", _v("SEW IAND RTD"), _v("Plain RTD")),
+    Claim("A4", "ablation", "SEW IAND is above Spiking ResNet (RTD)", "95.49 vs 90.97",
+          "SEW IAND RTD", "Spiking ResNet RTD", _v("SEW IAND RTD"), _v("Spiking ResNet RTD")),
+    Claim("A5", "ablation", "Plain is above Spiking ResNet (RTD)", "91.67 vs 90.97",
+          "Plain RTD", "Spiking ResNet RTD", _v("Plain RTD"), _v("Spiking ResNet RTD")),
+    *(Claim(f"A{6 + i}", "ablation", f"training loss {a} < {b} (RTD; Sec. 4.3's order IAND < Spiking ResNet < ADD "
+                                     "< Plain < AND)", "that order",
+            f"{a} RTD", f"{b} RTD", _v(f"{a} RTD", "loss"), _v(f"{b} RTD", "loss"), higher_is_better=False, scale=1.0)
+      for i, (a, b) in enumerate((("SEW IAND", "Spiking ResNet"), ("Spiking ResNet", "SEW ADD"),
+                                  ("SEW ADD", "Plain"), ("Plain", "SEW AND")))),
+    Claim("A10", "ablation", "RTD helps SEW ADD", "used for every Table 4 number (Fig. 10: less over-fitting)",
+          "SEW ADD RTD", "SEW ADD", _v("SEW ADD RTD"), _v("SEW ADD"), untestable=_NO_TIME),
+    Claim("G1", "gradients", "Spiking ResNet's gradient decays towards the input (Vth 1, alpha 2, no zero init)",
+          "decays (Figs. 6-8)", "last block", "first block", _v("1.0-2.0-False-Spiking ResNet", "last"),
+          _v("1.0-2.0-False-Spiking ResNet", "first"), scale=1.0),
+    Claim("S1", "surrogate", "SEW ADD beats Spiking ResNet with ArcTan", "+5.3 points (CIFAR-10)",
+          "SEW ADD", "Spiking ResNet", _v("ArcTan | SEW ADD"), _v("ArcTan | Spiking ResNet")),
+    Claim("S2", "surrogate", "SEW ADD beats Spiking ResNet with Rectangular", "+16.6 points",
+          "SEW ADD", "Spiking ResNet", _v("Rectangular | SEW ADD"), _v("Rectangular | Spiking ResNet")),
+    Claim("S3", "surrogate", "the SEW - Spiking gap is larger with Rectangular than with ArcTan", "16.6 vs 5.3",
+          "gap Rectangular", "gap ArcTan", _gap("Rectangular | SEW ADD", "Rectangular | Spiking ResNet"),
+          _gap("ArcTan | SEW ADD", "ArcTan | Spiking ResNet")),
+    Claim("S4", "surrogate", "Constant 1 is worse than ArcTan (SEW ADD)", "12.56 vs 82.63",
+          "Constant 1", "ArcTan", _v("Constant 1 | SEW ADD"), _v("ArcTan | SEW ADD"), paper_sign=-1),
+    Claim("S5", "surrogate", "Constant 1 is worse than ArcTan (Spiking ResNet)", "10.00 vs 77.33",
+          "Constant 1", "ArcTan", _v("Constant 1 | Spiking ResNet"), _v("ArcTan | Spiking ResNet"), paper_sign=-1),
+    Claim("M1", "systems", "MS-ResNet: 56 layers above 20 (depth does not hurt)", "accuracy rises with depth",
+          "MS-ResNet 56", "MS-ResNet 20", _v("MS-ResNet 56"), _v("MS-ResNet 20")),
+    Claim("M2", "systems", "MS-ResNet: 56 layers above 8", "accuracy rises with depth",
+          "MS-ResNet 56", "MS-ResNet 8", _v("MS-ResNet 56"), _v("MS-ResNet 8")),
+    Claim("M3", "systems", "MLF (K = 3) beats single-level firing (K = 1) in DS-ResNet-20",
+          "more efficient gradient propagation", "K=3", "K=1", _v("DS-ResNet K=3"), _v("DS-ResNet K=1")),
+)
+
+#: studies with trained networks (the linear-readout gate applies); the others have no accuracy to gate
+GATED = ("degradation", "ablation", "surrogate", "systems")
+
+
+def gate(results: Path, study: str, rows: dict) -> str | None:
+    """Why ``study`` reaches no verdict (its best network does not beat its strongest linear readout, or the
+    readout was not run), or None. 'Best' is the row with the highest mean accuracy."""
+    if study not in GATED:
+        return None
+    from .baselines import best_linear
+
+    entry = _json(Path(results) / "baselines" / f"{study}.json")
+    linear = best_linear(entry) if entry else None
+    if linear is None:
+        return "no linear readout on this data yet (scripts/repro_baselines.py)"
+    best = max(rows, key=lambda k: sum(rows[k]["acc"]) / len(rows[k]["acc"]))
+    if not stats.beats(rows[best]["acc"], linear["test_acc"]):
+        mean = 100 * sum(rows[best]["acc"]) / len(rows[best]["acc"])
+        return (f"the best network, {best} ({mean:.1f}%), does not beat the linear readout "
+                f"({linear['layout']}, {100 * linear['test_acc']:.1f}%)")
+    return None
+
+
+def evaluate_study(results: Path, study: str) -> list[Evaluated]:
+    """Every claim of ``study`` with its computed verdicts (empty where its results do not exist)."""
+    rows = load_study(results, study)
+    if rows is None:
+        return []
+    blocked = gate(results, study, rows)
+    gate_text = f"untestable here: {blocked}" if blocked else (
+        "its best network beats the linear readout" if study in GATED else "no trained networks")
+    out = []
+    for c in (c for c in CLAIMS if c.study == study):
+        a, b = c.value_a(rows), c.value_b(rows)
+        d = stats.paired(a, b, c.higher_is_better)
+        reason = c.untestable or blocked
+        measured = stats.verdict(d)
+        if measured != stats.UNTESTABLE and c.untestable:
+            measured = stats.UNTESTABLE
+        out.append(Evaluated(c, d, measured, stats.paper_verdict(c.paper_sign, stats.verdict(d, reason)),
+                             gate_text))
+    return out
+
+
+def evaluate_all(results: Path) -> dict[str, Evaluated]:
+    """claim id -> its evaluation, for every claim whose results exist."""
+    studies = dict.fromkeys(c.study for c in CLAIMS)
+    return {e.claim.id: e for s in studies for e in evaluate_study(results, s)}
