@@ -33,10 +33,31 @@ input ``I = X[t]`` held over the step, is SpikingJelly's charge when the fields 
 * The threshold edge: SpikingJelly fires at ``H >= v_threshold``; NIR's spec writes ``v > v_threshold``
   (Norse reads it so). sj_sew writes the threshold unchanged and :func:`from_nir` fires at ``>=``, so its round
   trip is exact; a reader that fires at ``>`` differs only where a charge lands exactly on the threshold.
+
+Graphs for a reader as released (``to_nir(..., target=...)``)
+-------------------------------------------------------------
+The default graph is the spec-literal one above. Some readers, as released, read only part of the spec; for
+them ``target=`` writes a graph that computes the same network under the spec *and* in that reader
+(:data:`READER_TARGETS`; each rewrite is an equivalent NIR form, not a different network):
+
+* ``Flatten`` with negative dims (``start_dim=-3``: the same flatten under the spec, which counts dims without
+  the batch axis); readers that hand ``start_dim`` to ``torch.nn.Flatten`` unchanged then keep the batch axis.
+* Firing at ``>``: the threshold is written one float32 step lower (``nextafter(v_th, -inf)``), so
+  ``v > v_th'`` is SpikingJelly's ``v >= v_th`` for every float32 membrane.
+* No ``AvgPool2d``: average pooling as a ``Conv2d`` from each channel to itself with weights ``1/(kh*kw)``
+  (zeros between channels: the zero products add exactly nothing; not ``groups = C``, which nir 1.0.8's type
+  check reads as one input channel). Its weights take ``C*C*kh*kw`` floats.
+* IF read only with ``r == 1`` as a leaky neuron (snnTorch): IF as a ``LIF`` with ``tau = 2**90 * dt`` and
+  ``r = tau/dt``: a leak of ``2**-90`` per step, below float32 resolution, and the input unscaled.
+* ``r`` ignored (Norse's LIF reads ``dv = dt/tau * (v_leak - v + I)``): without ``decay_input`` (``r = tau``)
+  the membrane is written in units of ``1/tau`` (threshold and reset divided by tau, ``r = 1``): the same
+  spikes.
+* A fixed ``dt`` (snnTorch's importer assumes 1e-4) or a reader's default (Norse's ``from_nir``: 1e-3).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 
@@ -54,6 +75,30 @@ MAX_POOL_CHOICES = ("error", "avg")
 #: key of a ``nir.LIF`` node's metadata that marks a PLIF (value ``"PLIF"``): :func:`from_nir` charges it with the
 #: product ``* k`` (k = float32(1/tau_steps)) as SpikingJelly's PLIF does, any other LIF with the division ``/ tau``
 PLIF_METADATA = "sj_sew_neuron"
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderTarget:
+    """How a graph is written for one reader as released (see the module docstring); ``dt`` is the dt the
+    reader assumes and ``fixed_dt`` whether it ignores any other."""
+    dt: float
+    fixed_dt: bool = False
+    fires_above: bool = False
+    pool_as_conv: bool = False
+    if_as_lif: bool = False
+    ignores_r: bool = False
+    zero_reset: bool = False  # it reads neither v_reset nor v_leak: both must be 0
+
+
+#: ``to_nir(target=...)`` -> how the graph is written for that reader as released (snnTorch 1.0.0, Norse 1.1.0).
+#: Sinabs 3.1.3 has none: it fires several spikes per step with a subtractive reset and a lower clamp, which no
+#: NIR graph can undo (see upstream/sinabs/).
+READER_TARGETS = {
+    "snntorch": ReaderTarget(dt=1e-4, fixed_dt=True, fires_above=True, if_as_lif=True, zero_reset=True),
+    "norse": ReaderTarget(dt=1e-3, fires_above=True, pool_as_conv=True, ignores_r=True, zero_reset=True),
+}
+#: IF for a reader that reads IF only as a leaky neuron: a LIF of tau = IF_AS_LIF_TAU_STEPS * dt
+IF_AS_LIF_TAU_STEPS = 2.0 ** 90
 
 
 def _nir():
@@ -94,9 +139,9 @@ class _Builder:
     """Emits NIR nodes and edges while walking a BN-folded network; a *value* is the list of node names whose
     outputs are summed (a residual sum is a longer list)."""
 
-    def __init__(self, dt: float, max_pool: str):
+    def __init__(self, dt: float, max_pool: str, target: ReaderTarget | None = None):
         self.nir = _nir()
-        self.dt, self.max_pool = dt, max_pool
+        self.dt, self.max_pool, self.target = dt, max_pool, target
         self.nodes: dict = {}
         self.edges: list[tuple[str, str]] = []
 
@@ -155,8 +200,10 @@ class _Builder:
             if _pair(m.output_size) != (1, 1):
                 raise ValueError(f"{name}: only global average pooling (output 1x1) maps to NIR's AvgPool2d")
             return self.avg_pool(name, shape[1:], shape[1:], (0, 0), False, True, value, shape)
-        if isinstance(m, nn.Flatten):
-            out = self.node(name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1), value)
+        if isinstance(m, nn.Flatten):  # for a reader: negative dims, the same flatten (see the module docstring)
+            start = -len(shape) if self.target else 0
+            out = self.node(name, nir.Flatten(input_type={"input": np.array(shape)}, start_dim=start, end_dim=-1),
+                            value)
             return out, (int(np.prod(shape)),)
         if isinstance(m, nn.Linear):
             node = (nir.Affine(_np(m.weight), _np(m.bias)) if m.bias is not None else nir.Linear(_np(m.weight)))
@@ -173,35 +220,54 @@ class _Builder:
         if ceil_mode and any(v != int(v) for v in sizes):
             raise ValueError(f"{name}: ceil_mode pooling of a {shape[1:]} map has partial windows; NIR cannot "
                              "express them")
-        out = self.node(name, self.nir.AvgPool2d(kernel_size=np.array(kernel), stride=np.array(stride),
-                                                 padding=np.array(padding)), value)
+        if self.target and self.target.pool_as_conv:  # channel c to c with weights 1/(kh*kw), all others 0
+            channels = shape[0]
+            weight = np.zeros((channels, channels, *kernel), dtype=np.float32)
+            weight[np.arange(channels), np.arange(channels)] = 1.0 / (kernel[0] * kernel[1])
+            node = self.nir.Conv2d(input_shape=shape[1:], weight=weight, stride=tuple(stride), padding=tuple(padding),
+                                   dilation=(1, 1), groups=1, bias=np.zeros(channels, dtype=np.float32))
+        else:
+            node = self.nir.AvgPool2d(kernel_size=np.array(kernel), stride=np.array(stride), padding=np.array(padding))
+        out = self.node(name, node, value)
         return out, (shape[0], *(math.floor(v) for v in sizes))
 
     def neuron(self, name: str, m: nn.Module, value, shape):
-        nir = self.nir
+        """IF/LIF/PLIF as the module docstring writes them; for a reader :attr:`target`, its rewrites."""
         problem = _neuron_problem(name, m)
         if problem:
             raise ValueError(problem)
+        t = self.target or ReaderTarget(dt=self.dt)  # the spec-literal graph: no rewrite
+        if t.zero_reset and m.v_reset != 0:
+            raise ValueError(f"{name}: this reader reads neither v_reset nor v_leak (it takes both as 0); the "
+                             f"neuron resets to {m.v_reset}")
+        plif = isinstance(m, sj_neuron.ParametricLIFNode)
+        dtype = np.float64 if plif else np.float32  # PLIF: tau = 1/k in float64, so that float32(1/tau) is k again
 
-        def full(v):  # NIR neuron parameters have the neurons' shape (as SpikingJelly's exporter writes them)
-            return np.full(shape, float(v), dtype=np.float32)
+        def full(v, dtype=np.float32):  # NIR neuron parameters have the neurons' shape (as SpikingJelly writes them)
+            return np.full(shape, float(v), dtype=dtype)
 
-        if isinstance(m, sj_neuron.IFNode):
-            node = nir.IF(r=full(1.0 / self.dt), v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))
-        elif isinstance(m, sj_neuron.ParametricLIFNode):  # tau = 1/k in float64, so that float32(1/tau) is k again
-            tau = dynamics.plif_tau(m.w)
-
-            def full64(v):
-                return np.full(shape, v, dtype=np.float64)
-
-            node = nir.LIF(tau=full64(tau * self.dt), r=full64(1.0 if m.decay_input else tau),
-                           v_leak=full(m.v_reset), v_threshold=full(m.v_threshold), v_reset=full(m.v_reset),
-                           metadata={PLIF_METADATA: "PLIF"})
+        if isinstance(m, sj_neuron.IFNode) and not t.if_as_lif:
+            node = self.nir.IF(r=full(1.0 / self.dt), v_threshold=self.threshold(full(m.v_threshold)),
+                               v_reset=full(m.v_reset))
+            return self.node(name, node, value)
+        scale = 1.0  # of the membrane
+        if isinstance(m, sj_neuron.IFNode):  # a leak below float32 resolution, input unscaled
+            tau = r = IF_AS_LIF_TAU_STEPS
         else:
-            tau = float(m.tau)
-            node = nir.LIF(tau=full(tau * self.dt), r=full(1.0 if m.decay_input else tau), v_leak=full(m.v_reset),
-                           v_threshold=full(m.v_threshold), v_reset=full(m.v_reset))
+            tau = dynamics.plif_tau(m.w) if plif else float(m.tau)
+            r = 1.0 if m.decay_input else tau
+            if t.ignores_r and not m.decay_input:  # the membrane in units of 1/tau, r = 1
+                r, scale = 1.0, 1.0 / tau
+        node = self.nir.LIF(tau=full(tau * self.dt, dtype), r=full(r, dtype), v_leak=full(m.v_reset * scale),
+                            v_threshold=self.threshold(full(m.v_threshold * scale)),
+                            v_reset=full(m.v_reset * scale), metadata={PLIF_METADATA: "PLIF"} if plif else {})
         return self.node(name, node, value)
+
+    def threshold(self, v_threshold: np.ndarray) -> np.ndarray:
+        """For a reader that fires at ``v > v_th``: one float32 step lower, so that it fires at ``v >= v_th``."""
+        if self.target and self.target.fires_above:
+            return np.nextafter(v_threshold, np.float32(-np.inf)).astype(np.float32)
+        return v_threshold
 
     # --- a residual block -----------------------------------------------------------------------
     def block(self, name: str, b: ResidualBlock, value, shape):
@@ -256,23 +322,33 @@ def _layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
     return list(describe())
 
 
-def to_nir(model: nn.Module, input_shape: tuple[int, int, int] | tuple[int, int] | int = 32, dt: float = 1e-4,
-           max_pool: str = "error", path: str | os.PathLike | None = None):
+def to_nir(model: nn.Module, input_shape: tuple[int, int, int] | tuple[int, int] | int = 32, dt: float | None = None,
+           max_pool: str = "error", path: str | os.PathLike | None = None, target: str | None = None):
     """The NIR graph of an sj_sew network (or its :class:`InferenceModel`), BatchNorm folded.
 
     Args:
         model: a SEW-ADD, Spiking, Plain or MS ResNet, or a NotationNet of such blocks.
         input_shape: ``(C, H, W)`` of one time step, ``(H, W)`` or a side (C is the network's).
-        dt: the time step in seconds that NIR's continuous-time neurons are written with.
+        dt: the time step in seconds that NIR's continuous-time neurons are written with (default 1e-4, or the
+            dt that ``target`` assumes).
         max_pool: ``'error'`` (default) refuses max pooling; ``'avg'`` writes average pooling in its place: the
             graph then computes :func:`max_pool_to_avg` (model), a different network.
         path: also write the graph there (HDF5, ``nir.read`` loads it).
+        target: None (default) for the spec-literal graph, or a reader of :data:`READER_TARGETS`
+            (``'snntorch'``, ``'norse'``): the same network written so that this reader as released runs it.
 
     The graph takes one time step ``[N, C, H, W]`` per call and outputs that step's logits; the network's
     output is their mean over T.
     """
     if max_pool not in MAX_POOL_CHOICES:
         raise ValueError(f"unknown max_pool {max_pool!r}; valid: {list(MAX_POOL_CHOICES)}")
+    if target is not None and target not in READER_TARGETS:
+        raise ValueError(f"unknown target {target!r}; valid: None (the spec-literal graph), {list(READER_TARGETS)}")
+    reader = READER_TARGETS.get(target)
+    if dt is None:
+        dt = reader.dt if reader else 1e-4
+    if reader and reader.fixed_dt and dt != reader.dt:
+        raise ValueError(f"{target}'s NIR importer assumes dt = {reader.dt}; got dt={dt!r}")
     if dt <= 0:
         raise ValueError(f"dt must be positive, got {dt!r}")
     net = model.model if isinstance(model, InferenceModel) else inference_model(model).model
@@ -286,7 +362,7 @@ def to_nir(model: nn.Module, input_shape: tuple[int, int, int] | tuple[int, int]
         input_shape = (net.in_channels, *input_shape)
     input_shape = tuple(int(s) for s in input_shape)
     nir = _nir()
-    builder = _Builder(dt, max_pool)
+    builder = _Builder(dt, max_pool, reader)
     builder.nodes["input"] = nir.Input(input_type={"input": np.array(input_shape)})
     value, shape = ["input"], input_shape
     for name, m in layers:
@@ -294,7 +370,8 @@ def to_nir(model: nn.Module, input_shape: tuple[int, int, int] | tuple[int, int]
     builder.nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
     builder.edges += [(src, "output") for src in value]
     graph = nir.NIRGraph(nodes=builder.nodes, edges=builder.edges,
-                         metadata={"source": f"sj_sew {type(net).__name__}", "dt": dt})
+                         metadata={"source": f"sj_sew {type(net).__name__}", "dt": dt,
+                                   **({"target": target} if target else {})})
     if path is not None:
         nir.write(os.fspath(path), graph)
     return graph

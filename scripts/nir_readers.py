@@ -1,0 +1,362 @@
+"""Run sj_sew's NIR graphs in the NIR readers people use and compare them with sj_sew's own streaming model.
+
+For each family (SEW-ADD, Spiking, Plain, MS), shortcut shape (identity shortcuts only, or one downsampling
+block) and neuron (IF, LIF, PLIF with a random w per neuron) a small NotationNet with non-trivial BatchNorm
+statistics is exported with :func:`sj_sew.deploy.to_nir` (the spec-literal graph, or ``--graph target``: the
+graph ``to_nir(..., target=reader)`` writes for that reader) and loaded by each reader: sj_sew's ``from_nir``,
+SpikingJelly 2.x's importer, snnTorch, Norse and Sinabs. Each reader runs a batch of N samples for T steps from
+rest; its per-step logits and the spikes of every neuron node (forward hooks on the reader's modules) are
+compared with :class:`sj_sew.deploy.StreamingModel` on the same BatchNorm-folded network.
+
+A cell's status: ``exact`` (logits and all spikes torch.equal), ``close`` (every neuron layer's spikes agree on at
+least 99.9% of entries and the argmax of the mean logits is the same for every sample), ``wrong`` (it runs and
+disagrees), ``error`` (loading or running raised), ``n/a`` (no such graph for this reader).
+
+``--patched`` copies the installed readers, applies the diffs in ``upstream/<reader>/`` and reruns this script on
+the copies (a subprocess with them first on ``sys.path``): the "works with the upstream patch" column.
+
+    python scripts/nir_readers.py                      # spec-literal graphs, readers as released
+    python scripts/nir_readers.py --graph target       # to_nir(..., target=reader)
+    python scripts/nir_readers.py --patched            # spec-literal graphs, patched readers
+    python scripts/nir_readers.py --json out.json      # also write the cells
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib.util
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+UPSTREAM = ROOT / "upstream"
+FAMILIES = ("sew", "spiking", "plain", "ms")
+NEURONS = ("if", "lif", "plif")
+#: shortcut shape -> notation (NEURON is replaced by the neuron); input 2 x 8 x 8, 5 classes
+SHAPES = {
+    "identity": "c8k3s1-BN-NEURON-{Block(c8)}*2-APk2s2-FC5",
+    "downsample": "c8k3s1-BN-NEURON-Block(c8)-Block(c16)-APk4s4-FC5",
+}
+INPUT_SIDE, BATCH, STEPS = 8, 8, 4
+SPIKE_AGREEMENT = 0.999
+STATUSES = ("exact", "close", "wrong", "error", "n/a")
+
+
+# --------------------------------------------------------------------------------------------------
+# The networks and sj_sew's reference
+# --------------------------------------------------------------------------------------------------
+
+def build_net(family: str, shape: str, neuron: str, seed: int = 0) -> torch.nn.Module:
+    """A small NotationNet in eval mode with random BatchNorm statistics (and random PLIF w in [-2, 2])."""
+    import sj_sew
+
+    torch.manual_seed(seed)
+    notation = SHAPES[shape].replace("NEURON", neuron.upper())
+    net = sj_sew.NotationNet(notation, family=family, neuron=neuron, in_channels=2, input_size=INPUT_SIDE,
+                             num_classes=5).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.2, 0.3), (m.running_mean, -0.2, 0.2),
+                                  (m.running_var, 0.5, 2.0)):
+                    t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
+            if hasattr(m, "w") and isinstance(m.w, torch.Tensor):  # PLIF: sigmoid(w) is not a power of two
+                m.w.copy_(torch.rand(m.w.shape, generator=g) * 4 - 2)
+    return net
+
+
+def example_input(seed: int = 2) -> torch.Tensor:
+    """``[T, N, 2, 8, 8]``, uniform in [0, 3)."""
+    return torch.rand(STEPS, BATCH, 2, INPUT_SIDE, INPUT_SIDE, generator=torch.Generator().manual_seed(seed)) * 3
+
+
+def _spikes_of(output) -> torch.Tensor:
+    out = output[0] if isinstance(output, (tuple, list)) else output
+    return out.detach().clone()
+
+
+@contextlib.contextmanager
+def _recording(modules: dict[str, torch.nn.Module]):
+    """Collects each module's output (spikes) per call, by node key."""
+    seen: dict[str, list[torch.Tensor]] = {k: [] for k in modules}
+    handles = [m.register_forward_hook(lambda mod, args, out, k=k: seen[k].append(_spikes_of(out)))
+               for k, m in modules.items()]
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def reference(net: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """sj_sew's streaming model of the BN-folded network: per-step logits ``[T, N, K]`` and the spikes of each
+    neuron ``[T, N, ...]`` by NIR node key."""
+    from spikingjelly.activation_based import base
+
+    from sj_sew.deploy import inference_model, streaming
+
+    inf = inference_model(net)
+    neurons = {name.replace(".", "_"): m for name, m in inf.model.named_modules() if isinstance(m, base.MemoryModule)}
+    stream = streaming(inf)
+    with _recording(neurons) as seen:
+        logits = torch.stack([stream(frame).clone() for frame in x])
+    return logits, {k: torch.stack([s[0] for s in v]) for k, v in seen.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# The readers
+# --------------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Reader:
+    """How to load a graph into one reader: ``load(graph, batch, dt)`` returns a module called as
+    ``out, state = module(frame, state)``; ``target`` is the ``to_nir`` target written for it (None: none)."""
+    name: str
+    package: str
+    load: object
+    target: str | None = None
+
+
+def _load_sj_sew(graph, batch, dt):
+    from sj_sew.deploy import from_nir
+    return from_nir(graph, dt=dt)
+
+
+def _load_spikingjelly(graph, batch, dt):
+    from sj_sew.deploy import from_nir_spikingjelly
+    return from_nir_spikingjelly(graph, dt=dt)
+
+
+def _load_snntorch(graph, batch, dt):
+    from snntorch.import_nir import import_from_nir
+    return import_from_nir(graph)
+
+
+def _load_norse(graph, batch, dt):
+    import norse.torch
+    return norse.torch.from_nir(graph, dt=dt)
+
+
+def _load_sinabs(graph, batch, dt):
+    import sinabs
+    return sinabs.from_nir(graph, batch_size=batch)
+
+
+READERS = {r.name: r for r in (
+    Reader("sj_sew", "nirtorch", _load_sj_sew),
+    Reader("spikingjelly", "spikingjelly.activation_based.nir_exchange", _load_spikingjelly),
+    Reader("snntorch", "snntorch", _load_snntorch, target="snntorch"),
+    Reader("norse", "norse", _load_norse, target="norse"),
+    Reader("sinabs", "sinabs", _load_sinabs),
+)}
+
+
+def reader_available(name: str) -> str | None:
+    """None if the reader imports here, else why not."""
+    package = READERS[name].package
+    try:
+        if importlib.util.find_spec(package.split(".")[0]) is None:
+            return f"{package} is not installed"
+        importlib.import_module(package)
+    except Exception as e:  # noqa: BLE001 - any import failure means "not available", with its reason
+        return f"{package} does not import: {type(e).__name__}: {e}"
+    return None
+
+
+def _neuron_modules(module: torch.nn.Module, keys) -> dict[str, torch.nn.Module]:
+    """The reader's module of each neuron node (nirtorch's executor and fx graphs name them by node key); its
+    output is the spikes, or a tuple that starts with them."""
+    named = dict(module.named_modules())
+    return {k: named[k] for k in keys if k in named}
+
+
+@dataclasses.dataclass
+class Cell:
+    """One reader on one net: status, the least spike agreement over neuron layers, logits difference,
+    argmax agreement and the error (if any)."""
+    reader: str
+    family: str
+    shape: str
+    neuron: str
+    graph: str
+    status: str
+    spike_agreement: float | None = None
+    max_logit_diff: float | None = None
+    argmax_same: bool | None = None
+    error: str | None = None
+
+    def text(self) -> str:
+        if self.status in ("error", "n/a"):
+            return self.status
+        agree = "-" if self.spike_agreement is None else f"{100 * self.spike_agreement:.2f}%"
+        return f"{self.status} ({agree}, argmax {'=' if self.argmax_same else '!='})"
+
+
+def _quiet():
+    """Readers print and log while loading (snnTorch's prints, Norse's warnings): keep the table readable."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+    stack.callback(logging.disable, logging.NOTSET)
+    return stack
+
+
+def run_cell(reader_name: str, family: str, shape: str, neuron: str, graph_kind: str = "default") -> Cell:
+    """Export one net, load it into one reader, run it and compare (see the module docstring)."""
+    from sj_sew.deploy import to_nir
+
+    reader = READERS[reader_name]
+    cell = dict(reader=reader_name, family=family, shape=shape, neuron=neuron, graph=graph_kind)
+    target = None
+    if graph_kind == "target":
+        if reader.target is None:
+            return Cell(**cell, status="n/a", error=f"to_nir has no target for {reader_name}")
+        target = reader.target
+    net = build_net(family, shape, neuron)
+    x = example_input()
+    ref_logits, ref_spikes = reference(net, x)
+    try:
+        with _quiet():
+            graph = to_nir(net, INPUT_SIDE, target=target) if target else to_nir(net, INPUT_SIDE)
+            dt = float(graph.metadata["dt"])
+            module = reader.load(graph, BATCH, dt)
+            neurons = _neuron_modules(module, ref_spikes)
+            state, logits = None, []
+            with _recording(neurons) as seen, torch.no_grad():
+                for frame in x:
+                    out, state = module(frame, state)
+                    logits.append(out.detach().clone())
+            logits = torch.stack(logits)
+    except Exception as e:  # noqa: BLE001 - a reader that fails is a measured outcome
+        return Cell(**cell, status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                    if str(e) else type(e).__name__)
+    if logits.shape != ref_logits.shape:
+        return Cell(**cell, status="wrong", error=f"logits of shape {tuple(logits.shape)}, expected "
+                                                  f"{tuple(ref_logits.shape)}")
+    missing = sorted(set(ref_spikes) - set(seen))
+    agreements, exact = [], torch.equal(logits, ref_logits)
+    for key, ref in ref_spikes.items():
+        if key not in seen or len(seen[key]) != STEPS:
+            exact = False
+            continue
+        got = torch.stack(seen[key]).reshape(ref.shape)
+        exact = exact and torch.equal(got, ref)
+        agreements.append((got == ref).float().mean().item())
+    agreement = min(agreements) if agreements else None
+    argmax_same = bool((logits.mean(0).argmax(-1) == ref_logits.mean(0).argmax(-1)).all())
+    diff = (logits - ref_logits).abs().max().item()
+    if exact and not missing:
+        status = "exact"
+    elif not missing and agreement is not None and agreement >= SPIKE_AGREEMENT and argmax_same:
+        status = "close"
+    else:
+        status = "wrong"
+    return Cell(**cell, status=status, spike_agreement=agreement, max_logit_diff=diff, argmax_same=argmax_same,
+                error=f"neuron layers not found in the reader's module: {missing}" if missing else None)
+
+
+def run_matrix(readers, graph_kind: str = "default", families=FAMILIES, shapes=tuple(SHAPES),
+               neurons=NEURONS) -> list[Cell]:
+    cells = []
+    for reader in readers:
+        why = reader_available(reader)
+        for family in families:
+            for shape in shapes:
+                for neuron in neurons:
+                    if why:
+                        cells.append(Cell(reader, family, shape, neuron, graph_kind, "n/a", error=why))
+                    else:
+                        cells.append(run_cell(reader, family, shape, neuron, graph_kind))
+    return cells
+
+
+def table(cells: list[Cell]) -> str:
+    """A markdown table: one row per net and neuron, one column per reader."""
+    readers = list(dict.fromkeys(c.reader for c in cells))
+    rows = {}
+    for c in cells:
+        rows.setdefault((c.family, c.shape, c.neuron), {})[c.reader] = c.text()
+    lines = ["| net | neuron | " + " | ".join(readers) + " |", "|---|---|" + "---|" * len(readers)]
+    for (family, shape, neuron), by_reader in rows.items():
+        lines.append(f"| {family} ({shape}) | {neuron} | " + " | ".join(by_reader.get(r, "") for r in readers) + " |")
+    errors = sorted({(c.reader, c.error) for c in cells if c.error})
+    lines += ["", "Errors and notes:"] + [f"- {r}: {e}" for r, e in errors]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Patched readers
+# --------------------------------------------------------------------------------------------------
+
+#: reader folder in upstream/ -> the installed top-level packages its diffs patch (paths in the diffs are
+#: relative to site-packages: ``a/<package>/...``)
+PATCHED_PACKAGES = {"nirtorch": ("nirtorch",), "snntorch": ("snntorch",), "norse": ("norse",),
+                    "sinabs": ("sinabs",)}
+
+
+def patches(reader: str) -> list[Path]:
+    """The diffs of ``upstream/<reader>/`` in order."""
+    return sorted((UPSTREAM / reader).glob("*.diff"))
+
+
+def patched_tree(dest: Path, readers=tuple(PATCHED_PACKAGES), check_only: bool = False) -> Path:
+    """Copy the installed packages of ``readers`` to ``dest`` and apply their diffs there (``patch -p1``);
+    raises CalledProcessError if a diff does not apply."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for reader in readers:
+        for package in PATCHED_PACKAGES[reader]:
+            spec = importlib.util.find_spec(package)
+            if spec is None:
+                raise ModuleNotFoundError(f"{package} is not installed")
+            src = Path(spec.origin).parent
+            shutil.copytree(src, dest / package, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+        for diff in patches(reader):
+            args = ["patch", "-p1", "--forward", "--batch", "-d", str(dest), "-i", str(diff)]
+            subprocess.run(args + (["--dry-run"] if check_only else []), check=True, capture_output=True, text=True)
+    return dest
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--graph", choices=("default", "target"), default="default")
+    parser.add_argument("--patched", action="store_true", help="run the readers patched with upstream/*/*.diff")
+    parser.add_argument("--readers", nargs="*", default=list(READERS), choices=list(READERS))
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=FAMILIES)
+    parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--neurons", nargs="*", default=list(NEURONS), choices=NEURONS)
+    parser.add_argument("--json", help="also write the cells there")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.patched and not os.environ.get("SJ_SEW_PATCHED_READERS"):
+        with tempfile.TemporaryDirectory() as tmp:
+            tree = patched_tree(Path(tmp) / "site")
+            env = dict(os.environ, SJ_SEW_PATCHED_READERS=str(tree),
+                       PYTHONPATH=os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH")) if p))
+            rest = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--patched"]
+            return subprocess.run([sys.executable, __file__, "--patched", *rest], env=env).returncode
+    if os.environ.get("SJ_SEW_PATCHED_READERS"):
+        print(f"readers patched from {UPSTREAM}: imported from {os.environ['SJ_SEW_PATCHED_READERS']}")
+    cells = run_matrix(args.readers, args.graph, args.families, args.shapes, args.neurons)
+    print(f"graph: {args.graph}; N={BATCH}, T={STEPS}; {'patched' if args.patched else 'released'} readers")
+    print(table(cells))
+    if args.json:
+        Path(args.json).write_text(json.dumps([dataclasses.asdict(c) for c in cells], indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
