@@ -9,10 +9,13 @@
 #   (scripts/run_tests.sh runs the suite on both lines).
 # - Export (sj_sew.deploy): onnx + onnxruntime (ONNX), nir + nirtorch (NIR; nirtorch with --no-deps, it
 #   declares torch).
+# - NIR readers that tests/test_nir_readers.py runs sj_sew's graphs in: snnTorch, Norse, Sinabs, Rockpool, each
+#   with --no-deps (they declare torch; Sinabs also pins nir<=1.0.4 and the hardware library samna, neither
+#   needed to read NIR); their runtime imports beyond torch/numpy/nir/nirtorch: pbr (Sinabs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${SJ_SEW_VENV:-.venv}
-STAMP="$VENV/.sj_sew-env-v2"
+STAMP="$VENV/.sj_sew-env-v3"
 # Fashion-MNIST (real data, no download from a data host) comes as a Debian package.
 FASHION=/usr/share/datasets/fashion-mnist
 if [ ! -d "$FASHION" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
@@ -27,10 +30,13 @@ pip install numpy scipy tqdm matplotlib tensorboard scikit-learn pytest h5py 'lo
   onnx onnxruntime nir
 pip install --no-deps spikingjelly==2.0.0 torchaudio==2.11.0
 pip install --no-deps nirtorch  # export: NIR graphs (it declares torch, already here)
+pip install pbr
+pip install --no-deps snntorch==1.0.0 norse==1.1.0 sinabs==3.1.3 rockpool==3.1.0
 pip install --no-deps --target "$VENV/sj014" spikingjelly==0.0.0.0.14
 pip install --no-deps -e .
 "$VENV/bin/python" - <<'PY'
 import torch, torchvision, spikingjelly.activation_based.neuron, sj_sew
+import snntorch.import_nir, norse.torch, sinabs, rockpool.nn.modules.torch.nir  # the NIR readers import
 assert torch.__version__.startswith("2.14.1"), torch.__version__
 print(f"sj_sew {sj_sew.__version__}: torch {torch.__version__}, SpikingJelly {sj_sew.SJ_VERSION}")
 PY
