@@ -33,7 +33,8 @@ def run_flags(flags: dict, out: Path, seed: int, progress: bool = False) -> dict
 
 def train_run(flags: dict, out: Path, seed: int, train: bool = True, progress: bool = False) -> dict | None:
     """One run of the RunConfig fields ``flags`` in ``out/seed<seed>`` (or its saved result); the summary carries
-    the history. With ``train=False`` only a finished run is read back (None if there is none)."""
+    the history and the device it trained on. With ``train=False`` only a finished run is read back (None if there
+    is none)."""
     from sj_sew.training import read_metrics, resolve_run, run
 
     out = Path(out) / f"seed{seed}"
@@ -47,8 +48,19 @@ def train_run(flags: dict, out: Path, seed: int, train: bool = True, progress: b
     summary = run(cfg, state)
     summary["history"] = read_metrics(out / "metrics.jsonl")
     summary["flags"] = flags
+    summary["device"] = device_label(cfg)
     done.write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def device_label(cfg) -> str:
+    """The device a run trained on, as its summary records it: ``cpu``, or ``cuda`` with the GPU's name."""
+    import torch
+
+    from sj_sew.training.checks import run_device
+
+    device = run_device(cfg)
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.startswith("cuda") else device
 
 
 def shard_of(text: str) -> tuple[int, int]:
@@ -122,3 +134,39 @@ def timestamped_dir(name: str) -> Path:
     from datetime import datetime
 
     return RUNS / f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+#: The seed that chooses a sweep's learning rate and is never reported (the reported seeds are 0, 1, ...).
+TUNING_SEED = 1000
+
+
+def reported_seeds(seeds: int, tuning_seed: int | None = TUNING_SEED) -> list[int]:
+    """The seeds a study reports: ``0 .. seeds - 1``; the tuning seed (which chose the learning rate) is kept out.
+    ``tuning_seed=None`` is the older rule (seed 0 both tunes and is reported)."""
+    out = list(range(seeds))
+    if tuning_seed is not None and tuning_seed in out:
+        raise ValueError(f"the tuning seed {tuning_seed} would also be reported (seeds 0..{seeds - 1})")
+    return out
+
+
+def plateau_stop(history: list[dict], patience: int, cap: int | None = None, key: str = "val_acc") -> dict:
+    """The validation-plateau rule on a run's per-epoch ``history``: stop after the first epoch at which ``key``
+    has not improved on its best for ``patience`` epochs, or at the epoch cap (``cap`` epochs, default all
+    recorded). Returns ``{"stop_epoch", "stopped_early", "selected_epoch", "selected_test_acc"}``: the epoch the
+    rule stops after and the validation-selected epoch up to it (the earliest on a tie). Epochs before the stop
+    are what an early-stopped run trains, so this reads a run trained to the cap exactly as the rule would."""
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}")
+    epochs = history[:cap] if cap is not None else history
+    if not epochs:
+        raise ValueError("no epochs recorded")
+    best, best_at, stop = -float("inf"), 0, len(epochs) - 1
+    for i, record in enumerate(epochs):
+        if record[key] > best:
+            best, best_at = record[key], i
+        elif i - best_at >= patience:
+            stop = i
+            break
+    selected = max(range(stop + 1), key=lambda i: (epochs[i][key], -i))
+    return {"stop_epoch": epochs[stop]["epoch"], "stopped_early": stop < len(epochs) - 1,
+            "selected_epoch": epochs[selected]["epoch"], "selected_test_acc": epochs[selected].get("test_acc")}
