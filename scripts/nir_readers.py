@@ -216,24 +216,26 @@ def _quiet():
 
 
 def run_cell(reader_name: str, family: str, shape: str, neuron: str, graph_kind: str = "default") -> Cell:
-    """Export one net, load it into one reader, run it and compare (see the module docstring)."""
+    """Export one net of the matrix, load it into one reader, run it and compare (see the module docstring)."""
+    cell = dict(reader=reader_name, family=family, shape=shape, neuron=neuron, graph=graph_kind)
+    if graph_kind == "target" and READERS[reader_name].target is None:
+        return Cell(**cell, status="n/a", error=f"to_nir has no target for {reader_name}")
+    return Cell(**cell, **measure(reader_name, build_net(family, shape, neuron), example_input(), graph_kind))
+
+
+def measure(reader_name: str, net: torch.nn.Module, x: torch.Tensor, graph_kind: str = "default") -> dict:
+    """Export ``net`` (``graph_kind`` 'default' or 'target'), run it in one reader on ``x`` ``[T, N, C, H, W]``
+    and compare with the streaming model: the fields of a :class:`Cell` after its name fields."""
     from sj_sew.deploy import to_nir
 
     reader = READERS[reader_name]
-    cell = dict(reader=reader_name, family=family, shape=shape, neuron=neuron, graph=graph_kind)
-    target = None
-    if graph_kind == "target":
-        if reader.target is None:
-            return Cell(**cell, status="n/a", error=f"to_nir has no target for {reader_name}")
-        target = reader.target
-    net = build_net(family, shape, neuron)
-    x = example_input()
+    target = reader.target if graph_kind == "target" else None
     ref_logits, ref_spikes = reference(net, x)
+    side = x.shape[-2:]
     try:
         with _quiet():
-            graph = to_nir(net, INPUT_SIDE, target=target) if target else to_nir(net, INPUT_SIDE)
-            dt = float(graph.metadata["dt"])
-            module = reader.load(graph, BATCH, dt)
+            graph = to_nir(net, tuple(side), target=target)
+            module = reader.load(graph, x.shape[1], float(graph.metadata["dt"]))
             neurons = _neuron_modules(module, ref_spikes)
             state, logits = None, []
             with _recording(neurons) as seen, torch.no_grad():
@@ -242,15 +244,14 @@ def run_cell(reader_name: str, family: str, shape: str, neuron: str, graph_kind:
                     logits.append(out.detach().clone())
             logits = torch.stack(logits)
     except Exception as e:  # noqa: BLE001 - a reader that fails is a measured outcome
-        return Cell(**cell, status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-                    if str(e) else type(e).__name__)
+        return dict(status="error", error=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e)
+                    else type(e).__name__)
     if logits.shape != ref_logits.shape:
-        return Cell(**cell, status="wrong", error=f"logits of shape {tuple(logits.shape)}, expected "
-                                                  f"{tuple(ref_logits.shape)}")
+        return dict(status="wrong", error=f"logits of shape {tuple(logits.shape)}, expected {tuple(ref_logits.shape)}")
     missing = sorted(set(ref_spikes) - set(seen))
     agreements, exact = [], torch.equal(logits, ref_logits)
     for key, ref in ref_spikes.items():
-        if key not in seen or len(seen[key]) != STEPS:
+        if key not in seen or len(seen[key]) != len(x):
             exact = False
             continue
         got = torch.stack(seen[key]).reshape(ref.shape)
@@ -265,7 +266,7 @@ def run_cell(reader_name: str, family: str, shape: str, neuron: str, graph_kind:
         status = "close"
     else:
         status = "wrong"
-    return Cell(**cell, status=status, spike_agreement=agreement, max_logit_diff=diff, argmax_same=argmax_same,
+    return dict(status=status, spike_agreement=agreement, max_logit_diff=diff, argmax_same=argmax_same,
                 error=f"neuron layers not found in the reader's module: {missing}" if missing else None)
 
 
