@@ -1,8 +1,10 @@
 """Which kernel a neuron runs: every backend decision of sj_sew, on both SpikingJelly lines.
 
 A ``backend=`` name is one of :data:`BACKENDS`; a SpikingJelly line offers ``'auto'`` and its
-``_compat.KERNEL_BACKENDS`` ('torch' and 'cupy' on 0.0.0.0.14; 'cuda', 'triton' and 'torch' on 2.x).
-This module decides
+``_compat.KERNEL_BACKENDS`` ('torch' and 'cupy' on 0.0.0.0.14; 'cuda', 'triton' and 'torch' on 2.x), and
+``'fused'`` is sj_sew's own on every line: the fused torch path on CPU, sj_sew's Triton kernels
+(:mod:`sj_sew.neurons.ops`) on CUDA. ``'auto'`` keeps SpikingJelly's kernels on a GPU: it is to pick sj_sew's
+once a GPU measurement shows them faster and correct (none has been made yet). This module decides
 
 - whether a pinned name can serve a neuron class and surrogate, and the error that says why not
   (:func:`check_choice`; on a GPU, :func:`check_kernel`; for a run configuration, :func:`check_backend_for_run`);
@@ -18,9 +20,13 @@ from __future__ import annotations
 import torch
 
 from .. import _compat
+from . import ops
 
 #: Every ``backend=`` name; which ones a SpikingJelly line offers is :func:`line_backends`.
-BACKENDS = ("auto", "torch", "cupy", "cuda", "triton")
+BACKENDS = ("auto", "torch", "cupy", "cuda", "triton", "fused")
+
+TRITON_MISSING_MESSAGE = ("backend={backend!r} needs the triton package on a GPU (pip install triton; it comes "
+                          "with CUDA builds of torch on Linux); or use backend='auto'")
 
 CUPY_REMOVED_MESSAGE = (
     "backend='cupy' is not available: SpikingJelly {v} removed its CuPy backend upstream. "
@@ -56,6 +62,10 @@ def check_choice(backend: str, neuron_cls: type, surrogate_function) -> None:
         _check_cupy(neuron_cls, surrogate_function)
     elif backend in ("cuda", "triton"):
         _check_device_kernel(backend, neuron_cls, surrogate_function)
+    elif backend == "fused":
+        why = ops.refusal(neuron_cls, surrogate_function)
+        if why is not None:
+            raise ValueError(f"backend='fused': {why}; use backend='auto' or 'torch'")
 
 
 def _check_cupy(neuron_cls: type, surrogate_function) -> None:
@@ -100,7 +110,8 @@ def check_kernel(neuron_cls: type, kernel: str, device) -> None:
 def check_backend_for_run(backend: str, device: str | None) -> None:
     """The ``--backend`` check of a run configuration: raise ValueError, naming the flag, unless ``backend``
     can run on ``device`` ('cpu', 'cuda', 'cuda:N'; None: CUDA where torch sees a GPU, else CPU) for the
-    paper's neuron (IF, ATan). 'auto' and 'torch' run anywhere; the others pin GPU kernels."""
+    paper's neuron (IF, ATan). 'auto', 'torch' and 'fused' run anywhere ('fused' needs triton on a GPU); the
+    others pin GPU kernels."""
     from spikingjelly.activation_based import neuron as sj_neuron
 
     from .surrogate import make_surrogate
@@ -110,6 +121,10 @@ def check_backend_for_run(backend: str, device: str | None) -> None:
     if backend in ("auto", "torch"):
         return
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if backend == "fused":
+        if device.startswith("cuda") and not _compat.triton_importable():
+            raise ValueError(f"--backend fused: {TRITON_MISSING_MESSAGE.format(backend=backend)}")
+        return
     if not device.startswith("cuda"):
         raise ValueError(f"--backend {backend} runs GPU kernels; on {device} use --backend auto or torch")
     try:
@@ -135,6 +150,8 @@ def backend_attribute(backend: str, neuron_cls: type, surrogate_function, device
     surrogate, else torch; a pinned name is itself."""
     if not _compat.neuron_takes_backend(neuron_cls):
         return None
+    if backend == "fused":  # sj_sew's path; SpikingJelly's own code, where it runs, is its torch one
+        return "torch"
     if backend != "auto":
         return backend
     on_gpu = device is not None and torch.device(device).type == "cuda"
@@ -189,6 +206,8 @@ def sync_neurons(modules, backend: str, neuron_cls: type, surrogate_function, de
     kernel = pinned_kernel(backend, neuron_cls)
     if kernel is not None and torch.device(device).type == "cuda":
         check_kernel(neuron_cls, kernel, torch.device(device))
+    if backend == "fused" and torch.device(device).type == "cuda" and not _compat.triton_importable():
+        raise ImportError(TRITON_MISSING_MESSAGE.format(backend=backend))
     wanted = backend_attribute(backend, neuron_cls, surrogate_function, device)
     if wanted is None:
         return

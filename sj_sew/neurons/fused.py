@@ -3,7 +3,8 @@ T-sequence (identical spikes, equal gradients, faster and lighter than SpikingJe
 
 :class:`sj_sew.NeuronSpec` builds these by default, so every sj_sew model uses them. They take the fused
 path where :func:`fast_path_applies`: on CPU, and on a GPU with SpikingJelly 0.0.0.0.14 and
-``backend='torch'``; elsewhere SpikingJelly's own kernels run (CuPy on 0.0.0.0.14, CUDA/Triton on 2.x).
+``backend='torch'``; elsewhere SpikingJelly's own kernels run (CuPy on 0.0.0.0.14, CUDA/Triton on 2.x), except
+with ``backend='fused'``: then IF, LIF and PLIF run sj_sew's own kernels on CUDA (:mod:`sj_sew.neurons.ops`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import torch
 from spikingjelly.activation_based import neuron
 
 from .. import _compat
-from . import dynamics
+from . import dynamics, ops
+from .ops import bptt
 from .surrogate import fused_derivative
 
 
@@ -79,37 +81,16 @@ class _MultiStepSpike(torch.autograd.Function):
         (charged,) = ctx.saved_tensors
         v_threshold, v_reset, tau, detach_reset, grad_fn = ctx.params
         # step t reads H[t] before it writes dL/dX[t], so the gradient may take the potentials' place
-        grad_x = charged if ctx.overwrite_saved else torch.empty_like(charged)
-        sg_buf, through = torch.empty_like(charged[0]), torch.empty_like(charged[0])
-        carry = grad_v_last  # dL/dV[t], from the later steps
-        keep = None if tau is None else 1.0 - 1.0 / tau  # dH[t]/dV[t-1] (1 for IF)
-        for t in range(charged.shape[0] - 1, -1, -1):
-            h = charged[t]
-            sg = grad_fn(torch.sub(h, v_threshold, out=sg_buf))
-            if carry is not None and v_reset is not None:  # dV/dH = 1 - S (+ (V_reset - H) * sg)
-                torch.lt(h, v_threshold, out=through)
-                if not detach_reset:
-                    through.addcmul_(torch.sub(v_reset, h), sg)
-            grad_h = torch.mul(grad_spikes[t], sg, out=grad_x[t])
-            if carry is not None:
-                if v_reset is None:  # dV/dH = 1 - Vth * sg (0 through S if detached)
-                    if detach_reset:
-                        grad_h.add_(carry)
-                    else:
-                        grad_h.addcmul_(carry, torch.mul(sg, -v_threshold, out=through).add_(1))
-                else:
-                    grad_h.addcmul_(carry, through)
-            carry = grad_h if keep is None else grad_h * keep
-        if tau is not None:
-            grad_x.div_(tau)  # dH[t]/dX[t] = 1/tau
+        grad_x, carry, _ = bptt(charged, grad_spikes, grad_v_last, v_threshold, v_reset, detach_reset, grad_fn,
+                                tau=tau, grad_x=charged if ctx.overwrite_saved else None)
         return grad_x, carry, None, None, None, None, None
 
 
 def settings_covered(node) -> bool:
     """Whether ``node`` is a fused neuron whose settings (surrogate, reset, stored state, LIF decay) the fused
     function covers; whether it then takes the fused path depends on the input (:func:`fast_path_applies`)."""
-    if not isinstance(node, _FusedMultiStep):
-        return False
+    if not isinstance(node, _FusedMultiStep) or isinstance(node, neuron.ParametricLIFNode):
+        return False  # (PLIF: a learned tau, SpikingJelly's own path on CPU)
     if getattr(node, "store_v_seq", False) or not isinstance(node.v_threshold, float):
         return False
     if fused_derivative(node.surrogate_function) is None or not node.surrogate_function.spiking:
@@ -133,23 +114,45 @@ def fast_path_applies(node, x_seq: torch.Tensor) -> bool:
 
 
 class _FusedMultiStep:
-    """Mixin: the multi-step forward of a SpikingJelly neuron through :class:`_MultiStepSpike`."""
+    """Mixin: the multi-step forward of a SpikingJelly neuron through :class:`_MultiStepSpike` or, on CUDA with
+    ``backend='fused'`` (:attr:`sj_sew_kernels`), through sj_sew's Triton kernels (:mod:`sj_sew.neurons.ops`)."""
+
+    #: Set by :class:`~sj_sew.NeuronSpec` for ``backend='fused'``: CUDA inputs run sj_sew's own kernels.
+    sj_sew_kernels = False
 
     def _tau(self):
         return None
 
+    def _inv_tau(self):
+        return None
+
     def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs):
+        if not args and not kwargs and self.sj_sew_kernels and x_seq.is_cuda:
+            return self._kernel_forward(x_seq)
         if args or kwargs or not fast_path_applies(self, x_seq):
             return super().multi_step_forward(x_seq, *args, **kwargs)
-        v = self.v
-        if not isinstance(v, torch.Tensor):
-            v = torch.full_like(x_seq[0], float(v))
-        elif v.shape != x_seq.shape[1:]:
-            v = v.expand(x_seq.shape[1:])
         grad_fn = fused_derivative(self.surrogate_function)
         spikes, self.v = _MultiStepSpike.apply(
-            x_seq, v, self.v_threshold, self.v_reset, self._tau(), self.detach_reset,
+            x_seq, self._initial_v(x_seq), self.v_threshold, self.v_reset, self._tau(), self.detach_reset,
             partial(grad_fn, alpha=float(self.surrogate_function.alpha)))
+        return spikes
+
+    def _initial_v(self, x_seq):
+        v = self.v
+        if not isinstance(v, torch.Tensor):
+            return torch.full_like(x_seq[0], float(v))
+        return v.expand(x_seq.shape[1:]) if v.shape != x_seq.shape[1:] else v
+
+    def _kernel_forward(self, x_seq):
+        cfg = ops.neuron_config(self)
+        if cfg is None:
+            raise ValueError(f"backend='fused': sj_sew's kernels do not cover this {type(self).__name__} "
+                             f"({ops.refusal(type(self), self.surrogate_function) or 'its settings'}); "
+                             "use backend='auto'")
+        if not _compat.triton_importable():
+            raise ImportError("backend='fused' on CUDA needs the triton package (it comes with CUDA builds of "
+                              "torch on Linux); or use backend='auto'")
+        spikes, self.v = ops.multistep(x_seq, self._initial_v(x_seq), self._inv_tau(), cfg)
         return spikes
 
 
@@ -164,10 +167,21 @@ class LIFNode(_FusedMultiStep, neuron.LIFNode):
         return self.tau
 
 
+class ParametricLIFNode(_FusedMultiStep, neuron.ParametricLIFNode):
+    """SpikingJelly's ``ParametricLIFNode``, on CUDA with ``backend='fused'`` through sj_sew's kernels (on CPU
+    SpikingJelly's own path)."""
+
+    def _inv_tau(self):
+        return dynamics.plif_inv_tau(self.w)
+
+
 #: SpikingJelly neuron class -> its fused subclass.
 FUSED_NEURONS = {neuron.IFNode: IFNode, neuron.LIFNode: LIFNode}
+#: ... and with ``backend='fused'`` (sj_sew's kernels on CUDA), where PLIF has one too.
+KERNEL_NEURONS = {**FUSED_NEURONS, neuron.ParametricLIFNode: ParametricLIFNode}
 
 
-def fused_neuron_class(cls):
-    """The fused subclass of a SpikingJelly neuron class, or the class itself where there is none."""
-    return FUSED_NEURONS.get(cls, cls)
+def fused_neuron_class(cls, kernels: bool = False):
+    """The fused subclass of a SpikingJelly neuron class (with ``kernels``: for ``backend='fused'``), or the
+    class itself where there is none."""
+    return (KERNEL_NEURONS if kernels else FUSED_NEURONS).get(cls, cls)

@@ -88,9 +88,10 @@ class NeuronSpec:
     Args:
         neuron: ``'if'``, ``'lif'``, ``'plif'`` or a SpikingJelly neuron class.
         backend: ``'auto'`` (fastest for the device the model runs on), ``'torch'``, ``'cupy'``
-            (SpikingJelly 0.0.0.0.14 only), or ``'cuda'``/``'triton'`` (2.x only: its native CUDA or Triton
-            kernel on a GPU, for this model's neurons alone; CPU always runs the torch path). Checked, and
-            applied, by :mod:`sj_sew.neurons.backend`.
+            (SpikingJelly 0.0.0.0.14 only), ``'cuda'``/``'triton'`` (2.x only: its native CUDA or Triton
+            kernel on a GPU, for this model's neurons alone; CPU always runs the torch path), or ``'fused'``
+            (sj_sew's own: the fused path on CPU, its Triton kernels for IF/LIF/PLIF with ATan or Sigmoid on
+            CUDA). Checked, and applied, by :mod:`sj_sew.neurons.backend`.
         **kwargs: neuron parameters; ``tau`` is accepted as ``init_tau`` for PLIF.
     """
 
@@ -138,7 +139,10 @@ class NeuronSpec:
         initial = self.backend_for(None)
         if initial is not None:
             extra["backend"] = initial
-        node = fused_neuron_class(self.cls)(**copy.deepcopy(self.kwargs), **extra)
+        own = self.backend == "fused"
+        node = fused_neuron_class(self.cls, kernels=own)(**copy.deepcopy(self.kwargs), **extra)
+        if own:
+            node.sj_sew_kernels = True
         backends.install_hooks(node, self.backend, self.cls)
         return node
 

@@ -1,0 +1,229 @@
+"""sj_sew's multi-step IF/LIF/PLIF neuron kernels in Triton: forward and BPTT backward over a whole sequence.
+
+One program per block of ``BLOCK`` neurons loops over the T steps with the membrane potential in registers
+(float32 whatever the input dtype: float32, bfloat16 or float16). The forward evaluates
+:mod:`sj_sew.neurons.dynamics`' operations in their order (charge, fire with H >= V_th, hard or soft reset),
+so on float32 input its spikes equal the CPU fused path's bit for bit; spikes come out in the input dtype.
+The backward is BPTT with the surrogate derivative computed in the kernel (the codes of
+:data:`sj_sew.neurons.ops.KERNEL_SURROGATES`),
+``detach_reset`` and both resets; PLIF's gradient with respect to 1/tau is reduced per block (one partial sum
+per program, summed by torch: deterministic).
+
+Each kernel is a plain function turned into a compiled Triton kernel for CUDA tensors and into a Triton
+interpreter kernel (``triton.runtime.interpreter``, NumPy on the CPU) for CPU tensors, so the same source runs
+in the CPU test suite without ``TRITON_INTERPRET=1`` (set before triton's import, it would make every kernel of
+the process an interpreted one). So the kernels call only Triton builtins: the library's ``@triton.jit``
+helpers (``tl.zeros``, ``tl.sigmoid``, ``tl.sum``) cannot run in an interpreter started that way. The custom ops of :mod:`sj_sew.neurons.ops` call
+:func:`forward` and :func:`backward`; use those ops, not this module, in models.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK = 256  # neurons per program
+
+
+@triton.jit
+def _add(a, b):
+    return a + b
+
+
+def _forward_body(x_ptr, v0_ptr, k_ptr, s_ptr, v_ptr, h_ptr, numel, steps, tau, v_th, v_rs,
+                  KIND: tl.constexpr, HARD: tl.constexpr, DECAY_INPUT: tl.constexpr, KEEP_H: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < numel
+    v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    k = 0.0
+    if KIND == 2:  # PLIF: 1/tau = sigmoid(w), computed by torch
+        k = tl.load(k_ptr).to(tl.float32)
+    for t in range(steps):
+        at = t * numel + offs
+        x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
+        if KIND == 0:
+            h = v + x
+        else:
+            above = v
+            if HARD:
+                above = v - v_rs
+            if DECAY_INPUT:
+                if KIND == 1:
+                    h = v + (x - above) / tau
+                else:
+                    h = v + (x - above) * k
+            else:
+                if KIND == 1:
+                    h = v - above / tau + x
+                else:
+                    h = v - above * k + x
+        fired = h >= v_th
+        s = tl.where(fired, 1.0, 0.0)  # (a bool -> bf16 cast fails in the interpreter)
+        tl.store(s_ptr + at, s.to(s_ptr.dtype.element_ty), mask=mask)
+        if KEEP_H:
+            tl.store(h_ptr + at, h, mask=mask)
+        if HARD:
+            v = tl.where(fired, v_rs, h)
+        else:
+            v = h - s * v_th
+    tl.store(v_ptr + offs, v, mask=mask)
+
+
+def _backward_body(gs_ptr, gv_ptr, h_ptr, v0_ptr, k_ptr, gx_ptr, gv0_ptr, gk_ptr, numel, steps, tau, keep,
+                   v_th, v_rs, alpha, scale,
+                   KIND: tl.constexpr, HARD: tl.constexpr, DECAY_INPUT: tl.constexpr, DETACH: tl.constexpr,
+                   SURROGATE: tl.constexpr, HAS_GV: tl.constexpr, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < numel
+    carry = tl.full([BLOCK], 0.0, tl.float32)  # dL/dV[t]
+    if HAS_GV:
+        carry = tl.load(gv_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    k = 0.0
+    if KIND == 2:
+        k = tl.load(k_ptr).to(tl.float32)
+        keep = 1.0 - k
+    v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    dk = tl.full([BLOCK], 0.0, tl.float32)
+    for i in range(steps):
+        t = steps - 1 - i
+        at = t * numel + offs
+        h = tl.load(h_ptr + at, mask=mask, other=0.0)
+        u = h - v_th
+        z = u * scale  # scale: pi / 2 * alpha (ATan), alpha (Sigmoid)
+        if SURROGATE == 0:  # ATan: (alpha / 2) / (1 + (pi / 2 * alpha * u)^2)
+            sg = (alpha / 2) / (z * z + 1.0)
+        else:  # Sigmoid: alpha * s * (1 - s), s = sigmoid(alpha * u)
+            z = 1.0 / (1.0 + tl.exp(-z))
+            sg = z * (1.0 - z) * alpha
+        if HARD:  # dV/dH = 1 - S (+ (V_reset - H) * sg through S)
+            through = tl.where(h < v_th, 1.0, 0.0)
+            if not DETACH:
+                through += (v_rs - h) * sg
+        else:  # dV/dH = 1 (- V_th * sg through S)
+            through = tl.full([BLOCK], 1.0, tl.float32)
+            if not DETACH:
+                through = 1.0 - v_th * sg
+        grad_h = tl.load(gs_ptr + at, mask=mask, other=0.0).to(tl.float32) * sg + carry * through
+        if KIND == 0 or not DECAY_INPUT:
+            gx = grad_h
+        elif KIND == 1:
+            gx = grad_h / tau
+        else:
+            gx = grad_h * k
+        tl.store(gx_ptr + at, gx.to(gx_ptr.dtype.element_ty), mask=mask)
+        if KIND == 2:  # dH/dk from V[t-1]: recomputed from H[t-1] (or V[-1] = v0) as the forward reset it
+            h_prev = tl.load(h_ptr + at - numel, mask=mask & (t > 0), other=0.0)
+            fired = h_prev >= v_th
+            if HARD:
+                v_prev = tl.where(fired, v_rs, h_prev)
+            else:
+                v_prev = h_prev - tl.where(fired, 1.0, 0.0) * v_th
+            v_prev = tl.where(t > 0, v_prev, v0)
+            if DECAY_INPUT:
+                dk += grad_h * (h - v_prev) / k  # = X - (V - V_reset)
+            elif HARD:
+                dk -= grad_h * (v_prev - v_rs)
+            else:
+                dk -= grad_h * v_prev
+        if KIND == 0:
+            carry = grad_h
+        else:
+            carry = grad_h * keep
+    tl.store(gv0_ptr + offs, carry, mask=mask)
+    if KIND == 2:
+        tl.store(gk_ptr + pid, tl.reduce(dk, 0, _add))
+
+
+_VARIANTS: dict = {}
+
+
+def _kernel(body, device: torch.device):
+    """``body`` as a Triton kernel for ``device``: compiled for CUDA, interpreted (NumPy) for CPU tensors."""
+    interpret = device.type == "cpu"
+    key = (body, interpret)
+    if key not in _VARIANTS:
+        if interpret:
+            from triton.runtime.interpreter import InterpretedFunction
+
+            _VARIANTS[key] = InterpretedFunction(body)
+        else:
+            _VARIANTS[key] = triton.jit(body)
+    return _VARIANTS[key]
+
+
+def _launch(body, device, grid, *args, **meta):
+    if device.type != "cpu":
+        meta["enable_fp_fusion"] = False  # no FMA contraction: the CPU's roundings, so the same spikes
+    with torch.cuda.device(device) if device.type == "cuda" else _nothing():
+        _kernel(body, device)[grid](*args, **meta)
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ``cfg``: a :class:`sj_sew.neurons.ops.NeuronConfig`
+def _scalars(cfg) -> dict:
+    hard = cfg.v_reset is not None
+    return dict(tau=float(cfg.tau) if cfg.kind == "lif" else 1.0, v_th=float(cfg.v_threshold),
+                v_rs=float(cfg.v_reset) if hard else 0.0)
+
+
+def _meta(cfg) -> dict:
+    return dict(KIND=cfg.kind_code, HARD=cfg.v_reset is not None, DECAY_INPUT=cfg.decay_input,
+                BLOCK=BLOCK)
+
+
+def _surrogate_scale(cfg) -> float:
+    return math.pi / 2 * cfg.alpha if cfg.surrogate == "atan" else float(cfg.alpha)
+
+
+def forward(x_seq: torch.Tensor, v0: torch.Tensor, inv_tau: torch.Tensor | None, cfg,
+            keep_h: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(spikes in ``x_seq``'s dtype, V[T-1] float32, H float32 [T, ...] or an empty tensor unless ``keep_h``)."""
+    steps, numel = x_seq.shape[0], x_seq[0].numel()
+    x = x_seq.contiguous()
+    v0 = v0.to(torch.float32).expand(x_seq.shape[1:]).contiguous()
+    k = (inv_tau if inv_tau is not None else v0.new_zeros(())).to(torch.float32).contiguous()
+    spikes = torch.empty_like(x)
+    v_last = torch.empty_like(v0)
+    h = torch.empty(x.shape, dtype=torch.float32, device=x.device) if keep_h else v0.new_empty((0,))
+    if numel and steps:
+        _launch(_forward_body, x.device, (triton.cdiv(numel, BLOCK),), x, v0, k, spikes, v_last,
+                h if keep_h else v_last, numel, steps, **_scalars(cfg), KEEP_H=keep_h, **_meta(cfg))
+    else:
+        v_last.copy_(v0)
+    return spikes, v_last, h
+
+
+def backward(grad_spikes: torch.Tensor, grad_v_last: torch.Tensor | None, h_seq: torch.Tensor,
+             v0: torch.Tensor, inv_tau: torch.Tensor | None, cfg, x_dtype: torch.dtype
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dL/dX in ``x_dtype``, dL/dV[-1] float32, dL/d(1/tau) float32 scalar, zero for IF and LIF)."""
+    steps, numel = h_seq.shape[0], h_seq[0].numel()
+    device = h_seq.device
+    gs = grad_spikes.contiguous()
+    v0 = v0.to(torch.float32).expand(h_seq.shape[1:]).contiguous()
+    k = (inv_tau if inv_tau is not None else v0.new_zeros(())).to(torch.float32).contiguous()
+    gx = torch.empty(h_seq.shape, dtype=x_dtype, device=device)
+    gv0 = torch.empty_like(v0)
+    blocks = triton.cdiv(numel, BLOCK)
+    gk = torch.zeros(blocks if cfg.kind == "plif" else 1, dtype=torch.float32, device=device)
+    has_gv = grad_v_last is not None
+    gv = grad_v_last.to(torch.float32).expand(h_seq.shape[1:]).contiguous() if has_gv else gv0
+    keep = 1.0 - 1.0 / cfg.tau if cfg.kind == "lif" else 1.0
+    if numel and steps:
+        _launch(_backward_body, device, (blocks,), gs, gv, h_seq.contiguous(), v0, k, gx, gv0, gk, numel, steps,
+                keep=keep, alpha=float(cfg.alpha), scale=_surrogate_scale(cfg), **_scalars(cfg), DETACH=cfg.detach_reset,
+                SURROGATE=cfg.surrogate_code, HAS_GV=has_gv, **_meta(cfg))
+    else:
+        gv0.copy_(gv if has_gv else torch.zeros_like(gv0))
+    return gx, gv0, gk.sum()
