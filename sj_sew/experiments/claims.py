@@ -212,3 +212,17 @@ def evaluate_all(results: Path) -> dict[str, Evaluated]:
     """claim id -> its evaluation, for every claim whose results exist."""
     studies = dict.fromkeys(c.study for c in CLAIMS)
     return {e.claim.id: e for s in studies for e in evaluate_study(results, s)}
+
+
+def overfitting(results: Path) -> dict:
+    """Over-fitting at the last epoch of the ablation's reported runs (every setting's seeds at its chosen rate):
+    how many of them end with the test loss at or below the training loss, and the largest excess of the others."""
+    data = _json(Path(results) / "ablation" / "ablation.json")
+    gaps = []
+    for row in data["table"].values():
+        for checkpoint in row["checkpoints"]:  # recorded as results/ablation/runs/...: read under ``results``
+            run = Path(results).joinpath(*Path(checkpoint).parts[1:]).parent
+            last = json.loads((run / "summary.json").read_text())["history"][-1]
+            gaps.append(last["test_loss"] - last["train_loss"])
+    return {"runs": len(gaps), "test_at_or_below_train": sum(g <= 0 for g in gaps),
+            "largest_excess": max((g for g in gaps if g > 0), default=0.0)}
