@@ -1,4 +1,6 @@
-"""The tables of REPRODUCTION.md, rendered from the committed results files (nothing is typed in by hand).
+"""The tables of REPRODUCTION.md, rendered from the committed results files (nothing is typed in by hand): each
+study's table, its baselines (results/baselines/, scripts/repro_baselines.py) and the verdict of each of its claims,
+computed from the results (sj_sew.experiments.claims: paired differences over seeds, 95% intervals).
 
     python scripts/repro_tables.py                 # every table whose results exist, as markdown (stdout)
     python scripts/repro_tables.py --results DIR   # another results directory (e.g. runs/quick)

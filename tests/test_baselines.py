@@ -109,3 +109,22 @@ def test_committed_ablation_linear_readout_recomputes():
     for layout in baselines.LAYOUTS:
         again = baselines.linear_readout(splits, layout)
         assert again["test_acc"] == pytest.approx(committed["linear"][layout]["test_acc"], abs=0.005)
+
+
+def test_repro_baselines_quick_writes_and_keeps(tmp_path):
+    import importlib.util
+    import sys
+
+    scripts = ROOT / "scripts"
+    if str(scripts) not in sys.path:
+        sys.path.insert(0, str(scripts))
+    spec = importlib.util.spec_from_file_location("repro_baselines", scripts / "repro_baselines.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "b"
+    found = script.main(["--quick", "--out", str(out), "--studies", "ablation"])
+    entry = json.loads((out / "ablation.json").read_text())
+    assert entry["quick"] and entry["data"]["data_options"]["per_class"] == 12
+    assert set(entry["linear"]) == set(baselines.LAYOUTS) and entry["ann"]["epochs"] == 1
+    assert "| ablation | fashion_events 12 |" in (out / "baselines.md").read_text()
+    assert script.main(["--quick", "--out", str(out), "--studies", "ablation"]) == found  # kept, not recomputed
