@@ -3,7 +3,9 @@
 #   1. installs SpikingJelly 2.0.0 and 0.0.0.0.14 (each into its own --target folder, as setup_env.sh does for
 #      0.0.0.0.14) and the pure-Python packages SpikingJelly 2.x imports (loguru, SciencePlots) from the wheels
 #      in .whl/ (no package index needed; fill .whl/ beforehand with scripts/fetch_gpu_wheels.sh);
-#   2. runs tests/test_cuda.py (the `cuda` tests and their CPU parts) on both lines;
+#   2. runs tests/test_cuda.py (the `cuda` tests and their CPU parts, sj_sew's own Triton kernels included:
+#      backend='fused' against the CPU, in a CUDA graph, under torch.compile) on both lines, and
+#      tests/test_triton_kernels.py (the kernels under Triton's interpreter, compiled for sm_90) on 2.x;
 #   3. runs `scripts/benchmark.py --device cuda --sections cuda` on both lines at a reduced setting;
 #   4. writes logs and summary.json to $OUT (or --out DIR; default gpu_check_out/).
 # Usage:
@@ -104,6 +106,8 @@ fi
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -rfEs --durations=8 tests/test_cuda.py)
 step tests_sj2 170 "$OUTDIR/tests_sj2.log" -- env PYTHONPATH="$PP2" "${PYTEST[@]}"
 step tests_sj014 120 "$OUTDIR/tests_sj014.log" -- env PYTHONPATH="$PP014" "${PYTEST[@]}"
+step kernels_sj2 60 "$OUTDIR/kernels_sj2.log" -- env PYTHONPATH="$PP2" "$PY" -m pytest -q -p no:cacheprovider -rfEs \
+    --durations=5 tests/test_triton_kernels.py
 
 # 3. the GPU benchmark on both lines (reduced setting) -------------------------------------------------------
 if [ "$DEVICE" = cuda ]; then
@@ -127,7 +131,7 @@ steps = {}
 for line in open(os.path.join(out, ".steps")):
     name, rc, sec = line.split()
     steps[name] = {"rc": int(rc), "seconds": int(sec), "ok": rc == "0"}
-for name in ("tests_sj2", "tests_sj014"):
+for name in ("tests_sj2", "tests_sj014", "kernels_sj2"):
     path = os.path.join(out, name + ".log")
     if name in steps and os.path.exists(path):
         text = open(path).read()

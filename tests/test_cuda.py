@@ -1,6 +1,7 @@
 """The GPU path: every model on CUDA with each backend of this SpikingJelly line, mixed precision, memory saving,
-the inference model, train.py on CUDA and resume (``-m cuda``, skipped without a GPU), and the parts of it that
-run on CPU: ``--amp fp16|bf16``, bf16 autocast on CPU, backend choice and its errors, the per-model scoping of
+the inference model, train.py on CUDA and resume (``-m cuda``, skipped without a GPU); sj_sew's own Triton
+kernels (``backend='fused'``) against their CPU reference, in a CUDA graph and under ``torch.compile``; and the
+parts of it that run on CPU: ``--amp fp16|bf16``, bf16 autocast on CPU, backend choice and its errors, the per-model scoping of
 SpikingJelly 2.x's kernel choice, the layer-by-layer comparison itself.
 
 CUDA is compared with CPU (and autocast with float32) layer by layer (``tests/layerwise.py``): each layer on the
@@ -38,6 +39,8 @@ cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs an NVIDIA GPU (torch.cuda.
 #: backends to try on this line: 'auto' and every kernel it offers ('cuda', 'triton', 'torch' on 2.x;
 #: 'torch', 'cupy' on 0.0.0.0.14).
 LINE_BACKENDS = ("auto",) + _compat.KERNEL_BACKENDS
+#: ... and on CUDA also sj_sew's own Triton kernels (every line).
+CUDA_BACKENDS = LINE_BACKENDS + ("fused",)
 
 #: small widths per registered name prefix, so that every model runs in seconds (as tests/test_streaming.py).
 SMALL = [("ms_resnet104", dict(widths=(4, 4, 8, 8), stem_width=4)), ("ms_resnet18", dict(widths=(4, 4, 8, 8))),
@@ -124,7 +127,7 @@ def _cpu_reference(name):
 # --- CUDA ---------------------------------------------------------------------------------------------------------
 @cuda
 @pytest.mark.cuda
-@pytest.mark.parametrize("backend", LINE_BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 @pytest.mark.parametrize("name", sj_sew.list_models())
 def test_every_model_on_cuda_equals_cpu(name, backend):
     state, x, ref_outputs, ref_grads = _cpu_reference(name)
@@ -176,7 +179,7 @@ def test_kernel_choice_is_per_model_forward_and_backward():
 @cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
-@pytest.mark.parametrize("backend", LINE_BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 def test_autocast_on_cuda(amp, backend):
     torch.manual_seed(0)
     model, x = _build("sew_resnet18", backend)
@@ -202,7 +205,7 @@ def test_autocast_on_cuda(amp, backend):
 @cuda
 @pytest.mark.cuda
 @pytest.mark.parametrize("budget", [None, "memory"])
-@pytest.mark.parametrize("backend", LINE_BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 def test_memory_saving_on_cuda_is_exact_and_saves(backend, budget):
     torch.manual_seed(0)
     base, _ = _build("sew_resnet50", backend)
@@ -225,7 +228,7 @@ def test_memory_saving_on_cuda_is_exact_and_saves(backend, budget):
 
 @cuda
 @pytest.mark.cuda
-@pytest.mark.parametrize("backend", LINE_BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 def test_inference_model_on_cuda(backend):
     torch.manual_seed(0)
     model, x = _build("sew_resnet18", backend)
@@ -262,6 +265,115 @@ def test_train_one_epoch_and_resume_on_cuda(tmp_path, amp):
     records = [r for r in sj_sew.training.read_metrics(out / "metrics.jsonl")]
     assert [r["epoch"] for r in records] == [0, 1]
     assert all(r["train_loss"] == r["train_loss"] for r in records)  # finite
+
+
+# --- sj_sew's own kernels (backend='fused') ------------------------------------------------------------------------
+KERNEL_CASES = [("if", 0.0, 0.0), ("if", None, 0.0), ("lif", 0.0, 2.0), ("lif", None, 3.0), ("plif", 0.0, 0.0),
+                ("plif", -0.25, 0.0), ("plif", None, 0.0)]
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("surrogate", ["atan", "sigmoid"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind,v_reset,tau", KERNEL_CASES)
+def test_fused_kernels_on_cuda_equal_the_cpu_reference(kind, v_reset, tau, dtype, surrogate):
+    """The compiled Triton kernels against the ops' CPU reference on the same input (64 000 neurons, T = 4):
+    the same spikes (in the input dtype) and final potentials bit for bit, close gradients (x, v0, PLIF w)."""
+    from sj_sew.neurons import ops
+
+    cfg = ops.NeuronConfig(kind, 1.0, v_reset, tau, True, False, surrogate, 2.0)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 64, 1000, generator=g) * 2 + 0.8).to(dtype)
+    v0 = torch.randn(64, 1000, generator=g) * 0.4
+    gs, gv = torch.randn(4, 64, 1000, generator=g).to(dtype), torch.randn(64, 1000, generator=g)
+    results = []
+    for device in ("cpu", "cuda"):
+        xi, vi = x.to(device).requires_grad_(), v0.to(device).requires_grad_()
+        w = torch.tensor(0.3, device=device, requires_grad=True)
+        spikes, v_last = ops.multistep(xi, vi, w.sigmoid() if kind == "plif" else None, cfg)
+        ((spikes * gs.to(device)).float().sum() + (v_last * gv.to(device)).sum()).backward()
+        results.append([t.detach().cpu() for t in (spikes, v_last, xi.grad, vi.grad)] + [w.grad])
+    (s0, v0_, gx0, gv0, gw0), (s1, v1, gx1, gv1, gw1) = results
+    assert s1.dtype == dtype and 0.05 < s0.float().mean() < 0.95
+    assert torch.equal(s1, s0), f"{int((s1 != s0).sum())} spikes differ"
+    assert torch.equal(v1, v0_)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}  # else dL/dX within the dtype's rounding
+    torch.testing.assert_close(gx1, gx0, **tol)
+    torch.testing.assert_close(gv1, gv0, rtol=1e-5, atol=1e-5)
+    if kind == "plif":
+        torch.testing.assert_close(gw1.cpu(), gw0, rtol=1e-4, atol=1e-3)
+
+
+def _fused_model():
+    torch.manual_seed(0)
+    return sj_sew.create_model("sew_resnet18", width=8, num_classes=5, T=2, backend="fused").cuda()
+
+
+@cuda
+@pytest.mark.cuda
+def test_fused_backend_training_step_in_a_cuda_graph(monkeypatch):
+    """A whole training step (reset, forward, loss, backward, SGD step) with sj_sew's kernels, captured once in
+    a CUDA graph and replayed on new batches: the losses and weights of eager steps from the same state."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    model = _fused_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    static_x, static_y = torch.rand(2, 3, 32, 32, device="cuda"), torch.tensor([1, 3], device="cuda")
+
+    def step(net, optimizer, x, y):
+        functional.reset_net(net)
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up: Triton compiles, cuDNN plans
+        for _ in range(2):
+            opt.zero_grad(set_to_none=True)
+            step(model, opt, static_x, static_y)
+    torch.cuda.current_stream().wait_stream(side)
+    twin = copy.deepcopy(model)
+    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.05)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        static_loss = step(model, opt, static_x, static_y)
+    # capture recorded the step without running it: the model still holds the twin's weights
+    for _ in range(3):
+        x, y = torch.rand(2, 3, 32, 32, device="cuda"), torch.randint(0, 5, (2,), device="cuda")
+        static_x.copy_(x), static_y.copy_(y)
+        graph.replay()
+        twin_opt.zero_grad(set_to_none=True)
+        loss = step(twin, twin_opt, x, y)
+        torch.testing.assert_close(static_loss, loss, rtol=1e-4, atol=1e-5)
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@cuda
+@pytest.mark.cuda
+def test_fused_backend_compiles_fullgraph_on_cuda():
+    """torch.compile(fullgraph=True) (inductor) of a SEW ResNet-18 forward with sj_sew's kernels as custom ops:
+    one graph, the eager spikes' logits and gradients."""
+    model = _fused_model()
+    x = torch.rand(2, 3, 32, 32, device="cuda")
+
+    def forward(x):
+        functional.reset_net(model)
+        return model(x)
+
+    results = []
+    torch._dynamo.reset()
+    for fn in (forward, torch.compile(forward, fullgraph=True)):
+        model.zero_grad(set_to_none=True)
+        out = fn(x)
+        (out * torch.linspace(-1, 1, 5, device="cuda")).sum().backward()
+        results.append((out.detach(), torch.cat([p.grad.flatten() for p in model.parameters()])))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-4)
+    err = (results[1][1] - results[0][1]).norm() / results[0][1].norm()
+    assert err < 1e-3, f"gradient relative error {err:.2e}"
 
 
 # --- CPU: the parts of the GPU path that run here ------------------------------------------------------------------
@@ -495,7 +607,7 @@ def test_cupy_neurons_leave_bf16_to_the_torch_path(monkeypatch):
 
 @cuda
 @pytest.mark.cuda
-@pytest.mark.parametrize("backend", LINE_BACKENDS)
+@pytest.mark.parametrize("backend", CUDA_BACKENDS)
 def test_time_chunked_backward_on_cuda(backend):
     """Checkpointing over time on the GPU (BatchNorm frozen) against the whole-sequence backward there."""
     torch.manual_seed(0)

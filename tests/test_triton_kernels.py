@@ -16,6 +16,7 @@ w's sum of ~800 terms of size ~1, and <= 7.2e-7 on the inputs' gradients.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import astuple
 
 import pytest
@@ -218,6 +219,29 @@ def test_compile_fullgraph_conv_bn_neuron_step():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
+def test_compile_fullgraph_whole_model_through_the_ops(monkeypatch):
+    """torch.compile(fullgraph=True) of a whole SEW ResNet-18 training forward with every neuron on the op route
+    (what runs on CUDA; here the ops' CPU reference): one graph, equal to eager, the same gradients (~17 s)."""
+    monkeypatch.setattr(fused._FusedMultiStep, "multi_step_forward", lambda self, x: self._kernel_forward(x))
+    model = sj_sew.create_model("sew_resnet18", width=8, num_classes=5, T=2, backend="fused")
+    x = torch.rand(2, 3, 32, 32)
+
+    def step(x):
+        functional.reset_net(model)
+        return model(x)
+
+    results = []
+    torch._dynamo.reset()
+    for fn in (step, torch.compile(step, fullgraph=True, backend="aot_eager")):
+        model.zero_grad()
+        out = fn(x)
+        (out * torch.linspace(-1, 1, 5)).sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert torch.equal(results[1][0], results[0][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[1][1], results[0][1]))
+
+
 # --- backend='fused' ---------------------------------------------------------------------------------------------
 def test_fused_backend_on_cpu_is_the_default_path_bit_for_bit():
     torch.manual_seed(0)
@@ -253,9 +277,11 @@ def test_fused_backend_errors(monkeypatch):
     spec = NeuronSpec("if", backend="fused")
     with pytest.raises(ImportError, match="backend='fused' needs the triton package"):
         spec.sync([spec.make()], "cuda")
-    node = spec.make()
+    monkeypatch.setitem(sys.modules, "sj_sew.neurons.triton_kernels", None)  # as where triton is not installed
+    x, v0, inv_tau, *settings, keep_h = _op_args("if", {})
     with pytest.raises(ImportError, match="backend='fused' on CUDA needs the triton package"):
-        node._kernel_forward(torch.zeros(2, 3))
+        ops._forward_cuda(x, v0, inv_tau, *settings, keep_h)  # what the op runs for CUDA tensors
+    node = spec.make()
     node.surrogate_function = sj_sew.Rectangular()  # settings changed after construction
     with pytest.raises(ValueError, match="do not cover this IFNode.*Rectangular"):
         node._kernel_forward(torch.zeros(2, 3))
@@ -272,7 +298,7 @@ def test_auto_keeps_spikingjelly_kernels_on_gpu():
 
 def test_kernels_compile_for_sm90_without_a_gpu():
     """Every kernel variant compiles to a cubin for an H100/H200 (sm_90) with Triton's own toolchain, on CPU;
-    the forward has no fused multiply-add (the CPU's roundings)."""
+    the forward has neither fused multiply-adds nor approximate divisions (the CPU's roundings, the same spikes)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource, compile as triton_compile
     import triton
@@ -285,8 +311,8 @@ def test_kernels_compile_for_sm90_without_a_gpu():
         bwd = dict(gs_ptr="*" + dtype, gv_ptr=ptr, h_ptr=ptr, v0_ptr=ptr, k_ptr=ptr, gx_ptr="*" + dtype, gv0_ptr=ptr,
                    gk_ptr=ptr, numel=i32, steps=i32, tau=f32, keep=f32, v_th=f32, v_rs=f32, alpha=f32, scale=f32)
         for kind in range(3):
-            for hard in (True, False):
-                meta = dict(KIND=kind, HARD=hard, DECAY_INPUT=True, BLOCK=tk.BLOCK)
+            for hard, decay_input in ((True, True), (False, False)):
+                meta = dict(KIND=kind, HARD=hard, DECAY_INPUT=decay_input, BLOCK=tk.BLOCK)
                 fwd_meta = {**meta, "KEEP_H": True}
                 bwd_meta = {**meta, "DETACH": False, "SURROGATE": kind % 2, "HAS_GV": True}
                 for body, sig, consts in ((tk._forward_body, fwd, fwd_meta), (tk._backward_body, bwd, bwd_meta)):
@@ -294,5 +320,5 @@ def test_kernels_compile_for_sm90_without_a_gpu():
                                     constexprs=consts)
                     kernel = triton_compile(src, target=target, options={"enable_fp_fusion": False})
                     assert kernel.asm["cubin"]
-                    if body is tk._forward_body:
-                        assert "fma.rn" not in kernel.asm["ptx"]
+                    if body is tk._forward_body:  # IEEE-rounded arithmetic only, as on the CPU
+                        assert "fma." not in kernel.asm["ptx"] and "div.full" not in kernel.asm["ptx"]

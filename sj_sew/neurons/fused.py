@@ -149,9 +149,6 @@ class _FusedMultiStep:
             raise ValueError(f"backend='fused': sj_sew's kernels do not cover this {type(self).__name__} "
                              f"({ops.refusal(type(self), self.surrogate_function) or 'its settings'}); "
                              "use backend='auto'")
-        if not _compat.triton_importable():
-            raise ImportError("backend='fused' on CUDA needs the triton package (it comes with CUDA builds of "
-                              "torch on Linux); or use backend='auto'")
         spikes, self.v = ops.multistep(x_seq, self._initial_v(x_seq), self._inv_tau(), cfg)
         return spikes
 

@@ -14,6 +14,7 @@ fullgraph=True)`` and CUDA graphs capture a training step through them. :func:`m
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import astuple, dataclass
 from functools import partial
 from typing import Optional
@@ -179,13 +180,20 @@ def _charge(cfg: NeuronConfig, inv_tau):
                    decay_input=cfg.decay_input)
 
 
+def _triton_kernels():
+    try:
+        triton_kernels = importlib.import_module(".triton_kernels", __package__)
+    except ImportError as e:
+        raise ImportError(f"backend='fused' on CUDA needs the triton package (it comes with CUDA builds of torch on "
+                          f"Linux); or use backend='auto' ({e})") from None
+    return triton_kernels
+
+
 @neuron_forward.register_kernel("cuda")
 def _forward_cuda(x_seq, v0, inv_tau, kind, v_threshold, v_reset, tau, decay_input, detach_reset, surrogate, alpha,
                   keep_h):
-    from . import triton_kernels
-
     cfg = NeuronConfig(kind, v_threshold, v_reset, tau, decay_input, detach_reset, surrogate, alpha)
-    return triton_kernels.forward(x_seq, v0, inv_tau, cfg, keep_h)
+    return _triton_kernels().forward(x_seq, v0, inv_tau, cfg, keep_h)
 
 
 @neuron_forward.register_fake
@@ -216,10 +224,8 @@ def neuron_backward(grad_spikes: torch.Tensor, grad_v_last: Optional[torch.Tenso
 @neuron_backward.register_kernel("cuda")
 def _backward_cuda(grad_spikes, grad_v_last, h_seq, v0, inv_tau, kind, v_threshold, v_reset, tau, decay_input,
                    detach_reset, surrogate, alpha):
-    from . import triton_kernels
-
     cfg = NeuronConfig(kind, v_threshold, v_reset, tau, decay_input, detach_reset, surrogate, alpha)
-    return triton_kernels.backward(grad_spikes, grad_v_last, h_seq, v0, inv_tau, cfg, grad_spikes.dtype)
+    return _triton_kernels().backward(grad_spikes, grad_v_last, h_seq, v0, inv_tau, cfg, grad_spikes.dtype)
 
 
 @neuron_backward.register_fake

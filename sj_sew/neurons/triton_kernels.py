@@ -52,12 +52,12 @@ def _forward_body(x_ptr, v0_ptr, k_ptr, s_ptr, v_ptr, h_ptr, numel, steps, tau, 
                 above = v - v_rs
             if DECAY_INPUT:
                 if KIND == 1:
-                    h = v + (x - above) / tau
+                    h = v + tl.math.div_rn(x - above, tau)  # IEEE division, as the CPU's (`/` is approximate)
                 else:
                     h = v + (x - above) * k
             else:
                 if KIND == 1:
-                    h = v - above / tau + x
+                    h = v - tl.math.div_rn(above, tau) + x
                 else:
                     h = v - above * k + x
         fired = h >= v_th
@@ -111,7 +111,7 @@ def _backward_body(gs_ptr, gv_ptr, h_ptr, v0_ptr, k_ptr, gx_ptr, gv0_ptr, gk_ptr
         if KIND == 0 or not DECAY_INPUT:
             gx = grad_h
         elif KIND == 1:
-            gx = grad_h / tau
+            gx = tl.math.div_rn(grad_h, tau)
         else:
             gx = grad_h * k
         tl.store(gx_ptr + at, gx.to(gx_ptr.dtype.element_ty), mask=mask)
