@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..training import DVS_GESTURE_LR
+from .claims import statistics_lines
 from .sweep import fmt, spread, train_run, write_study
 
 #: name -> (RunConfig fields of the network, its learning rate in Table 8, for reference)
@@ -125,6 +126,7 @@ def format_rows(rows: dict) -> str:
     for key, r in rows.items():
         lines.append(f"{key:<20} {r['lr']:>6g} ({r['table8_lr']:g}) {fmt(r['selected_test_acc']):>28} "
                      f"{fmt(r['last_test_acc']):>18} {fmt(r['final_train_loss'], 1, 3):>18}")
+    lines += ["", *statistics_lines("ablation", rows)]
     return "\n".join(lines)
 
 

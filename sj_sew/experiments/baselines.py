@@ -192,9 +192,3 @@ def data_meta(splits: dict, flags: dict) -> dict:
     """What the baselines of a study saw: data set, options, T and the split sizes."""
     return {"dataset": flags["dataset"], "data_options": flags.get("data_options", {}), "T": flags.get("T"),
             "sizes": {k: len(v[1]) for k, v in splits.items()}, "input_shape": list(splits["train"][0].shape[1:])}
-
-
-def best_linear(entry: dict) -> dict | None:
-    """The stronger (by validation accuracy) of a study's linear readouts, or None."""
-    linear = entry.get("linear") or {}
-    return max(linear.values(), key=lambda r: (r["val_acc_chosen"], -r["features"])) if linear else None

@@ -38,6 +38,10 @@ class Claim:
     untestable: str | None = None
     scale: float = 100.0  # the printed difference: times 100 (accuracy in points), 1 for losses and norms
 
+    def describe(self, d: stats.Paired) -> str:
+        """``d`` in this claim's unit: points of accuracy, or the loss or norm itself."""
+        return d.text(self.scale, 1 if self.scale == 100 else 3)
+
 
 @dataclass(frozen=True)
 class Evaluated:
@@ -49,7 +53,7 @@ class Evaluated:
 
     @property
     def diff_text(self) -> str:
-        return self.diff.text(self.claim.scale, 1 if self.claim.scale == 100 else 3)
+        return self.claim.describe(self.diff)
 
 
 # --- reading the results -------------------------------------------------------------------------------------
@@ -58,23 +62,29 @@ def _json(path: Path):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def load_study(results: Path, study: str) -> dict | None:
+def rows_from(study: str, table: dict) -> dict:
     """{row label: {"acc": per-seed test accuracy at the validation-selected epoch, "loss": per-seed final train
-    loss (where recorded)}} of a study, or None where its results do not exist. Degradation rows are
-    '<network> <layers>'; systems rows 'MS-ResNet <depth>' and 'DS-ResNet K=<levels>'; gradient rows
-    '<Vth>-<alpha>-<zero init>-<network>' with the first and last block's gradient norm (one batch, one seed)."""
-    results = Path(results)
+    loss (where recorded)}} from a study's ``table`` as its JSON holds it (degradation, ablation, surrogate).
+    Degradation rows are '<network> <layers>'."""
     if study == "degradation":
-        data = _json(results / "degradation" / "degradation.json")
-        return None if data is None else {
-            f"{name} {r['layers']}": {"acc": r["selected_test_acc"]["values"], "loss": r["final_train_loss"]["values"]}
-            for name, rows in data["table"].items() for r in rows.values()}
+        return {f"{name} {r['layers']}": {"acc": r["selected_test_acc"]["values"],
+                                          "loss": r["final_train_loss"]["values"]}
+                for name, rows in table.items() for r in rows.values()}
     if study in ("ablation", "surrogate"):
+        return {key: {"acc": r["selected_test_acc"]["values"],
+                      **({"loss": r["final_train_loss"]["values"]} if "final_train_loss" in r else {})}
+                for key, r in table.items()}
+    raise ValueError(f"no rows of study {study!r} from a table")
+
+
+def load_study(results: Path, study: str) -> dict | None:
+    """The rows (:func:`rows_from`) of a study under ``results``, or None where its results do not exist; systems
+    rows are 'MS-ResNet <depth>' and 'DS-ResNet K=<levels>', gradient rows '<Vth>-<alpha>-<zero init>-<network>'
+    with the first and last block's gradient norm (one batch, one seed)."""
+    results = Path(results)
+    if study in ("degradation", "ablation", "surrogate"):
         data = _json(results / study / f"{study}.json")
-        return None if data is None else {
-            key: {"acc": r["selected_test_acc"]["values"],
-                  **({"loss": r["final_train_loss"]["values"]} if "final_train_loss" in r else {})}
-            for key, r in data["table"].items()}
+        return None if data is None else rows_from(study, data["table"])
     if study == "systems":
         data = _json(results / "systems.json")
         if data is None:
@@ -164,6 +174,12 @@ CLAIMS = (
           "more efficient gradient propagation", "K=3", "K=1", _v("DS-ResNet K=3"), _v("DS-ResNet K=1")),
 )
 
+def best_linear(entry: dict) -> dict | None:
+    """The stronger (by validation accuracy) of a study's linear readouts in its baselines JSON, or None."""
+    linear = entry.get("linear") or {}
+    return max(linear.values(), key=lambda r: (r["val_acc_chosen"], -r["features"])) if linear else None
+
+
 #: studies with trained networks (the linear-readout gate applies); the others have no accuracy to gate
 GATED = ("degradation", "ablation", "surrogate", "systems")
 
@@ -173,8 +189,6 @@ def gate(results: Path, study: str, rows: dict) -> str | None:
     readout was not run), or None. 'Best' is the row with the highest mean accuracy."""
     if study not in GATED:
         return None
-    from .baselines import best_linear
-
     entry = _json(Path(results) / "baselines" / f"{study}.json")
     linear = best_linear(entry) if entry else None
     if linear is None:
@@ -226,3 +240,20 @@ def overfitting(results: Path) -> dict:
             gaps.append(last["test_loss"] - last["train_loss"])
     return {"runs": len(gaps), "test_at_or_below_train": sum(g <= 0 for g in gaps),
             "largest_excess": max((g for g in gaps if g > 0), default=0.0)}
+
+
+def statistics_lines(study: str, table: dict) -> list[str]:
+    """The paired statistics of ``study``'s claims from its in-memory ``table`` (a sweep's printout): no verdict,
+    which needs the baselines (``scripts/repro_tables.py`` prints it). Claims whose rows are missing are left out."""
+    rows, lines = rows_from(study, table), []
+    for c in (c for c in CLAIMS if c.study == study):
+        try:
+            d = stats.paired(c.value_a(rows), c.value_b(rows), c.higher_is_better)
+        except (KeyError, ValueError):
+            continue
+        measured = stats.UNTESTABLE if c.untestable else stats.verdict(d)
+        lines.append(f"{c.id} {c.text}: {c.a} vs {c.b}: {c.describe(d)}; {measured}")
+    if lines:
+        lines.insert(0, "Claims (A - B over matched seeds, 95% interval; verdicts against the paper and the "
+                        "baselines: scripts/repro_tables.py):")
+    return lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .claims import statistics_lines
 from .sweep import fmt, spread, train_run, write_study
 
 #: name -> RunConfig fields of the network (all with zero init unless they say otherwise)
@@ -100,6 +101,7 @@ def format_table(table: dict) -> str:
         for r in rows.values():
             lines.append(f"{name:<30} {r['layers']:>6} {fmt(r['final_train_loss'], 1, 3):>20} "
                          f"{fmt(r['selected_test_acc']):>28} {fmt(r['last_test_acc']):>18}")
+    lines += ["", *statistics_lines("degradation", table)]
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .claims import statistics_lines
 from .sweep import fmt, spread, train_run, write_study
 
 SURROGATES = {"ArcTan": "atan", "Rectangular": "rectangular", "Constant 1": "constant"}
@@ -66,6 +67,7 @@ def format_table(rows: dict) -> str:
     for key, r in rows.items():
         lines.append(f"{key:<30} {fmt(r['selected_test_acc']):>28} {fmt(r['last_test_acc']):>18} "
                      f"{r['paper_cifar10'] * 100:>16.2f}")
+    lines += ["", *statistics_lines("surrogate", rows)]
     return "\n".join(lines)
 
 
