@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib.util
+import inspect
 import io
 import json
 import logging
@@ -151,6 +152,8 @@ def _load_norse(graph, batch, dt):
 
 def _load_sinabs(graph, batch, dt):
     import sinabs
+    if "dt" in inspect.signature(sinabs.from_nir).parameters:  # upstream/sinabs adds it
+        return sinabs.from_nir(graph, batch_size=batch, dt=dt)
     return sinabs.from_nir(graph, batch_size=batch)
 
 
