@@ -7,7 +7,8 @@ optimiser and epochs), its learning rate chosen on validation. The test split ch
     python scripts/repro_baselines.py --out results/baselines --studies ablation --skip-ann
     python scripts/repro_baselines.py --quick                                  # 12 images/class, 1 epoch (smoke)
 
-Each study goes to <out>/<study>.json as soon as it is done (a study already there is kept unless --force), and
+Each study goes to <out>/<study>.json as soon as it is done (what is already there is kept unless --force: only
+the missing parts run), and
 <out>/baselines.md holds the table of every study found there. Output: runs/baselines (untracked) unless --out
 says otherwise. The logic is sj_sew.experiments.baselines.
 """
@@ -50,24 +51,30 @@ def _splits(study: str, quick: bool) -> tuple[dict, dict]:
     return {k: (x[:120], y[:120]) for k, (x, y) in splits.items()}, flags
 
 
-def run_one(study: str, quick: bool, skip_ann: bool) -> dict:
+def run_one(study: str, quick: bool, skip_ann: bool, entry: dict | None = None) -> dict:
+    """The baselines of ``study``; with ``entry`` (its JSON so far) only what is missing from it."""
     start = time.time()
     splits, flags = _splits(study, quick)
     cs = (1e-2, 1.0) if quick else baselines.LINEAR_C
-    entry = {"study": study, "data": baselines.data_meta(splits, flags),
-             "linear": {layout: baselines.linear_readout(splits, layout, cs) for layout in baselines.LAYOUTS}}
-    for r in entry["linear"].values():
-        print(f"{study}: linear ({r['layout']}) C={r['C']:g}: val {r['val_acc_chosen']:.3f}, test {r['test_acc']:.3f}",
-              flush=True)
+    entry = dict(entry or {"study": study, "data": baselines.data_meta(splits, flags), "quick": quick, "seconds": 0})
+    if "linear" not in entry:
+        entry["linear"] = {layout: baselines.linear_readout(splits, layout, cs) for layout in baselines.LAYOUTS}
+        for r in entry["linear"].values():
+            print(f"{study}: linear ({r['layout']}) C={r['C']:g}: val {r['val_acc_chosen']:.3f}, "
+                  f"test {r['test_acc']:.3f}", flush=True)
+    s = baselines.STUDIES[study]
+    options = dict(lrs=s.ann_lrs[:1] if quick else None, epochs=1 if quick else None)
     if not skip_ann:
-        s = baselines.STUDIES[study]
-        entry["ann"] = baselines.ann_baseline(study, splits, lrs=s.ann_lrs[:1] if quick else None,
-                                              epochs=1 if quick else None)
-        a = entry["ann"]
-        print(f"{study}: ANN lr={a['lr']:g}: val {a['val_acc']:.3f}, test {a['selected_test_acc']:.3f} at epoch "
-              f"{a['selected_epoch']}", flush=True)
-    entry["quick"] = quick
-    entry["seconds"] = round(time.time() - start)
+        if "ann" not in entry:
+            entry["ann"] = baselines.ann_baseline(study, splits, **options)
+        more = entry.setdefault("ann_more", {})
+        for label in s.more:
+            if label not in more:
+                more[label] = baselines.ann_baseline(study, splits, network=label, **options)
+        for a in (entry["ann"], *more.values()):
+            print(f"{study}: ANN twin of {a['network']}, lr={a['lr']:g}: val {a['val_acc']:.3f}, "
+                  f"test {a['selected_test_acc']:.3f} at epoch {a['selected_epoch']}", flush=True)
+    entry["seconds"] += round(time.time() - start)
     return entry
 
 
@@ -77,10 +84,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     for study in args.studies:
         path = out / f"{study}.json"
-        if path.exists() and not args.force:
-            print(f"{study}: kept {path}", flush=True)
-            continue
-        write_json(path, run_one(study, args.quick, args.skip_ann), indent=1)
+        old = None if args.force or not path.exists() else json.loads(path.read_text())
+        new = run_one(study, args.quick, args.skip_ann, old)
+        if new != old:
+            write_json(path, new, indent=1)
     found = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
     text = "\n".join(baselines_table(found)) + "\n"
     (out / "baselines.md").write_text(text)

@@ -128,3 +128,18 @@ def test_repro_baselines_quick_writes_and_keeps(tmp_path):
     assert set(entry["linear"]) == set(baselines.LAYOUTS) and entry["ann"]["epochs"] == 1
     assert "| ablation | fashion_events 12 |" in (out / "baselines.md").read_text()
     assert script.main(["--quick", "--out", str(out), "--studies", "ablation"]) == found  # kept, not recomputed
+    del entry["ann"]  # a missing part is computed, the rest kept
+    (out / "ablation.json").write_text(json.dumps(entry))
+    again = script.main(["--quick", "--out", str(out), "--studies", "ablation"])["ablation"]
+    assert again["linear"] == found["ablation"]["linear"] and again["ann"]["epochs"] == 1
+
+
+def test_deeper_twins_of_the_degradation_study():
+    from sj_sew.blocks import BasicBlock
+
+    more = baselines.STUDIES["degradation"].more
+    assert list(more) == ["SEW ADD, 18 layers", "SEW ADD, 34 layers"]
+    for label, flags in more.items():
+        blocks = sum(isinstance(m, BasicBlock) for m in baselines.ann_twin(flags()).modules())
+        assert 2 * blocks + 2 == int(label.split(", ")[1].split()[0])
+        assert flags()["data_options"] == baselines.STUDIES["degradation"].flags()["data_options"]  # same data

@@ -30,12 +30,14 @@ LAYOUTS = ("summed", "side by side")
 @dataclass(frozen=True)
 class Setting:
     """A study's data and reference network: ``flags()`` gives RunConfig fields of its network (data set, data
-    options, T, split, optimiser); ``ann_lrs`` the ANN's learning-rate grid."""
+    options, T, split, optimiser); ``ann_lrs`` the ANN's learning-rate grid; ``more`` further networks of the study
+    (label -> their flags) whose ANN twins are trained on the same data (e.g. deeper ones)."""
 
     flags: Callable[[], dict]
     ann_lrs: tuple[float, ...]
     network: str
     data: Callable[[dict], dict] | None = field(default=None)  # None: the run's own splits (split_dataset)
+    more: dict[str, Callable[[], dict]] = field(default_factory=dict)
 
 
 def run_splits(flags: dict) -> dict:
@@ -67,7 +69,10 @@ def _systems_splits(flags: dict) -> dict:
 #: study -> its setting (the network whose layout the ANN copies: the study's SEW ADD net)
 STUDIES = {
     "degradation": Setting(lambda: degradation.cell_flags("SEW ADD", 2, "fashion_events", 16, 10, 300),
-                           (3e-4, 1e-3, 3e-3, 1e-2), "SEW ADD, 6 layers (the shallowest)"),
+                           (3e-4, 1e-3, 3e-3, 1e-2), "SEW ADD, 6 layers (the shallowest)",
+                           more={f"SEW ADD, {2 * n + 2} layers":
+                                 (lambda n=n: degradation.cell_flags("SEW ADD", n, "fashion_events", 16, 10, 300))
+                                 for n in (8, 16)}),
     "ablation": Setting(lambda: ablation.cell_flags("SEW ADD", 0.03, 4, 9, 200), ablation.LR_GRID,
                         "SEW ADD (7B-Net layout, 16 channels)"),
     "surrogate": Setting(lambda: surrogate.cell_flags("ArcTan", "SEW ADD", 10), (3e-4, 1e-3, 3e-3, 1e-2),
@@ -171,16 +176,17 @@ def train_ann(flags: dict, splits: dict, lr: float, seed: int = 0) -> dict:
             "seconds": round(time.time() - start, 1)}
 
 
-def ann_baseline(study: str, splits: dict, lrs=None, epochs: int | None = None) -> dict:
-    """The ANN twin at every rate of the study's grid (``lrs``), the rate chosen by validation accuracy."""
+def ann_baseline(study: str, splits: dict, lrs=None, epochs: int | None = None, network: str | None = None) -> dict:
+    """The ANN twin of the study's reference network (or of ``network``, a key of its ``more``) at every rate of
+    the study's grid (``lrs``), the rate chosen by validation accuracy."""
     s = STUDIES[study]
-    flags = s.flags()
+    flags = s.flags() if network is None else s.more[network]()
     if epochs is not None:
         flags = {**flags, "epochs": epochs, "step_size": max(1, epochs // 3)}
     runs = [train_ann(flags, splits, lr) for lr in (lrs or s.ann_lrs)]
     chosen = max(runs, key=lambda r: (r["val_acc"], -r["lr"]))
     grid = [r["lr"] for r in runs]
-    return {"network": s.network, "input": "frames summed over time, one step", "epochs": flags["epochs"],
+    return {"network": network or s.network, "input": "frames summed over time, one step", "epochs": flags["epochs"],
             "optimizer": flags["optimizer"], "scheduler": flags["scheduler"], "batch_size": flags["batch_size"],
             "lr_grid": grid, "lr": chosen["lr"], "at_grid_edge": chosen["lr"] in (grid[0], grid[-1]),
             "val_acc": chosen["val_acc"], "selected_epoch": chosen["selected_epoch"],

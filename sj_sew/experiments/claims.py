@@ -45,6 +45,9 @@ class Claim:
 
 @dataclass(frozen=True)
 class Evaluated:
+    """A claim's paired difference, its measured verdict (the statistics alone), its verdict against the paper
+    (after the study's gate) and the gate's text."""
+
     claim: Claim
     diff: stats.Paired
     measured: str
@@ -211,14 +214,10 @@ def evaluate_study(results: Path, study: str) -> list[Evaluated]:
         "its best network beats the linear readout" if study in GATED else "no trained networks")
     out = []
     for c in (c for c in CLAIMS if c.study == study):
-        a, b = c.value_a(rows), c.value_b(rows)
-        d = stats.paired(a, b, c.higher_is_better)
-        reason = c.untestable or blocked
-        measured = stats.verdict(d)
-        if measured != stats.UNTESTABLE and c.untestable:
-            measured = stats.UNTESTABLE
-        out.append(Evaluated(c, d, measured, stats.paper_verdict(c.paper_sign, stats.verdict(d, reason)),
-                             gate_text))
+        d = stats.paired(c.value_a(rows), c.value_b(rows), c.higher_is_better)
+        measured = stats.verdict(d, c.untestable)  # the statistics alone (and the claim's own limit)
+        verdict = stats.paper_verdict(c.paper_sign, stats.verdict(d, c.untestable or blocked))
+        out.append(Evaluated(c, d, measured, verdict, gate_text))
     return out
 
 
@@ -251,8 +250,7 @@ def statistics_lines(study: str, table: dict) -> list[str]:
             d = stats.paired(c.value_a(rows), c.value_b(rows), c.higher_is_better)
         except (KeyError, ValueError):
             continue
-        measured = stats.UNTESTABLE if c.untestable else stats.verdict(d)
-        lines.append(f"{c.id} {c.text}: {c.a} vs {c.b}: {c.describe(d)}; {measured}")
+        lines.append(f"{c.id} {c.text}: {c.a} vs {c.b}: {c.describe(d)}; {stats.verdict(d, c.untestable)}")
     if lines:
         lines.insert(0, "Claims (A - B over matched seeds, 95% interval; verdicts against the paper and the "
                         "baselines: scripts/repro_tables.py):")

@@ -111,21 +111,27 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}"
 
 
+def _ann_cell(ann: dict | None) -> str:
+    if not ann:
+        return "not run"
+    return f"{_pct(ann['selected_test_acc'])} (lr {ann['lr']:g}, epoch {ann['selected_epoch'] + 1} of {ann['epochs']})"
+
+
 def baselines_table(found: dict) -> list[str]:
-    """The baselines of every study in ``found`` (study -> the JSON of scripts/repro_baselines.py), one row each:
-    the linear readouts (summed, side by side) and the ANN twin, test accuracy with the validation choice."""
+    """The baselines of every study in ``found`` (study -> the JSON of scripts/repro_baselines.py): a row with the
+    linear readouts (summed, side by side) and the ANN twin of its reference network, then a row per further ANN
+    twin (e.g. deeper nets on the same data); test accuracy with the validation choice."""
     rows = []
     for study, e in found.items():
         lin = e.get("linear", {})
         cells = [f"{_pct(lin[k]['test_acc'])} (C {lin[k]['C']:g})" if k in lin else "not run"
                  for k in ("summed", "side by side")]
-        ann = e.get("ann")
-        ann_cell = (f"{_pct(ann['selected_test_acc'])} (lr {ann['lr']:g}, epoch {ann['selected_epoch'] + 1} of "
-                    f"{ann['epochs']})" if ann else "not run")
         d = e["data"]
-        size = "/".join(str(d["sizes"][k]) for k in ("train", "val", "test"))
-        rows.append([study, f"{d['dataset']} {d['data_options'].get('per_class', '')}".strip(), size, *cells,
-                     ann_cell, (ann or {}).get("network", "")])
+        data = [study, f"{d['dataset']} {d['data_options'].get('per_class', '')}".strip(),
+                "/".join(str(d["sizes"][k]) for k in ("train", "val", "test"))]
+        ann = e.get("ann")
+        rows.append([*data, *cells, _ann_cell(ann), (ann or {}).get("network", "")])
+        rows += [[*data, "as above", "as above", _ann_cell(a), a["network"]] for a in e.get("ann_more", {}).values()]
     return _table(["study", "data (per class)", "train/val/test", "linear, summed: test % (chosen C)",
                    "linear, side by side: test % (chosen C)", "ANN twin: test % at val-selected epoch",
                    "ANN layout"], rows)
