@@ -746,6 +746,207 @@ def section_cuda(args) -> list[str]:
     return lines + [""]
 
 
+# --------------------------------------------------------------------------------------------------
+# The shapes people train (issue 23): --sections shapes (--device cuda; --device cpu --tiny is its dry run)
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Workload:
+    """A training setting: sj_sew model ``model`` on [N, channels, size, size] images (ResNets: the static image,
+    stem once) or [T, N, channels, size, size] frames (the DVS net); ``depth`` names the zoo's SEW ResNet and the
+    torchvision ResNet of the same layout (None: the zoo has no such net, and there is no ANN twin)."""
+
+    key: str
+    label: str
+    model: str
+    channels: int
+    size: int
+    N: int
+    T: int
+    depth: int | None
+    classes: int = NUM_CLASSES
+
+    def tiny(self) -> "Workload":
+        """This setting at N=2, T=2 and 32x32 (the DVS net keeps 128x128: its 7 poolings need it)."""
+        size = 32 if self.depth is not None else self.size
+        return Workload(self.key, self.label + " (tiny)", self.model, self.channels, size, 2, 2, self.depth,
+                        self.classes)
+
+
+WORKLOADS = (Workload("imagenet18", "ImageNet", "sew_resnet18", 3, 224, 32, 4, 18),
+             Workload("imagenet34", "ImageNet", "sew_resnet34", 3, 224, 32, 4, 34),
+             Workload("imagenet50", "ImageNet", "sew_resnet50", 3, 224, 32, 4, 50),
+             Workload("dvs", "DVS128 Gesture", "net7b", 2, 128, 16, 16, None, 11),
+             Workload("cifar", "CIFAR", "sew_resnet18", 3, 32, 64, 4, 18, 10))
+#: Each ratio of issue 23 with its target: (name, contender, references in order of preference, bound, at most
+#: (True) or at least the bound). Without a zoo net (the DVS 7B-Net), SpikingJelly's fastest kernel is sj_sew 'auto'.
+SHAPE_TARGETS = (("train step / zoo", "sj_sew fused", ("zoo", "sj_sew"), 0.6, True),
+                 ("train step / ANN (batch N*T)", "sj_sew fused", ("ann",), 1.2, True))
+
+
+def shape_contenders(w: Workload, which, device) -> list[Contender]:
+    """Training contenders of workload ``w`` on ``device``: 'zoo' (SpikingJelly's SEW ResNet, the line's fastest
+    kernels), 'sj_sew' (backend 'auto'), 'sj_sew fused' (sj_sew's own kernels), 'sj_sew:memory' (the memory
+    budget), 'zoo+memoptK' and 'ann' (torchvision, batch N*T)."""
+    torch.manual_seed(0)
+    if w.depth is None:  # frames [T, N, C, H, W]
+        img = (torch.rand(w.T, w.N, w.channels, w.size, w.size, device=device) < 0.2).float()
+    else:
+        img = torch.rand(w.N, w.channels, w.size, w.size, device=device) * 2
+
+    def ours(backend):
+        kwargs = dict(connect="ADD", T=w.T, num_classes=w.classes, backend=backend)
+        if w.depth is not None:
+            kwargs["neuron"] = "if"
+        return sj_sew.create_model(w.model, **kwargs).to(device)
+
+    out = []
+    for name in which:
+        if name == "sj_sew":
+            out.append(Contender(name, ours("auto"), img, True))
+        elif name == "sj_sew fused":
+            out.append(Contender(name, ours("fused"), img, True))
+        elif name == "sj_sew:memory":
+            out.append(Contender(name, memory_saving(ours("auto"), budget="memory"), img, True))
+        elif w.depth is None:
+            continue  # no zoo net, no ANN twin
+        elif name in ("zoo", "ann") or name.startswith("zoo+memopt"):
+            out += gpu_contenders(w.depth, w.T, w.N, w.size, (name,), device)
+        else:
+            raise ValueError(f"unknown contender {name!r}")
+    for c in out:
+        c.model.train()
+    return out
+
+
+def _shape_setting(w: Workload, which, device, dtype, warmup, reps):
+    contenders = shape_contenders(w, which, device)
+    labels = torch.randint(0, w.classes, (w.N,), device=device)
+    fns = {c.name: _autocast_step(partial(c.train_step, labels), device, dtype) for c in contenders}
+    try:
+        return gpu_measure(fns, device, warmup, reps)
+    finally:
+        del contenders, fns
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _shape_inference(w: Workload, device, warmup, reps) -> dict[str, float]:
+    """Eval-mode images per second: the zoo (no_grad) and sj_sew's inference model, 'auto' and 'fused'."""
+    torch.manual_seed(0)
+    fns = {}
+    for c in shape_contenders(w, ("zoo", "sj_sew", "sj_sew fused"), device):
+        model = c.model.eval() if c.name == "zoo" else inference_model(c.model)
+
+        def infer(model=model, x=c.x):
+            with torch.no_grad():
+                model(x)
+            functional.reset_net(model)
+
+        fns[c.name] = infer
+    sec, _ = gpu_measure(fns, device, warmup, reps)
+    return {k: w.N / v for k, v in sec.items()}
+
+
+def section_shapes(args) -> list[str]:
+    """Issue 23's benchmark: training step time and peak CUDA memory at the shapes people train (ImageNet SEW
+    ResNet-18/34/50 N=32 224x224 T=4; the DVS 7B-Net 128x128 T=16; CIFAR 32x32 T=4), fp32 and bf16 autocast, of
+    sj_sew ('auto' and 'fused'), the zoo with the line's fastest kernel, the torchvision ANN at batch N*T (same
+    precision, eager) and, at the first setting, memopt's levels against the 'memory' budget; inference
+    throughput; every ratio against its target. Stops starting new settings once --budget-s is spent (said in
+    the report). ``--tiny`` shrinks every setting (N=2, 32x32, T=2): the CPU dry run."""
+    import json
+
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    start = time.perf_counter()
+    workloads = [w for w in WORKLOADS if w.key in args.shape_settings]
+    workloads = [w.tiny() for w in workloads] if args.tiny else workloads
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device} ({machine()})"
+    dry = " -- a dry run at toy sizes: its ratios say nothing about a GPU" if args.tiny else ""
+    lines = [f"### Training at the shapes people train, on {card} (SpikingJelly {sj_sew.SJ_VERSION}){dry}", "",
+             "| setting | N | T | precision | model | step (s) | / zoo | / ANN | peak (MiB) | / zoo |", "|---" * 10 + "|"]
+    record = {"device": card, "spikingjelly": sj_sew.SJ_VERSION, "training": [], "inference": [], "skipped": []}
+    which = ("zoo", "sj_sew", "sj_sew fused", "sj_sew:memory", "ann")
+    targets, memory_done = [], False
+    for w in workloads:
+        if time.perf_counter() - start > args.budget_s:
+            record["skipped"].append(f"{w.label} {w.model}")
+            continue
+        setting = f"{w.label} {w.model} {w.size}x{w.size}"
+        seconds = {}
+        for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            try:
+                sec, peak = _shape_setting(w, which, device, dtype, args.warmup, args.reps)
+            except Exception as e:  # one failing setting must not end the run
+                lines.append(f"| {setting} | {w.N} | {w.T} | {precision} | all | error: {type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:160] if str(e) else ''} | | | | |")
+                record["training"].append(dict(setting=setting, precision=precision, error=repr(e)[:300]))
+                continue
+            seconds[precision] = sec
+            for n in sec:
+                vs = {ref: f"{sec[n] / sec[ref]:.2f}" if ref in sec else "n/a" for ref in ("zoo", "ann")}
+                mem = "n/a" if peak[n] is None or peak.get("zoo") is None else f"{peak[n] / peak['zoo']:.2f}"
+                lines.append(f"| {setting} | {w.N} | {w.T} | {precision} | {n} | {sec[n]:.4f} | {vs['zoo']} | "
+                             f"{vs['ann']} | {_peak(peak[n])} | {mem} |")
+                record["training"].append(dict(setting=setting, precision=precision, model=n, seconds=sec[n],
+                                               peak_bytes=peak[n]))
+            for name, ours, refs, bound, at_most in SHAPE_TARGETS:
+                ref = next((r for r in refs if r in sec), None)
+                if ours in sec and ref is not None:
+                    name = name if ref == refs[0] else f"{name} (here: {ref}, SpikingJelly's kernel)"
+                    targets.append((f"{setting} {precision}: {name}", sec[ours] / sec[ref], bound, at_most))
+        if {"fp32", "bf16"} <= set(seconds):
+            for n in ("sj_sew", "sj_sew fused"):
+                targets.append((f"{setting}: bf16 speed-up of {n} (fp32 / bf16 step)",
+                                seconds["fp32"][n] / seconds["bf16"][n], 1.5, False))
+        if w.depth is not None:
+            try:
+                ips = _shape_inference(w, device, args.warmup, args.reps)
+                record["inference"].append(dict(setting=setting, images_per_s=ips))
+                lines.append("")
+                lines.append(f"Inference, {setting}: " + ", ".join(f"{k} {v:.0f} img/s" for k, v in ips.items()))
+                lines.append("")
+                targets.append((f"{setting}: inference of sj_sew fused / zoo", ips["sj_sew fused"] / ips["zoo"], 2.0,
+                                False))
+            except Exception as e:
+                record["inference"].append(dict(setting=setting, error=repr(e)[:300]))
+        if w.depth is not None and not memory_done and memopt_levels():  # the memory target, first zoo setting, fp32
+            memory_done = True
+            levels = [0, 1, 2, 3, 4] if device.type == "cuda" else memopt_levels()
+            mem = {}
+            for n in ("sj_sew:memory",) + tuple(f"zoo+memopt{lv}" for lv in levels):
+                if time.perf_counter() - start > args.budget_s:
+                    break
+                try:
+                    sec, peak = _shape_setting(w, (n,), device, None, 1, max(1, args.reps // 2))
+                    mem[n] = (sec[n], peak[n])
+                except Exception as e:
+                    record["training"].append(dict(setting=setting, model=n, error=repr(e)[:300]))
+            lines += ["", f"Memory, {setting} fp32: " + "; ".join(f"{n} {s:.4f} s, {_peak(p)} MiB"
+                                                               for n, (s, p) in mem.items()), ""]
+            ran = [n for n in mem if n.startswith("zoo+memopt") and mem[n][1] is not None]
+            if ran and mem.get("sj_sew:memory", (0, None))[1] is not None:
+                best = min(ran, key=lambda n: mem[n][1])
+                targets.append((f"{setting}: 'memory' budget peak / {best} (the lowest)",
+                                mem["sj_sew:memory"][1] / mem[best][1], 0.5, True))
+                targets.append((f"{setting}: 'memory' budget step / {best}", mem["sj_sew:memory"][0] / mem[best][0],
+                                1.0, True))
+    lines += ["", "Ratios against the targets of issue 23 (step time: smaller is faster; speed-ups: larger):", ""]
+    for name, value, bound, at_most in targets:
+        met = value <= bound if at_most else value >= bound
+        lines.append(f"- {name}: {value:.2f} (target {'<=' if at_most else '>='} {bound}): {'met' if met else 'NOT met'}")
+    record["targets"] = [dict(name=n, value=v, target=b, at_most=a) for n, v, b, a in targets]
+    if record["skipped"]:
+        lines.append(f"- not run (--budget-s {args.budget_s:.0f} spent): {', '.join(record['skipped'])}")
+    lines.append(f"- section time: {time.perf_counter() - start:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+    return lines + [""]
+
+
 #: The report's sections in the order they run; ``--sections`` picks among them.
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[str]]] = {
     "main": section_main,
@@ -757,6 +958,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[str]]] = {
     "memory": section_memory,
     "memory_time": section_memory_time,
     "cuda": section_cuda,
+    "shapes": section_shapes,
 }
 
 
@@ -782,6 +984,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cuda-depths", type=int, nargs="+", default=[18, 50], help="depths of the GPU section")
     p.add_argument("--cuda-Ts", type=int, nargs="+", default=[4, 16], help="T of the GPU section")
     p.add_argument("--json", metavar="PATH", help="the GPU section's numbers as JSON")
+    p.add_argument("--shape-settings", nargs="+", default=[w.key for w in WORKLOADS],
+                   choices=[w.key for w in WORKLOADS], help="the settings of the shapes section (default: all)")
+    p.add_argument("--tiny", action="store_true", help="the shapes section at toy sizes (N=2, 32x32, T=2): its dry run")
+    p.add_argument("--budget-s", type=float, default=420.0,
+                   help="seconds after which the shapes section starts no new setting (default 420: fits 8 minutes)")
     add_progress_flag(p)
     args = p.parse_args(argv)
     try:
@@ -793,10 +1000,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                 "False); run on a GPU machine (scripts/gpu_check.sh), or use --device cpu")
     if device.type not in ("cpu", "cuda"):
         p.error(f"--device {args.device!r}: valid: cpu, cuda or cuda:N")
+    gpu_sections = {"cuda", "shapes"}  # they run on --device (on CPU: a dry run)
     if args.sections == list(SECTIONS):  # the default: the GPU section on a GPU, the CPU sections on CPU
-        args.sections = ["cuda"] if device.type == "cuda" else [s for s in SECTIONS if s != "cuda"]
-    elif device.type == "cuda" and set(args.sections) - {"cuda"}:
-        p.error(f"--device cuda runs only the 'cuda' section; {sorted(set(args.sections) - {'cuda'})} measure the CPU")
+        args.sections = ["cuda"] if device.type == "cuda" else [s for s in SECTIONS if s not in gpu_sections]
+    elif device.type == "cuda" and set(args.sections) - gpu_sections:
+        p.error(f"--device cuda runs only the 'cuda' and 'shapes' sections; "
+                f"{sorted(set(args.sections) - gpu_sections)} measure the CPU")
     bad = [d for d in args.cuda_depths if d not in RESNET_LAYOUTS]
     if bad:
         p.error(f"--cuda-depths must be in {sorted(RESNET_LAYOUTS)}, got {bad}")

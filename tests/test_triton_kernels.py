@@ -17,6 +17,7 @@ w's sum of ~800 terms of size ~1, and <= 7.2e-7 on the inputs' gradients.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from dataclasses import astuple
 
 import pytest
@@ -322,3 +323,28 @@ def test_kernels_compile_for_sm90_without_a_gpu():
                     assert kernel.asm["cubin"]
                     if body is tk._forward_body:  # IEEE-rounded arithmetic only, as on the CPU
                         assert "fma." not in kernel.asm["ptx"] and "div.full" not in kernel.asm["ptx"]
+
+
+# --- issue 23's benchmark at the shapes people train: its CPU dry run ------------------------------------------
+@pytest.mark.slow
+def test_benchmark_shapes_section_dry_run(tmp_path):
+    """``scripts/benchmark.py --sections shapes --tiny`` on CPU (the CIFAR setting at N=2, T=2): every contender
+    trains in fp32 and bf16, inference and memopt run, every ratio is printed against its target (~17 s)."""
+    import json
+    import subprocess
+
+    out = tmp_path / "shapes.json"
+    cmd = [sys.executable, "scripts/benchmark.py", "--device", "cpu", "--sections", "shapes", "--tiny",
+           "--shape-settings", "cifar", "--reps", "1", "--warmup", "0", "--threads", "1", "--no-progress",
+           "--json", str(out)]
+    run = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "dry run at toy sizes" in run.stdout and "Ratios against the targets of issue 23" in run.stdout
+    record = json.loads(out.read_text())
+    trained = {(r["model"], r["precision"]) for r in record["training"] if "model" in r and "precision" in r}
+    assert trained == {(m, p) for m in ("zoo", "sj_sew", "sj_sew fused", "sj_sew:memory", "ann") for p in ("fp32", "bf16")}
+    assert not [r for r in record["training"] if "error" in r]
+    assert set(record["inference"][0]["images_per_s"]) == {"zoo", "sj_sew", "sj_sew fused"}
+    names = [t["name"] for t in record["targets"]]
+    assert any("train step / zoo" in n for n in names) and any("bf16 speed-up of sj_sew fused" in n for n in names)
+    assert any("inference of sj_sew fused / zoo" in n for n in names)
