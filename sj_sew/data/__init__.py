@@ -153,6 +153,16 @@ def _fashion_events(train, root, T, **options):
     return EmbeddedEventSet(train=train, T=T, root=root, source="fashion_mnist", **options)
 
 
+@register_dataset("motion_events", DatasetInfo(2, 8, 32, True, 16),
+                  options=("per_class", "sensor_size", "seed", "train_fraction", "split_seed"))
+def _motion_events(train, root, T, **options):
+    """A digit sweeping across the emulated event sensor horizontally, vertically and diagonally; the 8 classes
+    are the directions of the three sweeps: the frames in time carry the class, their sum does not."""
+    from .temporal import MotionEventSet
+
+    return MotionEventSet(train=train, T=T, **options)
+
+
 @register_dataset("digits", DatasetInfo(1, 10, 8, False), options=("train_fraction", "split_seed"))
 def _digits(train, root, T, **options):
     from .static import digits

@@ -181,12 +181,13 @@ def frames_by_count(streams: EventStreams, T: int, size: int, chunk: int = 256) 
     return out
 
 
-def _resize(images: np.ndarray, size: int) -> np.ndarray:
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """[N, H, W] images in [0, 1] resized (bilinear) to ``size`` x ``size``."""
     t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None]
     return torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[:, 0].clamp(0, 1).numpy()
 
 
-def _source_images(source: str, root) -> tuple[np.ndarray, np.ndarray]:
+def source_images(source: str, root) -> tuple[np.ndarray, np.ndarray]:
     """Real images scaled to [0, 1] and labels."""
     if source == "digits":
         from sklearn.datasets import load_digits
@@ -201,10 +202,10 @@ def _source_images(source: str, root) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=4)
 def _build(source: str, root, config: SensorConfig, per_class, train_fraction: float, split_seed: int):
-    images, labels = _source_images(source, root)
+    images, labels = source_images(source, root)
     train_idx, test_idx = per_class_split(labels, train_fraction, rounding="round", seed=split_seed, per_class=per_class)
     used = np.concatenate([train_idx, test_idx])
-    streams = emulate_events(_resize(images[used], config.image_size), config)
+    streams = emulate_events(resize_images(images[used], config.image_size), config)
     split = {"train": np.arange(train_idx.size), "test": np.arange(train_idx.size, used.size)}
     return streams, labels[used], split
 

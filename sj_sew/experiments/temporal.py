@@ -1,0 +1,226 @@
+"""The temporal event benchmark (``motion_events``, :mod:`sj_sew.data.temporal`): how much of the class a linear
+readout finds in the frames summed over time and side by side, and two of the SEW paper's claims on sequences,
+measured on one small SEW ADD network:
+
+- random temporal delete (Table 4 / Fig. 10, Appendix A.2): trained with RTD (T_train = 12 of 16) or without,
+  tested on all 16 frames; RTD should raise test accuracy and shrink the train/test gap;
+- accuracy against T (Table 6: 64.8 / 70.2 / 74.4 % at T = 4 / 8 / 16 on CIFAR10-DVS), without RTD.
+
+A cell is one of :data:`CELLS`; its rate is chosen from ``lrs`` by the validation accuracy of :data:`TUNE_SEED`
+(not reported), then the reported seeds 0..seeds-1 run at that rate. ``scripts/repro_temporal.py`` is the
+command line and states the setting.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .sweep import fmt, spread, train_run, write_study
+
+DATASET = "motion_events"
+#: SEW ADD, the 7B-Net's layout with 16 channels and as many block+pool stages as the input allows (5 at 32x32)
+NET = "c16k3s1-BN-PLIF-{{SEW Block(c16)-MPk2s2}}*{stages}-FC8"
+
+
+def network(sensor_size: int) -> str:
+    return NET.format(stages=min(7, int(math.log2(sensor_size))))
+#: cell -> (T, T_train or None): the RTD pair at T = 16, and T = 4, 8 without RTD (T = 16 without RTD is shared)
+CELLS = {"T16 RTD": (16, 12), "T16": (16, None), "T8": (8, None), "T4": (4, None)}
+READOUT_CELLS = {16: "T16", 8: "T8", 4: "T4"}
+TUNE_SEED = 100  # chooses the rate; never reported
+VAL_FRACTION = 1 / 3  # with the default 200 per class: 100 fit, 50 validate, 50 test per class
+BATCH = 16
+PER_CLASS = 200
+#: the CPU run's rate and how it was chosen (the runs under results/temporal/probe)
+LR = 3e-3
+LR_CHOICE = ("Adam 3e-3, chosen over 1e-2 by 4-epoch probes of the T8 cell on seed 100 (not reported): best validation "
+             "accuracy 49.0 % for both, the smaller rate on a tie")
+PAPER = {"table6_cifar10_dvs": {4: 0.648, 8: 0.702, 16: 0.744}}
+
+
+def cell_flags(cell: str, lr: float, epochs: int, data_options: dict) -> dict:
+    """RunConfig fields of one cell: SEW ADD with PLIF neurons, Adam, cosine schedule, batch 16."""
+    T, T_train = CELLS[cell]
+    flags = {"dataset": DATASET, "data_options": dict(data_options),
+             "notation": network(data_options.get("sensor_size", 32)), "family": "sew",
+             "connect": "ADD", "neuron": "plif", "T": T, "optimizer": "adam", "scheduler": "cosine",
+             "epochs": epochs, "batch_size": BATCH, "val_fraction": VAL_FRACTION, "zero_init": False, "lr": lr}
+    if T_train is not None:
+        flags["T_train"] = T_train
+    return flags
+
+
+def run_dir(out: Path, cell: str, lr: float) -> Path:
+    return Path(out) / "runs" / cell.replace(" ", "_") / f"lr{lr:g}"
+
+
+def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
+    """Every run of the study in order: ('tune', cell, lr, TUNE_SEED) for each rate (none with one rate), then
+    ('report', cell, None, seed): its rate is the cell's choice, known once the cell's tuning runs finished."""
+    tune = [("tune", c, lr, TUNE_SEED) for c in cells for lr in lrs] if len(lrs) > 1 else []
+    return tune + [("report", c, None, s) for s in range(seeds) for c in cells]  # seed-major: all cells early
+
+
+def choose_lr(grid: dict[float, dict]) -> float:
+    """The rate of the highest validation accuracy (the smaller rate on a tie)."""
+    return max(sorted(grid), key=lambda lr: (grid[lr]["selected_val_acc"], -lr))
+
+
+def run_study(out: Path, seeds: int = 3, epochs: int = 10, lrs=(LR,), cells=tuple(CELLS),
+              data_options: dict | None = None, shard: tuple[int, int] = (0, 1), report_only: bool = False,
+              progress: bool = False) -> dict:
+    """Train the runs of shard ``k`` of ``n`` (every n-th of :func:`units`; a report run whose cell's rate is not
+    chosen yet is left for a later call) or, with ``report_only``, only read back; aggregate what is finished."""
+    data_options = {"per_class": PER_CLASS, **(data_options or {})}
+    lrs, (k, n), start = sorted(lrs), shard, time.time()
+    finished: list[dict] = []
+
+    def get(cell, lr, seed, mine):
+        r = train_run(cell_flags(cell, lr, epochs, data_options), run_dir(out, cell, lr), seed,
+                      train=mine and not report_only, progress=progress)
+        if r is not None:
+            finished.append(r)
+        return r
+
+    grids: dict[str, dict] = {c: {} for c in cells}
+    chosen = {c: lrs[0] for c in cells} if len(lrs) == 1 else {}
+    runs: dict[str, list] = {c: [] for c in cells}
+    for i, (kind, cell, lr, seed) in enumerate(units(cells, lrs, seeds)):
+        mine = i % n == k
+        if kind == "tune":
+            r = get(cell, lr, seed, mine)
+            if r is not None:
+                grids[cell][lr] = r
+            if len(grids[cell]) == len(lrs):
+                chosen[cell] = choose_lr(grids[cell])
+            continue
+        if cell not in chosen:  # its rate is not chosen yet: a later call runs it (gpu_sweep.sh reads the mark)
+            if mine and not report_only:
+                print(f"pending: {cell}, seed {seed} waits for the cell's tuning runs", flush=True)
+            continue
+        if mine and not report_only:
+            print(f"== {cell}, lr {chosen[cell]:g}, seed {seed}", flush=True)
+        r = get(cell, chosen[cell], seed, mine)
+        if r is not None:
+            runs[cell].append(r)
+    table = {cell: _row(cell, chosen[cell], grids[cell], rs) for cell, rs in runs.items() if rs}
+    devices = sorted({r.get("device", "cpu (not recorded)") for r in finished})
+    meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
+            "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs, "seeds": seeds, "batch": BATCH,
+            "optimizer": "adam, cosine schedule", "val_fraction": VAL_FRACTION, "lr_grid": lrs,
+            "selection": f"rate: best validation accuracy of seed {TUNE_SEED} (not reported)" if len(lrs) > 1
+            else (LR_CHOICE if lrs == [LR] else "rate fixed as given (no grid)"), "epoch": "validation-selected", "devices": devices,
+            "complete": all(len(runs[c]) == seeds for c in cells), "seconds": round(time.time() - start),
+            "train_seconds_all_runs": round(sum(r["wall_time_s"] for r in finished)), "paper": PAPER}
+    return {"meta": meta, "table": table}
+
+
+def _row(cell: str, lr: float, grid: dict, runs: list[dict]) -> dict:
+    last = [r["history"][-1] for r in runs]
+    T, T_train = CELLS[cell]
+    return {"T": T, "T_train": T_train, "lr": lr,
+            "grid_val_acc": {f"{g:g}": grid[g]["selected_val_acc"] for g in sorted(grid)},
+            "selected_test_acc": spread([r["selected_test_acc"] for r in runs]),
+            "last_test_acc": spread([r["last_test_acc"] for r in runs]),
+            "last_train_acc": spread([h["train_acc"] for h in last]),
+            "gap_train_test": spread([h["train_acc"] - h["test_acc"] for h in last]),
+            "final_train_loss": spread([h["train_loss"] for h in last]),
+            "seconds_per_run": spread([r["wall_time_s"] for r in runs]),
+            "devices": sorted({r.get("device", "cpu (not recorded)") for r in runs}),
+            "seeds": [r["config"]["seed"] if "config" in r else None for r in runs],
+            "history": [r["history"] for r in runs]}
+
+
+def rtd_difference(table: dict) -> dict | None:
+    """Paired by seed, RTD minus no RTD at T = 16: test accuracy (selected epoch) and train/test gap."""
+    if "T16 RTD" not in table or "T16" not in table:
+        return None
+    a, b = table["T16 RTD"], table["T16"]
+    m = min(a["selected_test_acc"]["n"], b["selected_test_acc"]["n"])
+    return {"selected_test_acc": spread([x - y for x, y in zip(a["selected_test_acc"]["values"][:m],
+                                                                b["selected_test_acc"]["values"][:m])]),
+            "gap_train_test": spread([x - y for x, y in zip(a["gap_train_test"]["values"][:m],
+                                                             b["gap_train_test"]["values"][:m])])}
+
+
+def linear_readout(T: int = 16, data_options: dict | None = None) -> dict:
+    """The linear baseline (:func:`sj_sew.experiments.baselines.linear_readout`: softmax regression, C chosen on
+    validation) on exactly the splits of a run of the T-frame cell: the frames summed over time and side by side.
+    Chance is 1/8."""
+    from .baselines import linear_readout as readout, run_splits
+
+    options = {"per_class": PER_CLASS, **(data_options or {})}
+    splits = run_splits(cell_flags(READOUT_CELLS[T], 1e-3, 1, options))
+    return {"T": T, "data_options": options, "chance": 1 / 8,
+            "sizes": {k: len(y) for k, (_, y) in splits.items()},
+            "summed": readout(splits, "summed"), "frames": readout(splits, "side by side")}
+
+
+def write_report(out: Path, study: dict, readout: dict | None) -> Path:
+    """``<out>/temporal.json`` (meta, rows without histories, the RTD difference, the linear readout) and
+    ``<out>/temporal.png``; the JSON's path."""
+    rows = {c: {k: v for k, v in r.items() if k != "history"} for c, r in study["table"].items()}
+    data = {"meta": study["meta"], "table": rows, "rtd_minus_no_rtd": rtd_difference(study["table"]),
+            "linear_readout": readout}
+    return write_study(out, "temporal", data, plot, study["table"], study["meta"])
+
+
+def format_rows(study: dict, readout: dict | None) -> str:
+    lines = []
+    if readout:
+        lines.append(f"linear readout (T={readout['T']}, chance {100 * readout['chance']:.1f} %): summed over time "
+                     f"{100 * readout['summed']['test_acc']:.1f} % test (C={readout['summed']['C']:g}), frames side "
+                     f"by side {100 * readout['frames']['test_acc']:.1f} % (C={readout['frames']['C']:g})")
+    lines.append(f"{'cell':<9} {'lr':>7} {'test % (val-selected)':>22} {'test % (last)':>16} {'train % (last)':>16} "
+                 f"{'train-test gap':>16} {'train loss':>16}")
+    for cell, r in study["table"].items():
+        lines.append(f"{cell:<9} {r['lr']:>7g} {fmt(r['selected_test_acc']):>22} {fmt(r['last_test_acc']):>16} "
+                     f"{fmt(r['last_train_acc']):>16} {fmt(r['gap_train_test']):>16} "
+                     f"{fmt(r['final_train_loss'], 1, 3):>16}")
+    diff = rtd_difference(study["table"])
+    if diff:
+        lines.append(f"RTD - no RTD (paired by seed): test {fmt(diff['selected_test_acc'])} points, "
+                     f"train-test gap {fmt(diff['gap_train_test'])} points")
+    return "\n".join(lines)
+
+
+def plot(table: dict, path: Path, meta: dict):
+    """Left: train (dashed) and test (solid) accuracy per epoch at T = 16 with and without RTD (Fig. 10). Right:
+    test accuracy at the validation-selected epoch against T, each seed and the mean (Table 6)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for cell, color in (("T16 RTD", "C0"), ("T16", "C1")):
+        if cell not in table:
+            continue
+        hs = table[cell]["history"]
+        epochs = min(len(h) for h in hs)
+        for field, style in (("train_acc", "--"), ("test_acc", "-")):
+            ys = [100 * np.mean([h[e][field] for h in hs]) for e in range(epochs)]
+            a.plot(range(1, epochs + 1), ys, style, color=color, label=f"{cell} {field.split('_')[0]}")
+    a.set_xlabel("epoch")
+    a.set_ylabel("accuracy (%), seed mean")
+    a.legend(fontsize=7)
+    Ts = sorted({r["T"] for c, r in table.items() if r["T_train"] is None})
+    for T in Ts:
+        r = next(r for r in table.values() if r["T"] == T and r["T_train"] is None)
+        vals = [100 * v for v in r["selected_test_acc"]["values"]]
+        b.plot([T] * len(vals), vals, "o", color="C1", alpha=0.5)
+    if Ts:
+        means = [100 * next(r for r in table.values() if r["T"] == T and r["T_train"] is None)
+                 ["selected_test_acc"]["mean"] for T in Ts]
+        b.plot(Ts, means, "-", color="C1", label="SEW ADD, no RTD")
+    b.set_xscale("log", base=2)
+    b.set_xlabel("T")
+    b.set_ylabel("test accuracy (%), val-selected epoch")
+    b.legend(fontsize=7)
+    fig.suptitle(f"{meta['dataset']}, {meta['epochs']} epochs, devices {', '.join(meta['devices'])}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,99 @@
+"""The temporal event set ``motion_events`` (sj_sew.data.temporal) and the pieces of its study
+(sj_sew.experiments.temporal): registry entry, determinism, options refused with clear errors, the direction of
+each sweep in the raw events, and the property the set exists for: a linear readout of the frames summed over time
+sits near chance while the frames side by side carry the class (a small setting)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sj_sew.data import build_dataset, dataset_info
+from sj_sew.data.temporal import AXES, CLASSES, MotionConfig, MotionEventSet, _frames, motion_streams
+from sj_sew.experiments import temporal
+
+SMALL = {"per_class": 12, "sensor_size": 16}
+
+
+def test_registered_like_a_dvs_set():
+    info = dataset_info("motion_events")
+    assert (info.in_channels, info.num_classes, info.input_size, info.sequence, info.default_T) == (2, 8, 32, True, 16)
+    assert len(CLASSES) == 8 and len(set(CLASSES)) == 8
+    train = build_dataset("motion_events", train=True, T=4, **SMALL)
+    test = build_dataset("motion_events", train=False, T=4, **SMALL)
+    x, y = train[0]
+    assert x.shape == (4, 2, 16, 16) and x.dtype == torch.float32 and isinstance(y, int)
+    assert np.bincount(train.labels).tolist() == [9] * 8 and np.bincount(test.labels).tolist() == [3] * 8
+    assert not set(train.indices) & set(test.indices)
+    # the frames hold every event of the sample, split by count
+    assert x.sum().item() == len(train.events(0)["t"])
+
+
+def test_deterministic_per_seed_and_cached():
+    a = MotionEventSet(train=True, T=4, **SMALL)
+    b = MotionEventSet(train=True, T=4, **SMALL)
+    assert a.frames is b.frames  # cached per setting
+    motion_streams.cache_clear()
+    _frames.cache_clear()
+    c = MotionEventSet(train=True, T=4, **SMALL)
+    assert c.frames is not a.frames and np.array_equal(c.frames, a.frames)
+    d = MotionEventSet(train=True, T=4, seed=1, **SMALL)
+    assert not np.array_equal(d.frames, a.frames)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"per_class": 0}, "per_class must be an int >= 2"),
+    ({"per_class": 2.5}, "per_class must be an int >= 2"),
+    ({"sensor_size": 8}, r"sensor_size must be an int in \[16, 128\]"),
+    ({"sensor_size": 256}, r"sensor_size must be an int in \[16, 128\]"),
+    ({"seed": -1}, "seed must be a non-negative int"),
+    ({"train_fraction": 1.5}, r"fraction must be in \(0, 1\)"),
+])
+def test_bad_options_are_refused_by_name(options, message):
+    with pytest.raises(ValueError, match=message):
+        build_dataset("motion_events", train=True, T=4, **{**SMALL, **options})
+
+
+def test_bad_T_and_unknown_option():
+    with pytest.raises(ValueError, match="T must be a positive int"):
+        build_dataset("motion_events", train=True, T=0, **SMALL)
+    with pytest.raises(TypeError, match="takes no option"):
+        build_dataset("motion_events", train=True, T=4, source="digits")
+
+
+def test_each_sweep_goes_the_way_its_class_says():
+    """In the raw events, the centroid of each third of the motion moves along its axis in the class's direction
+    (at constant speed, so that each sweep takes a third of the time)."""
+    config = MotionConfig(per_class=6, sensor_size=32, warp=0.0)
+    streams, labels = motion_streams(config)
+    thirds = config.motion_us / len(AXES)
+    for i, label in enumerate(labels):
+        ev = streams.sample(i)
+        for j, (axis, _) in enumerate(AXES.values()):
+            part = (ev["t"] > j * thirds) & (ev["t"] <= (j + 1) * thirds)
+            position = axis[0] * ev["y"][part] + axis[1] * ev["x"][part]
+            slope = np.polyfit(ev["t"][part].astype(float), position.astype(float), 1)[0]
+            assert np.sign(slope) == CLASSES[label][j], (i, j)
+
+
+def test_linear_readout_needs_time():
+    """Summed over time a tuned linear readout is near chance (1/8); side by side it is far above it."""
+    r = temporal.linear_readout(T=8, data_options={"per_class": 60, "sensor_size": 16})
+    assert r["sizes"] == {"train": 240, "val": 120, "test": 120}
+    assert r["summed"]["test_acc"] < 0.25
+    assert r["frames"]["test_acc"] > 0.6
+    assert r["frames"]["test_acc"] - r["summed"]["test_acc"] > 0.4
+
+
+def test_study_units_and_rate_choice():
+    runs = temporal.units(["T16", "T4"], [1e-3, 3e-3], 2)
+    assert runs[:4] == [("tune", "T16", 1e-3, temporal.TUNE_SEED), ("tune", "T16", 3e-3, temporal.TUNE_SEED),
+                        ("tune", "T4", 1e-3, temporal.TUNE_SEED), ("tune", "T4", 3e-3, temporal.TUNE_SEED)]
+    assert runs[4:] == [("report", "T16", None, 0), ("report", "T4", None, 0), ("report", "T16", None, 1),
+                        ("report", "T4", None, 1)]
+    assert temporal.units(["T4"], [1e-3], 1) == [("report", "T4", None, 0)]  # one rate: no tuning run
+    assert temporal.choose_lr({1e-3: {"selected_val_acc": 0.5}, 3e-3: {"selected_val_acc": 0.5}}) == 1e-3
+    assert temporal.choose_lr({1e-3: {"selected_val_acc": 0.4}, 3e-3: {"selected_val_acc": 0.5}}) == 3e-3
+    flags = temporal.cell_flags("T16 RTD", 1e-3, 3, {"per_class": 5, "sensor_size": 16})
+    assert (flags["T"], flags["T_train"], flags["dataset"]) == (16, 12, "motion_events")
+    assert flags["notation"].endswith("*4-FC8") and "T_train" not in temporal.cell_flags("T8", 1e-3, 3, {})
