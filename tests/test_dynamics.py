@@ -199,10 +199,10 @@ def test_mlf_decay_and_its_deprecated_name_tau():
 
 # --- the backend module -------------------------------------------------------------------------------
 def test_backend_names_of_this_line():
-    assert sj_sew.neurons.BACKENDS is backend.BACKENDS == ("auto", "torch", "cupy", "cuda", "triton")
-    assert backend.line_backends() == ("auto",) + _compat.KERNEL_BACKENDS
+    assert sj_sew.neurons.BACKENDS is backend.BACKENDS == ("auto", "torch", "cupy", "cuda", "triton", "fused")
+    assert backend.line_backends() == ("auto",) + _compat.KERNEL_BACKENDS  # 'fused' is sj_sew's, on every line
     assert set(backend.line_backends()) <= set(backend.BACKENDS)
-    with pytest.raises(ValueError, match=r"unknown backend 'jax'; valid: \['auto', 'torch', 'cupy', 'cuda', 'triton'\]"):
+    with pytest.raises(ValueError, match=r"unknown backend 'jax'; valid: \['auto', 'torch', 'cupy', 'cuda', 'triton', 'fused'\]"):
         NeuronSpec("if", backend="jax")
 
 
