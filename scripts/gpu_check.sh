@@ -71,15 +71,9 @@ SITE=$(mktemp -d /tmp/gpu_check_site.XXXXXX)
 SJ2=$SITE/sj2
 SJ014=$SITE/sj014
 install_ok=1
-if ls .whl/spikingjelly-2.0.0-*.whl .whl/spikingjelly-0.0.0.0.14-*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SJ2" \
-        .whl/spikingjelly-2.0.0-*.whl .whl/loguru-*.whl .whl/[Ss]cience[Pp]lots-*.whl >> "$LOG" 2>&1 || install_ok=0
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SJ014" \
-        .whl/spikingjelly-0.0.0.0.14-*.whl >> "$LOG" 2>&1 || install_ok=0
-else
-    say "no wheels in .whl/: run scripts/fetch_gpu_wheels.sh on a machine with PyPI and carry .whl"
-    install_ok=0
-fi
+. scripts/_sj_wheels.sh
+sj_wheels_install "$PY" "$SJ2" 2 >> "$LOG" 2>&1 || install_ok=0
+sj_wheels_install "$PY" "$SJ014" 014 >> "$LOG" 2>&1 || install_ok=0
 PP2=$SJ2${PYTHONPATH:+:$PYTHONPATH}
 PP014=$SJ014:$SJ2${PYTHONPATH:+:$PYTHONPATH}  # 0.0.0.0.14 first; loguru etc. stay reachable
 for line in "2 $PP2" "014 $PP014"; do
