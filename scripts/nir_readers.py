@@ -162,7 +162,7 @@ READERS = {r.name: r for r in (
     Reader("spikingjelly", "spikingjelly.activation_based.nir_exchange", _load_spikingjelly),
     Reader("snntorch", "snntorch", _load_snntorch, target="snntorch"),
     Reader("norse", "norse", _load_norse, target="norse"),
-    Reader("sinabs", "sinabs", _load_sinabs),
+    Reader("sinabs", "sinabs", _load_sinabs, target="sinabs"),
 )}
 
 

@@ -52,7 +52,11 @@ them ``target=`` writes a graph that computes the same network under the spec *a
 * ``r`` ignored (Norse's LIF reads ``dv = dt/tau * (v_leak - v + I)``): without ``decay_input`` (``r = tau``)
   the membrane is written in units of ``1/tau`` (threshold and reset divided by tau, ``r = 1``): the same
   spikes.
-* A fixed ``dt`` (snnTorch's importer assumes 1e-4) or a reader's default (Norse's ``from_nir``: 1e-3).
+* Exact integration (Sinabs with upstream/sinabs/'s fix: ``v = a*v + (1 - a)*r*I``, ``a = exp(-dt/tau)``, the
+  ODE solved over a step with the input held): LIF's tau is written as ``-dt / log(1 - 1/tau_steps)``, so that
+  ``a`` is SpikingJelly's ``1 - 1/tau`` and ``(1 - a)*r`` its input factor (r as above).
+* A fixed ``dt`` (snnTorch's importer assumes 1e-4) or a reader's default (Norse's ``from_nir``: 1e-3; Sinabs:
+  1, the unit its own export writes).
 """
 from __future__ import annotations
 
@@ -88,14 +92,17 @@ class ReaderTarget:
     if_as_lif: bool = False
     ignores_r: bool = False
     zero_reset: bool = False  # it reads neither v_reset nor v_leak: both must be 0
+    exact_decay: bool = False  # it integrates LIF exactly: the decay per step is exp(-dt/tau), not 1 - dt/tau
 
 
-#: ``to_nir(target=...)`` -> how the graph is written for that reader as released (snnTorch 1.0.0, Norse 1.1.0).
-#: Sinabs 3.1.3 has none: it fires several spikes per step with a subtractive reset and a lower clamp, which no
-#: NIR graph can undo (see upstream/sinabs/).
+#: ``to_nir(target=...)`` -> how the graph is written for that reader (snnTorch 1.0.0 and Norse 1.1.0 as
+#: released). Sinabs 3.1.3 as released fires several spikes per step with a subtractive reset and a lower clamp,
+#: which no NIR graph undoes; ``'sinabs'`` is for Sinabs with upstream/sinabs/'s fix, which integrates LIF
+#: exactly (and for any reader that does).
 READER_TARGETS = {
     "snntorch": ReaderTarget(dt=1e-4, fixed_dt=True, fires_above=True, if_as_lif=True, zero_reset=True),
     "norse": ReaderTarget(dt=1e-3, fires_above=True, pool_as_conv=True, ignores_r=True, zero_reset=True),
+    "sinabs": ReaderTarget(dt=1.0, pool_as_conv=True, exact_decay=True),
 }
 #: IF for a reader that reads IF only as a leaky neuron: a LIF of tau = IF_AS_LIF_TAU_STEPS * dt
 IF_AS_LIF_TAU_STEPS = 2.0 ** 90
@@ -258,7 +265,13 @@ class _Builder:
             r = 1.0 if m.decay_input else tau
             if t.ignores_r and not m.decay_input:  # the membrane in units of 1/tau, r = 1
                 r, scale = 1.0, 1.0 / tau
-        node = self.nir.LIF(tau=full(tau * self.dt, dtype), r=full(r, dtype), v_leak=full(m.v_reset * scale),
+        time_constant = tau
+        if t.exact_decay and not isinstance(m, sj_neuron.IFNode):  # exp(-1/tau') = 1 - 1/tau
+            if tau <= 1:
+                raise ValueError(f"{name}: tau = {tau} steps leaks everything in one step; an exactly "
+                                 "integrated LIF has no such time constant")
+            time_constant = -1.0 / math.log1p(-1.0 / tau)
+        node = self.nir.LIF(tau=full(time_constant * self.dt, dtype), r=full(r, dtype), v_leak=full(m.v_reset * scale),
                             v_threshold=self.threshold(full(m.v_threshold * scale)),
                             v_reset=full(m.v_reset * scale), metadata={PLIF_METADATA: "PLIF"} if plif else {})
         return self.node(name, node, value)
