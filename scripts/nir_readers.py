@@ -4,7 +4,7 @@ For each family (SEW-ADD, Spiking, Plain, MS), shortcut shape (identity shortcut
 block) and neuron (IF, LIF, PLIF with a random w per neuron) a small NotationNet with non-trivial BatchNorm
 statistics is exported with :func:`sj_sew.deploy.to_nir` (the spec-literal graph, or ``--graph target``: the
 graph ``to_nir(..., target=reader)`` writes for that reader) and loaded by each reader: sj_sew's ``from_nir``,
-SpikingJelly 2.x's importer, snnTorch, Norse and Sinabs. Each reader runs a batch of N samples for T steps from
+SpikingJelly 2.x's importer, snnTorch, Norse, Sinabs and Rockpool. Each reader runs a batch of N samples for T steps from
 rest; its per-step logits and the spikes of every neuron node (forward hooks on the reader's modules) are
 compared with :class:`sj_sew.deploy.StreamingModel` on the same BatchNorm-folded network.
 
@@ -157,12 +157,18 @@ def _load_sinabs(graph, batch, dt):
     return sinabs.from_nir(graph, batch_size=batch)
 
 
+def _load_rockpool(graph, batch, dt):
+    from rockpool.nn.modules.torch.nir import from_nir
+    return from_nir(graph)
+
+
 READERS = {r.name: r for r in (
     Reader("sj_sew", "nirtorch", _load_sj_sew),
     Reader("spikingjelly", "spikingjelly.activation_based.nir_exchange", _load_spikingjelly),
     Reader("snntorch", "snntorch", _load_snntorch, target="snntorch"),
     Reader("norse", "norse", _load_norse, target="norse"),
     Reader("sinabs", "sinabs", _load_sinabs, target="sinabs"),
+    Reader("rockpool", "rockpool.nn.modules.torch.nir", _load_rockpool),
 )}
 
 
