@@ -68,7 +68,7 @@ def main(argv=None):
     study = temporal.run_study(out, args.seeds, args.epochs, args.lrs, args.cells, data_options, args.shard,
                                args.report_only, args.progress)
     report = args.report_only or args.shard[1] == 1  # a shard writes no report: it lacks the other shards' rows
-    readout = temporal.linear_readout(16, data_options) if report and args.readout else None
+    readout = temporal.cached_readout(out, data_options) if report and args.readout else None
     out.mkdir(parents=True, exist_ok=True)
     if report:
         temporal.write_report(out, study, readout)

@@ -97,3 +97,26 @@ def test_study_units_and_rate_choice():
     flags = temporal.cell_flags("T16 RTD", 1e-3, 3, {"per_class": 5, "sensor_size": 16})
     assert (flags["T"], flags["T_train"], flags["dataset"]) == (16, 12, "motion_events")
     assert flags["notation"].endswith("*4-FC8") and "T_train" not in temporal.cell_flags("T8", 1e-3, 3, {})
+
+
+def test_verdicts_are_computed_and_gated_by_the_linear_readout():
+    from sj_sew.experiments.sweep import spread
+
+    def cell(accs, gaps):
+        return {"selected_test_acc": spread(accs), "gap_train_test": spread(gaps)}
+
+    table = {"T16 RTD": cell([0.80, 0.82, 0.81], [0.02, 0.03, 0.01]), "T16": cell([0.70, 0.71, 0.69], [0.20, 0.22, 0.21]),
+             "T8": cell([0.70, 0.75, 0.65], [0.1, 0.1, 0.1])}
+
+    def readout(acc):
+        r = {"val_acc_chosen": acc, "test_acc": acc, "layout": "side by side"}
+        return {"summed": {**r, "val_acc_chosen": 0.1, "layout": "summed"}, "frames": r}
+
+    found = {v["id"]: v for v in temporal.verdicts(table, readout(0.5))}
+    assert set(found) == {"RTD1", "RTD2", "T1"}  # T2 needs T4
+    assert (found["RTD1"]["measured"], found["RTD1"]["verdict"]) == ("A better", "agrees")
+    assert (found["RTD2"]["measured"], found["RTD2"]["verdict"]) == ("A better", "agrees")  # the smaller gap wins
+    assert found["T1"]["measured"] == "inconclusive"
+    gated = {v["id"]: v for v in temporal.verdicts(table, readout(0.9))}
+    assert gated["RTD1"]["measured"] == "A better" and gated["RTD1"]["verdict"] == "untestable here"
+    assert "does not beat the linear readout (side by side, 90.0%)" in gated["RTD1"]["gate"]
