@@ -160,6 +160,8 @@ def test_cpu_op_equals_kernels(kind, kwargs):
     ref = torch.ops.sj_sew.neuron_forward(x.detach(), v0.detach(), inv_tau, *settings, True)
     got = tk.forward(x.detach(), v0.detach(), inv_tau, cfg, True)
     assert all(torch.equal(a, b) for a, b in zip(got, ref))
+    no_h = tk.forward(x.detach(), v0.detach(), inv_tau, cfg, False)  # inference: no potentials kept
+    assert torch.equal(no_h[0], ref[0]) and torch.equal(no_h[1], ref[1]) and no_h[2].numel() == 0
     gs, gv = torch.randn_like(x), torch.randn_like(v0)
     ref_g = torch.ops.sj_sew.neuron_backward(gs, gv, ref[2], v0.detach(), inv_tau, *settings)
     got_g = tk.backward(gs, gv, got[2], v0.detach(), inv_tau, cfg, x.dtype)
@@ -310,7 +312,7 @@ def test_kernels_compile_for_sm90_without_a_gpu():
         fwd = dict(x_ptr="*" + dtype, v0_ptr=ptr, k_ptr=ptr, s_ptr="*" + dtype, v_ptr=ptr, h_ptr=ptr, numel=i32,
                    steps=i32, tau=f32, v_th=f32, v_rs=f32)
         bwd = dict(gs_ptr="*" + dtype, gv_ptr=ptr, h_ptr=ptr, v0_ptr=ptr, k_ptr=ptr, gx_ptr="*" + dtype, gv0_ptr=ptr,
-                   gk_ptr=ptr, numel=i32, steps=i32, tau=f32, keep=f32, v_th=f32, v_rs=f32, alpha=f32, scale=f32)
+                   gk_ptr=ptr, numel=i32, steps=i32, last="i64", tau=f32, keep=f32, v_th=f32, v_rs=f32, alpha=f32, scale=f32)
         for kind in range(3):
             for hard, decay_input in ((True, True), (False, False)):
                 meta = dict(KIND=kind, HARD=hard, DECAY_INPUT=decay_input, BLOCK=tk.BLOCK)

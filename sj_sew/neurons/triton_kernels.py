@@ -41,8 +41,8 @@ def _forward_body(x_ptr, v0_ptr, k_ptr, s_ptr, v_ptr, h_ptr, numel, steps, tau, 
     k = 0.0
     if KIND == 2:  # PLIF: 1/tau = sigmoid(w), computed by torch
         k = tl.load(k_ptr).to(tl.float32)
+    at = offs  # int64 offsets of step t's elements, advanced step by step (t * numel may pass 2^31)
     for t in range(steps):
-        at = t * numel + offs
         x = tl.load(x_ptr + at, mask=mask, other=0.0).to(tl.float32)
         if KIND == 0:
             h = v + x
@@ -69,10 +69,11 @@ def _forward_body(x_ptr, v0_ptr, k_ptr, s_ptr, v_ptr, h_ptr, numel, steps, tau, 
             v = tl.where(fired, v_rs, h)
         else:
             v = h - s * v_th
+        at += numel
     tl.store(v_ptr + offs, v, mask=mask)
 
 
-def _backward_body(gs_ptr, gv_ptr, h_ptr, v0_ptr, k_ptr, gx_ptr, gv0_ptr, gk_ptr, numel, steps, tau, keep,
+def _backward_body(gs_ptr, gv_ptr, h_ptr, v0_ptr, k_ptr, gx_ptr, gv0_ptr, gk_ptr, numel, steps, last, tau, keep,
                    v_th, v_rs, alpha, scale,
                    KIND: tl.constexpr, HARD: tl.constexpr, DECAY_INPUT: tl.constexpr, DETACH: tl.constexpr,
                    SURROGATE: tl.constexpr, HAS_GV: tl.constexpr, BLOCK: tl.constexpr):
@@ -88,9 +89,9 @@ def _backward_body(gs_ptr, gv_ptr, h_ptr, v0_ptr, k_ptr, gx_ptr, gv0_ptr, gk_ptr
         keep = 1.0 - k
     v0 = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     dk = tl.full([BLOCK], 0.0, tl.float32)
+    at = offs + last  # int64 (last = (steps - 1) * numel), stepped back each step
     for i in range(steps):
         t = steps - 1 - i
-        at = t * numel + offs
         h = tl.load(h_ptr + at, mask=mask, other=0.0)
         u = h - v_th
         z = u * scale  # scale: pi / 2 * alpha (ATan), alpha (Sigmoid)
@@ -133,6 +134,7 @@ def _backward_body(gs_ptr, gv_ptr, h_ptr, v0_ptr, k_ptr, gx_ptr, gv0_ptr, gk_ptr
             carry = grad_h
         else:
             carry = grad_h * keep
+        at -= numel
     tl.store(gv0_ptr + offs, carry, mask=mask)
     if KIND == 2:
         tl.store(gk_ptr + pid, tl.reduce(dk, 0, _add))
@@ -222,6 +224,7 @@ def backward(grad_spikes: torch.Tensor, grad_v_last: torch.Tensor | None, h_seq:
     keep = 1.0 - 1.0 / cfg.tau if cfg.kind == "lif" else 1.0
     if numel and steps:
         _launch(_backward_body, device, (blocks,), gs, gv, h_seq.contiguous(), v0, k, gx, gv0, gk, numel, steps,
+                (steps - 1) * numel,
                 keep=keep, alpha=float(cfg.alpha), scale=_surrogate_scale(cfg), **_scalars(cfg), DETACH=cfg.detach_reset,
                 SURROGATE=cfg.surrogate_code, HAS_GV=has_gv, **_meta(cfg))
     else:
