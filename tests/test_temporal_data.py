@@ -102,11 +102,11 @@ def test_study_units_and_rate_choice():
 def test_verdicts_are_computed_and_gated_by_the_linear_readout():
     from sj_sew.experiments.sweep import spread
 
-    def cell(accs, gaps):
-        return {"selected_test_acc": spread(accs), "gap_train_test": spread(gaps)}
+    def cell(accs, gaps, seeds=(0, 1, 2)):
+        return {"selected_test_acc": spread(accs), "gap_train_test": spread(gaps), "seeds": list(seeds)}
 
     table = {"T16 RTD": cell([0.80, 0.82, 0.81], [0.02, 0.03, 0.01]), "T16": cell([0.70, 0.71, 0.69], [0.20, 0.22, 0.21]),
-             "T8": cell([0.70, 0.75, 0.65], [0.1, 0.1, 0.1])}
+             "T8": cell([0.75, 0.70, 0.65], [0.1, 0.1, 0.1], seeds=(1, 0, 2))}  # paired by seed, not position
 
     def readout(acc):
         r = {"val_acc_chosen": acc, "test_acc": acc, "layout": "side by side"}
@@ -116,7 +116,22 @@ def test_verdicts_are_computed_and_gated_by_the_linear_readout():
     assert set(found) == {"RTD1", "RTD2", "T1"}  # T2 needs T4
     assert (found["RTD1"]["measured"], found["RTD1"]["verdict"]) == ("A better", "agrees")
     assert (found["RTD2"]["measured"], found["RTD2"]["verdict"]) == ("A better", "agrees")  # the smaller gap wins
-    assert found["T1"]["measured"] == "inconclusive"
+    assert found["T1"]["measured"] == "inconclusive" and "[-9.9, +9.9]" in found["T1"]["difference"]
     gated = {v["id"]: v for v in temporal.verdicts(table, readout(0.9))}
     assert gated["RTD1"]["measured"] == "A better" and gated["RTD1"]["verdict"] == "untestable here"
     assert "does not beat the linear readout (side by side, 90.0%)" in gated["RTD1"]["gate"]
+
+
+def test_reproduction_section_is_the_committed_results():
+    """REPRODUCTION.md's temporal section holds exactly the tables rendered from results/temporal/temporal.json."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    path = root / "results" / "temporal" / "temporal.json"
+    if not path.exists():
+        pytest.skip("no committed temporal results")
+    text = (root / "REPRODUCTION.md").read_text()
+    section = text[text.index("Temporal event benchmark"):]
+    for line in temporal.markdown(json.loads(path.read_text())):
+        assert line in section, line
