@@ -340,7 +340,7 @@ def patched_tree(dest: Path, readers=tuple(PATCHED_PACKAGES), check_only: bool =
     return dest
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--graph", choices=("default", "target"), default="default")
     parser.add_argument("--patched", action="store_true", help="run the readers patched with upstream/*/*.diff")
@@ -349,7 +349,16 @@ def main(argv=None) -> int:
     parser.add_argument("--shapes", nargs="*", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--neurons", nargs="*", default=list(NEURONS), choices=NEURONS)
     parser.add_argument("--json", help="also write the cells there")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def output_paths(args) -> list[str]:
+    """The files it writes: only the one --json names (the table goes to stdout)."""
+    return [args.json] if args.json else []
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
     if args.patched and not os.environ.get("SJ_SEW_PATCHED_READERS"):
         with tempfile.TemporaryDirectory() as tmp:
