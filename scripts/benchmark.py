@@ -866,7 +866,8 @@ def section_shapes(args) -> list[str]:
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device} ({machine()})"
     dry = " -- a dry run at toy sizes: its ratios say nothing about a GPU" if args.tiny else ""
     lines = [f"### Training at the shapes people train, on {card} (SpikingJelly {sj_sew.SJ_VERSION}){dry}", "",
-             "| setting | N | T | precision | model | step (s) | / zoo | / ANN | peak (MiB) | / zoo |", "|---" * 10 + "|"]
+             "| setting | N | T | precision | model | step (s) | / zoo | / ANN | peak (MiB) | / zoo |",
+             "|---" * 10 + "|"]
     record = {"device": card, "spikingjelly": sj_sew.SJ_VERSION, "training": [], "inference": [], "skipped": []}
     which = ("zoo", "sj_sew", "sj_sew fused", "sj_sew:memory", "ann")
     targets, memory_done = [], False
@@ -936,7 +937,8 @@ def section_shapes(args) -> list[str]:
     lines += ["", "Ratios against the targets of issue 23 (step time: smaller is faster; speed-ups: larger):", ""]
     for name, value, bound, at_most in targets:
         met = value <= bound if at_most else value >= bound
-        lines.append(f"- {name}: {value:.2f} (target {'<=' if at_most else '>='} {bound}): {'met' if met else 'NOT met'}")
+        verdict = "met" if met else "NOT met"
+        lines.append(f"- {name}: {value:.2f} (target {'<=' if at_most else '>='} {bound}): {verdict}")
     record["targets"] = [dict(name=n, value=v, target=b, at_most=a) for n, v, b, a in targets]
     if record["skipped"]:
         lines.append(f"- not run (--budget-s {args.budget_s:.0f} spent): {', '.join(record['skipped'])}")

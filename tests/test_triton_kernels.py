@@ -312,7 +312,8 @@ def test_kernels_compile_for_sm90_without_a_gpu():
         fwd = dict(x_ptr="*" + dtype, v0_ptr=ptr, k_ptr=ptr, s_ptr="*" + dtype, v_ptr=ptr, h_ptr=ptr, numel=i32,
                    steps=i32, tau=f32, v_th=f32, v_rs=f32)
         bwd = dict(gs_ptr="*" + dtype, gv_ptr=ptr, h_ptr=ptr, v0_ptr=ptr, k_ptr=ptr, gx_ptr="*" + dtype, gv0_ptr=ptr,
-                   gk_ptr=ptr, numel=i32, steps=i32, last="i64", tau=f32, keep=f32, v_th=f32, v_rs=f32, alpha=f32, scale=f32)
+                   gk_ptr=ptr, numel=i32, steps=i32, last="i64", tau=f32, keep=f32, v_th=f32, v_rs=f32, alpha=f32,
+                   scale=f32)
         for kind in range(3):
             for hard, decay_input in ((True, True), (False, False)):
                 meta = dict(KIND=kind, HARD=hard, DECAY_INPUT=decay_input, BLOCK=tk.BLOCK)
@@ -344,7 +345,8 @@ def test_benchmark_shapes_section_dry_run(tmp_path):
     assert "dry run at toy sizes" in run.stdout and "Ratios against the targets of issue 23" in run.stdout
     record = json.loads(out.read_text())
     trained = {(r["model"], r["precision"]) for r in record["training"] if "model" in r and "precision" in r}
-    assert trained == {(m, p) for m in ("zoo", "sj_sew", "sj_sew fused", "sj_sew:memory", "ann") for p in ("fp32", "bf16")}
+    models = ("zoo", "sj_sew", "sj_sew fused", "sj_sew:memory", "ann")
+    assert trained == {(m, p) for m in models for p in ("fp32", "bf16")}
     assert not [r for r in record["training"] if "error" in r]
     assert set(record["inference"][0]["images_per_s"]) == {"zoo", "sj_sew", "sj_sew fused"}
     names = [t["name"] for t in record["targets"]]

@@ -57,8 +57,9 @@ class NeuronConfig:
 
 def neuron_kind(neuron_cls) -> str | None:
     """'if', 'lif' or 'plif' for a SpikingJelly neuron class (or a subclass), else None."""
-    return next((kind for kind, base in _NEURON_CLASSES if isinstance(neuron_cls, type) and issubclass(neuron_cls, base)),
-                None)
+    if not isinstance(neuron_cls, type):
+        return None
+    return next((kind for kind, base in _NEURON_CLASSES if issubclass(neuron_cls, base)), None)
 
 
 def surrogate_name(surrogate_function) -> str | None:

@@ -4,20 +4,20 @@ One program per block of ``BLOCK`` neurons loops over the T steps with the membr
 (float32 whatever the input dtype: float32, bfloat16 or float16). The forward evaluates
 :mod:`sj_sew.neurons.dynamics`' operations in their order (charge, fire with H >= V_th, hard or soft reset),
 so on float32 input its spikes equal the CPU fused path's bit for bit; spikes come out in the input dtype.
-The backward is BPTT with the surrogate derivative computed in the kernel (the codes of
-:data:`sj_sew.neurons.ops.KERNEL_SURROGATES`),
-``detach_reset`` and both resets; PLIF's gradient with respect to 1/tau is reduced per block (one partial sum
-per program, summed by torch: deterministic).
+The backward is BPTT with the surrogate derivative computed in the kernel (ATan or Sigmoid, the codes of
+:data:`sj_sew.neurons.ops.KERNEL_SURROGATES`), ``detach_reset`` and both resets; PLIF's gradient with respect
+to 1/tau is reduced per block (one partial sum per program, summed by torch: deterministic).
 
 Each kernel is a plain function turned into a compiled Triton kernel for CUDA tensors and into a Triton
 interpreter kernel (``triton.runtime.interpreter``, NumPy on the CPU) for CPU tensors, so the same source runs
-in the CPU test suite without ``TRITON_INTERPRET=1`` (set before triton's import, it would make every kernel of
-the process an interpreted one). So the kernels call only Triton builtins: the library's ``@triton.jit``
-helpers (``tl.zeros``, ``tl.sigmoid``, ``tl.sum``) cannot run in an interpreter started that way. The custom ops of :mod:`sj_sew.neurons.ops` call
-:func:`forward` and :func:`backward`; use those ops, not this module, in models.
+in the CPU test suite without ``TRITON_INTERPRET=1`` (which, set before triton's import, would make every
+kernel of the process an interpreted one). Hence the kernels call Triton builtins only: the library's
+``@triton.jit`` helpers (``tl.zeros``, ``tl.sigmoid``, ``tl.sum``) cannot run in an interpreter started this
+way. The custom ops of :mod:`sj_sew.neurons.ops` call :func:`forward` and :func:`backward`; models use the ops.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -160,16 +160,8 @@ def _kernel(body, device: torch.device):
 def _launch(body, device, grid, *args, **meta):
     if device.type != "cpu":
         meta["enable_fp_fusion"] = False  # no FMA contraction: the CPU's roundings, so the same spikes
-    with torch.cuda.device(device) if device.type == "cuda" else _nothing():
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
         _kernel(body, device)[grid](*args, **meta)
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # ``cfg``: a :class:`sj_sew.neurons.ops.NeuronConfig`
@@ -180,8 +172,7 @@ def _scalars(cfg) -> dict:
 
 
 def _meta(cfg) -> dict:
-    return dict(KIND=cfg.kind_code, HARD=cfg.v_reset is not None, DECAY_INPUT=cfg.decay_input,
-                BLOCK=BLOCK)
+    return dict(KIND=cfg.kind_code, HARD=cfg.v_reset is not None, DECAY_INPUT=cfg.decay_input, BLOCK=BLOCK)
 
 
 def _surrogate_scale(cfg) -> float:
@@ -224,9 +215,8 @@ def backward(grad_spikes: torch.Tensor, grad_v_last: torch.Tensor | None, h_seq:
     keep = 1.0 - 1.0 / cfg.tau if cfg.kind == "lif" else 1.0
     if numel and steps:
         _launch(_backward_body, device, (blocks,), gs, gv, h_seq.contiguous(), v0, k, gx, gv0, gk, numel, steps,
-                (steps - 1) * numel,
-                keep=keep, alpha=float(cfg.alpha), scale=_surrogate_scale(cfg), **_scalars(cfg), DETACH=cfg.detach_reset,
-                SURROGATE=cfg.surrogate_code, HAS_GV=has_gv, **_meta(cfg))
+                (steps - 1) * numel, keep=keep, alpha=float(cfg.alpha), scale=_surrogate_scale(cfg),
+                **_scalars(cfg), DETACH=cfg.detach_reset, SURROGATE=cfg.surrogate_code, HAS_GV=has_gv, **_meta(cfg))
     else:
         gv0.copy_(gv if has_gv else torch.zeros_like(gv0))
     return gx, gv0, gk.sum()
