@@ -32,13 +32,16 @@ input ``I = X[t]`` held over the step, is SpikingJelly's charge when the fields 
   (``v_reset=None``: ``V = H - v_threshold``) has no NIR form and is refused.
 * The threshold edge: SpikingJelly fires at ``H >= v_threshold``; NIR's spec writes ``v > v_threshold``
   (Norse reads it so). sj_sew writes the threshold unchanged and :func:`from_nir` fires at ``>=``, so its round
-  trip is exact; a reader that fires at ``>`` differs only where a charge lands exactly on the threshold.
+  trip is exact; a reader that fires at ``>`` differs where a charge lands exactly on the threshold, which is
+  common where spikes feed an IF (a spike of 1.0 onto ``v_threshold = 1.0``). The graphs for such readers
+  (below) write the threshold one float32 step lower.
 
-Graphs for a reader as released (``to_nir(..., target=...)``)
--------------------------------------------------------------
+Graphs for a given reader (``to_nir(..., target=...)``)
+-------------------------------------------------------
 The default graph is the spec-literal one above. Some readers, as released, read only part of the spec; for
 them ``target=`` writes a graph that computes the same network under the spec *and* in that reader
-(:data:`READER_TARGETS`; each rewrite is an equivalent NIR form, not a different network):
+(:data:`READER_TARGETS`; each rewrite is an equivalent NIR form, not a different network; which readers run
+which graph is measured by scripts/nir_readers.py and tested in tests/test_nir_readers.py):
 
 * ``Flatten`` with negative dims (``start_dim=-3``: the same flatten under the spec, which counts dims without
   the batch axis); readers that hand ``start_dim`` to ``torch.nn.Flatten`` unchanged then keep the batch axis.
@@ -347,8 +350,9 @@ def to_nir(model: nn.Module, input_shape: tuple[int, int, int] | tuple[int, int]
         max_pool: ``'error'`` (default) refuses max pooling; ``'avg'`` writes average pooling in its place: the
             graph then computes :func:`max_pool_to_avg` (model), a different network.
         path: also write the graph there (HDF5, ``nir.read`` loads it).
-        target: None (default) for the spec-literal graph, or a reader of :data:`READER_TARGETS`
-            (``'snntorch'``, ``'norse'``): the same network written so that this reader as released runs it.
+        target: None (default) for the spec-literal graph, or a reader of :data:`READER_TARGETS`: the same
+            network written so that the reader runs it (``'snntorch'``, ``'norse'``: as released; ``'sinabs'``:
+            with upstream/sinabs/'s fix, or any reader that integrates LIF exactly).
 
     The graph takes one time step ``[N, C, H, W]`` per call and outputs that step's logits; the network's
     output is their mean over T.
