@@ -262,3 +262,25 @@ def test_patched_readers_run_the_graphs(graph, patched, tmp_path):
              and c["status"] not in expected_patched(c["reader"], graph, c["family"], c["neuron"])]
     assert not wrong, f"patched readers ({graph} graph): cells that differ from the measured table: {wrong}"
     assert {c["reader"] for c in cells if c["status"] != "n/a"} == {"snntorch", "norse", "sinabs"}
+
+
+@pytest.mark.parametrize("reader", ["snntorch", "norse"])
+def test_target_graph_read_from_a_file_runs_the_same(reader, tmp_path):
+    """What users hand over is the file: the target graph survives nir.write / nir.read (float64 PLIF fields,
+    metadata) and the released reader runs it exactly."""
+    _need(reader)
+    import nir
+    from sj_sew.deploy import to_nir
+
+    net, x = readers.build_net("sew", "identity", "plif"), readers.example_input()
+    expected, _ = readers.reference(net, x)
+    to_nir(net, 8, target=reader, path=tmp_path / "net.nir")
+    graph = nir.read(str(tmp_path / "net.nir"))
+    assert graph.metadata["target"] == reader
+    with readers._quiet():
+        module = readers.READERS[reader].load(graph, x.shape[1], float(graph.metadata["dt"]))
+        state, logits = None, []
+        for frame in x:
+            out, state = module(frame, state)
+            logits.append(out)
+    assert torch.equal(torch.stack(logits), expected)
