@@ -915,7 +915,7 @@ def section_shapes(args) -> list[str]:
                 record["inference"].append(dict(setting=setting, error=repr(e)[:300]))
         if w.depth is not None and not memory_done and memopt_levels():  # the memory target, first zoo setting, fp32
             memory_done = True
-            levels = [0, 1, 2, 3, 4] if device.type == "cuda" else memopt_levels()
+            levels = args.memopt_levels if device.type == "cuda" else memopt_levels()
             mem = {}
             for n in ("sj_sew:memory",) + tuple(f"zoo+memopt{lv}" for lv in levels):
                 if time.perf_counter() - start > args.budget_s:
@@ -988,6 +988,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", metavar="PATH", help="the GPU section's numbers as JSON")
     p.add_argument("--shape-settings", nargs="+", default=[w.key for w in WORKLOADS],
                    choices=[w.key for w in WORKLOADS], help="the settings of the shapes section (default: all)")
+    p.add_argument("--memopt-levels", type=int, nargs="+", default=[0, 1, 2, 3, 4], choices=range(5),
+                   help="memopt levels the shapes section measures on a GPU (the CPU runs level 1 only)")
     p.add_argument("--tiny", action="store_true", help="the shapes section at toy sizes (N=2, 32x32, T=2): its dry run")
     p.add_argument("--budget-s", type=float, default=420.0,
                    help="seconds after which the shapes section starts no new setting (default 420: fits 8 minutes)")
