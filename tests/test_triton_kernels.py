@@ -11,8 +11,8 @@
 
 Gradient tolerance (rtol 1e-5, atol 1e-5; w: rtol 1e-4): both sides are float32 BPTT over T <= 4 steps with the
 same surrogate; they differ in rounding only (the kernel evaluates the sigmoid as 1 / (1 + exp(-z)), takes
-dH/d(1/tau) as (H - V) * tau, and sums w's contributions per block of 256), measured at <= 1.2e-5 absolute on
-w's sum of ~800 terms of size ~1, and <= 7.2e-7 on the inputs' gradients.
+dH/d(1/tau) as (H - V) / (1/tau), and sums w's contributions per block of 256); over the 40 cases of
+test_kernels_equal_the_cpu_path they differ by at most 4.6e-7 (x), 3.6e-7 (v0) and 1.7e-6 (w, 2.2e-6 relative).
 """
 from __future__ import annotations
 
