@@ -23,6 +23,7 @@ Output: runs/temporal (untracked) unless --out says otherwise; the committed res
     python scripts/repro_temporal.py --out results/temporal --shard 0/2 &      # or split over processes
     python scripts/repro_temporal.py --out results/temporal --shard 1/2
     python scripts/repro_temporal.py --out results/temporal --report-only      # aggregate the finished runs
+    python scripts/repro_temporal.py --out results/temporal --report-only --markdown   # REPRODUCTION.md's tables
     python scripts/repro_temporal.py --quick            # 1 epoch, 1 seed, 6 samples/class, 16x16 (smoke)
     bash scripts/gpu_sweep.sh --script scripts/repro_temporal.py --shards 8 --budget-s 480 -- \\
         --out results/temporal_gpu --seeds 5 --epochs 40 --lrs 1e-3 3e-3 1e-2   # the GPU extension
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--readout", action=argparse.BooleanOptionalAction, default=True,
                    help="measure the linear readout with the report (default: yes)")
+    p.add_argument("--markdown", action="store_true",
+                   help="with --report-only: print REPRODUCTION.md's tables, rendered from <out>/temporal.json")
     p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed, 6 samples per class, 16x16 sensor")
     add_sweep_outputs(p, "temporal")
     return p
@@ -73,6 +76,10 @@ def main(argv=None):
     if report:
         temporal.write_report(out, study, readout)
     print(temporal.format_rows(study, readout))
+    if args.markdown and report:
+        import json
+
+        print("\n".join(temporal.markdown(json.loads((out / "temporal.json").read_text()))))
     meta = study["meta"]
     written = f"; wrote {out / 'temporal.json'} and the figure" if report else ""
     print(f"{len(study['table'])} cells with finished runs, complete: {meta['complete']}{written} ({meta['seconds']} s;"

@@ -216,7 +216,7 @@ def write_report(out: Path, study: dict, readout: dict | None) -> Path:
     rows = {c: {k: v for k, v in r.items() if k != "history"} for c, r in study["table"].items()}
     data = {"meta": study["meta"], "table": rows, "linear_readout": readout,
             "verdicts": verdicts(study["table"], readout)}
-    return write_study(out, "temporal", data, plot, study["table"], study["meta"])
+    return write_study(out, "temporal", data, plot, {"table": study["table"], "readout": readout}, study["meta"])
 
 
 def format_rows(study: dict, readout: dict | None) -> str:
@@ -263,9 +263,11 @@ def markdown(data: dict) -> list[str]:
     return lines
 
 
-def plot(table: dict, path: Path, meta: dict):
+def plot(figure: dict, path: Path, meta: dict):
     """Left: train (dashed) and test (solid) accuracy per epoch at T = 16 with and without RTD (Fig. 10). Right:
-    test accuracy at the validation-selected epoch against T, each seed and the mean (Table 6)."""
+    test accuracy at the validation-selected epoch against T, each seed and the mean (Table 6), with the linear
+    readouts at T = 16 (``figure``: the study's table with histories and the readout)."""
+    table, readout = figure["table"], figure["readout"]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -292,6 +294,10 @@ def plot(table: dict, path: Path, meta: dict):
         means = [100 * next(r for r in table.values() if r["T"] == T and r["T_train"] is None)
                  ["selected_test_acc"]["mean"] for T in Ts]
         b.plot(Ts, means, "-", color="C1", label="SEW ADD, no RTD")
+    for key, style in (("frames", ":"), ("summed", "-.")):
+        if readout:
+            b.axhline(100 * readout[key]["test_acc"], color="gray", linestyle=style,
+                      label=f"linear readout, {readout[key]['layout']} (T = 16)")
     b.set_xscale("log", base=2)
     b.set_xlabel("T")
     b.set_ylabel("test accuracy (%), val-selected epoch")
