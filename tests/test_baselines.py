@@ -143,3 +143,14 @@ def test_deeper_twins_of_the_degradation_study():
         blocks = sum(isinstance(m, BasicBlock) for m in baselines.ann_twin(flags()).modules())
         assert 2 * blocks + 2 == int(label.split(", ")[1].split()[0])
         assert flags()["data_options"] == baselines.STUDIES["degradation"].flags()["data_options"]  # same data
+
+
+def test_no_committed_choice_sits_at_its_grid_edge():
+    """REPRODUCTION.md says no chosen C or learning rate of the committed baselines is at the edge of its grid."""
+    edges = []
+    for path in sorted(COMMITTED.glob("*.json")):
+        e = json.loads(path.read_text())
+        edges += [f"{path.stem} linear {k}" for k, r in e["linear"].items() if r["at_grid_edge"]]
+        twins = [e["ann"], *e.get("ann_more", {}).values()] if "ann" in e else []
+        edges += [f"{path.stem} ANN {a['network']} lr {a['lr']:g}" for a in twins if a["at_grid_edge"]]
+    assert not edges

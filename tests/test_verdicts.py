@@ -128,7 +128,9 @@ def test_reproduction_md_verdicts_are_the_computed_ones():
         rows = _markdown_rows(block)
         if rows and "verdict" in [c.lower() for c in rows[0]]:
             body = [r for r in rows[1:] if not set("".join(r)) <= set("-: ")]
-            assert all(r[0] in found for r in body), f"a hand-written verdict table: {rows[0]}"
+            assert all(r[0] in found for r in body), (f"a hand-written verdict table: {rows[0]}; give each claim "
+                                                      "its row in sj_sew/experiments/claims.py and paste the "
+                                                      "rendered table (scripts/repro_tables.py)")
 
 
 def test_reproduction_md_holds_the_rendered_baselines_and_verdicts():
@@ -188,5 +190,7 @@ def test_reproduction_md_prose_numbers_are_recomputed():
     gaps = [sum(a - b for a, b in zip(rows[f"SEW ADD {n}"]["acc"], rows[f"Spiking ResNet {n}"]["acc"])) / 3
             for n in (6, 18, 34, 102)]
     assert "(" + ", ".join(f"{100 * g:+.1f}" for g in gaps) + " points at 6, 18, 34, 102 layers" in text
+    seconds = sum(json.loads(p.read_text())["seconds"] for p in (RESULTS / "baselines").glob("*.json"))
+    assert f"`sj_sew/experiments/baselines.py`; {seconds} s on one thread" in text
     g = claims.load_study(RESULTS, "gradients")["1.0-2.0-False-Spiking ResNet"]
     assert f"rises {g['first'][0] / g['last'][0]:.0f}x toward the input" in text

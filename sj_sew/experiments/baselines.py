@@ -69,7 +69,7 @@ def _systems_splits(flags: dict) -> dict:
 #: study -> its setting (the network whose layout the ANN copies: the study's SEW ADD net)
 STUDIES = {
     "degradation": Setting(lambda: degradation.cell_flags("SEW ADD", 2, "fashion_events", 16, 10, 300),
-                           (3e-4, 1e-3, 3e-3, 1e-2), "SEW ADD, 6 layers (the shallowest)",
+                           (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "SEW ADD, 6 layers (the shallowest)",
                            more={f"SEW ADD, {2 * n + 2} layers":
                                  (lambda n=n: degradation.cell_flags("SEW ADD", n, "fashion_events", 16, 10, 300))
                                  for n in (8, 16)}),
