@@ -194,3 +194,18 @@ def test_reproduction_md_prose_numbers_are_recomputed():
     assert f"`sj_sew/experiments/baselines.py`; {seconds} s on one thread" in text
     g = claims.load_study(RESULTS, "gradients")["1.0-2.0-False-Spiking ResNet"]
     assert f"rises {g['first'][0] / g['last'][0]:.0f}x toward the input" in text
+
+
+def test_reproduction_md_plateau_counts_are_recomputed():
+    """The stopping rule read on the committed runs (P = 3), as REPRODUCTION.md quotes it."""
+    from sj_sew.experiments.sweep import plateau_stop
+
+    text = " ".join((ROOT / "REPRODUCTION.md").read_text().split())
+    table = json.loads((RESULTS / "ablation" / "ablation.json").read_text())["table"]
+    ablation = [RESULTS.joinpath(*Path(c).parts[1:]).parent / "summary.json"
+                for row in table.values() for c in row["checkpoints"]]
+    degradation = sorted((RESULTS / "degradation" / "runs").glob("*/seed*/summary.json"))
+    early = [sum(plateau_stop(json.loads(p.read_text())["history"], 3)["stopped_early"] for p in runs)
+             for runs in (ablation, degradation)]
+    assert (f"with P = 3 it would have stopped {early[0]} of §2's {len(ablation)} reported runs and {early[1]} of "
+            f"§1's {len(degradation)} before their last epoch") in text
