@@ -11,6 +11,7 @@ validation split only; the test split chooses nothing. ``scripts/repro_baselines
 """
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -62,21 +63,34 @@ def _systems_splits(flags: dict) -> dict:
 
     x_tr, y_tr, x_te, y_te = load_tensors("digits", None, None, seed=0)
     train, val = validation_split(torch.utils.data.TensorDataset(x_tr, y_tr), VAL_FRACTION)
-    pick = lambda sub: (x_tr[sub.indices], y_tr[sub.indices])  # noqa: E731
-    return {"train": pick(train), "val": pick(val), "test": (x_te, y_te)}
+    return {"train": (x_tr[train.indices], y_tr[train.indices]), "val": (x_tr[val.indices], y_tr[val.indices]),
+            "test": (x_te, y_te)}
 
 
-#: study -> its setting (the network whose layout the ANN copies: the study's SEW ADD net)
+def _defaults(run_study) -> dict:
+    """A study's default setting: the defaults of its ``run_study`` (one place for epochs, images per class...)."""
+    return {k: p.default for k, p in inspect.signature(run_study).parameters.items() if p.default is not p.empty}
+
+
+def _degradation(blocks: int) -> Callable[[], dict]:
+    def flags():
+        d = _defaults(degradation.run_study)
+        return degradation.cell_flags("SEW ADD", blocks, d["dataset"], d["width"], d["epochs"], d["per_class"])
+    return flags
+
+
+def _ablation() -> dict:
+    d = _defaults(ablation.run_study)  # the learning rate is the twin's own; the study's is a placeholder here
+    return ablation.cell_flags("SEW ADD", d["lrs"][0], d["T"], d["epochs"], d["per_class"])
+
+
+#: study -> its setting (the network whose layout the ANN copies: the study's SEW ADD net, in its default setting)
 STUDIES = {
-    "degradation": Setting(lambda: degradation.cell_flags("SEW ADD", 2, "fashion_events", 16, 10, 300),
-                           (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "SEW ADD, 6 layers (the shallowest)",
-                           more={f"SEW ADD, {2 * n + 2} layers":
-                                 (lambda n=n: degradation.cell_flags("SEW ADD", n, "fashion_events", 16, 10, 300))
-                                 for n in (8, 16)}),
-    "ablation": Setting(lambda: ablation.cell_flags("SEW ADD", 0.03, 4, 9, 200), ablation.LR_GRID,
-                        "SEW ADD (7B-Net layout, 16 channels)"),
-    "surrogate": Setting(lambda: surrogate.cell_flags("ArcTan", "SEW ADD", 10), (3e-4, 1e-3, 3e-3, 1e-2),
-                         "SEW ADD (Table 9's net, 3 stages)"),
+    "degradation": Setting(_degradation(2), (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "SEW ADD, 6 layers (the shallowest)",
+                           more={f"SEW ADD, {2 * n + 2} layers": _degradation(n) for n in (8, 16)}),
+    "ablation": Setting(_ablation, ablation.LR_GRID, "SEW ADD (7B-Net layout, 16 channels)"),
+    "surrogate": Setting(lambda: surrogate.cell_flags("ArcTan", "SEW ADD", _defaults(surrogate.run_study)["epochs"]),
+                         (3e-4, 1e-3, 3e-3, 1e-2), "SEW ADD (Table 9's net, 3 stages)"),
     "systems": Setting(lambda: {**surrogate.cell_flags("ArcTan", "SEW ADD", 15), "batch_size": 64},
                        (3e-4, 1e-3, 3e-3, 1e-2), "SEW ADD (Table 9's net; the systems' own nets are not copied)",
                        data=_systems_splits),
