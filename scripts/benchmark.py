@@ -848,13 +848,35 @@ def _shape_inference(w: Workload, device, warmup, reps) -> dict[str, float]:
     return {k: w.N / v for k, v in sec.items()}
 
 
+def _shape_profile(w: Workload, name: str, device, dtype, k: int = 10) -> list[tuple[str, float, float]]:
+    """The ``k`` ops with the most self device time (CPU time on a CPU) in one training step of contender
+    ``name`` at workload ``w``: (op, ms, share of the step)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    (c,) = shape_contenders(w, (name,), device)
+    labels = torch.randint(0, w.classes, (w.N,), device=device)
+    step = _autocast_step(partial(c.train_step, labels), device, dtype)
+    step()
+    _sync(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step()
+        _sync(device)
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, attr) > 0]
+    total = sum(getattr(e, attr) for e in events) or 1
+    events.sort(key=lambda e: getattr(e, attr), reverse=True)
+    return [(e.key, getattr(e, attr) / 1e3, getattr(e, attr) / total) for e in events[:k]]
+
+
 def section_shapes(args) -> list[str]:
     """Issue 23's benchmark: training step time and peak CUDA memory at the shapes people train (ImageNet SEW
     ResNet-18/34/50 N=32 224x224 T=4; the DVS 7B-Net 128x128 T=16; CIFAR 32x32 T=4), fp32 and bf16 autocast, of
     sj_sew ('auto' and 'fused'), the zoo with the line's fastest kernel, the torchvision ANN at batch N*T (same
     precision, eager) and, at the first setting, memopt's levels against the 'memory' budget; inference
-    throughput; every ratio against its target. Stops starting new settings once --budget-s is spent (said in
-    the report). ``--tiny`` shrinks every setting (N=2, 32x32, T=2): the CPU dry run."""
+    throughput; a profile of sj_sew's fused step at the first setting; every ratio against its target. Stops
+    starting new settings once --budget-s is spent (said in the report). ``--tiny`` shrinks every setting (N=2,
+    32x32, T=2; the DVS net keeps 128x128): the CPU dry run."""
     import json
 
     device = torch.device(args.device)
@@ -934,6 +956,17 @@ def section_shapes(args) -> list[str]:
                                 mem["sj_sew:memory"][1] / mem[best][1], 0.5, True))
                 targets.append((f"{setting}: 'memory' budget step / {best}", mem["sj_sew:memory"][0] / mem[best][0],
                                 1.0, True))
+    if workloads and time.perf_counter() - start <= args.budget_s:  # what the fused step spends its time on
+        w = workloads[0]
+        for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            try:
+                top = _shape_profile(w, "sj_sew fused", device, dtype)
+                record.setdefault("profile", {})[precision] = top
+                lines.append(f"- profile of one sj_sew fused step, {w.label} {w.model}, {precision} (self "
+                             f"{'device' if device.type == 'cuda' else 'CPU'} time): "
+                             + "; ".join(f"{op} {ms:.1f} ms ({share:.0%})" for op, ms, share in top))
+            except Exception as e:
+                lines.append(f"- profile, {precision}: failed: {type(e).__name__}: {str(e)[:160]}")
     lines += ["", "Ratios against the targets of issue 23 (step time: smaller is faster; speed-ups: larger):", ""]
     for name, value, bound, at_most in targets:
         met = value <= bound if at_most else value >= bound

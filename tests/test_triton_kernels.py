@@ -352,3 +352,4 @@ def test_benchmark_shapes_section_dry_run(tmp_path):
     names = [t["name"] for t in record["targets"]]
     assert any("train step / zoo" in n for n in names) and any("bf16 speed-up of sj_sew fused" in n for n in names)
     assert any("inference of sj_sew fused / zoo" in n for n in names)
+    assert set(record["profile"]) == {"fp32", "bf16"} and all(record["profile"].values())
