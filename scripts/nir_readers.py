@@ -1,11 +1,11 @@
 """Run sj_sew's NIR graphs in the NIR readers people use and compare them with sj_sew's own streaming model.
 
-For each family (SEW-ADD, Spiking, Plain, MS), shortcut shape (identity shortcuts only, or one downsampling
-block) and neuron (IF, LIF, PLIF with a random w per neuron) a small NotationNet with non-trivial BatchNorm
-statistics is exported with :func:`sj_sew.deploy.to_nir` (the spec-literal graph, or ``--graph target``: the
-graph ``to_nir(..., target=reader)`` writes for that reader) and loaded by each reader: sj_sew's ``from_nir``,
-SpikingJelly 2.x's importer, snnTorch, Norse, Sinabs and Rockpool. Each reader runs a batch of N samples for T steps from
-rest; its per-step logits and the spikes of every neuron node (forward hooks on the reader's modules) are
+For each family (SEW-ADD, Spiking, Plain, MS), shape (a NotationNet with identity shortcuts only, one with a
+downsampling block, or the family's registered ResNet-18 at width 4) and neuron (IF, LIF, PLIF with a random w
+per neuron) a small net with non-trivial BatchNorm statistics is exported with :func:`sj_sew.deploy.to_nir`
+(the spec-literal graph, or ``--graph target``: the graph ``to_nir(..., target=reader)`` writes for that
+reader) and loaded by each reader: sj_sew's ``from_nir``, SpikingJelly 2.x's importer, snnTorch, Norse, Sinabs
+and Rockpool. Each reader runs a batch of N samples for T steps from rest; its per-step logits and the spikes of every neuron node (forward hooks on the reader's modules) are
 compared with :class:`sj_sew.deploy.StreamingModel` on the same BatchNorm-folded network.
 
 A cell's status: ``exact`` (logits and all spikes torch.equal), ``close`` (every neuron layer's spikes agree on at
@@ -44,12 +44,19 @@ ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = ROOT / "upstream"
 FAMILIES = ("sew", "spiking", "plain", "ms")
 NEURONS = ("if", "lif", "plif")
-#: shortcut shape -> notation (NEURON is replaced by the neuron); input 2 x 8 x 8, 5 classes
+#: shape -> notation (NEURON is replaced by the neuron), or None for the family's registered ResNet-18 (width 4,
+#: the stem's 3x3 max pooling as average pooling: max_pool_to_avg); 2 input channels, 5 classes
 SHAPES = {
     "identity": "c8k3s1-BN-NEURON-{Block(c8)}*2-APk2s2-FC5",
     "downsample": "c8k3s1-BN-NEURON-Block(c8)-Block(c16)-APk4s4-FC5",
+    "resnet18": None,
 }
-INPUT_SIDE, BATCH, STEPS = 8, 8, 4
+SIDES = {"identity": 8, "downsample": 8, "resnet18": 16}
+#: the ranges of the BatchNorm weights and biases drawn for IF and for LIF/PLIF nets: a leaky neuron (tau 2 or
+#: 1/sigmoid(w), decay_input) settles at its input, so it needs a larger drive for its layers to fire at all
+#: (measured mean firing rates per layer: mostly 5-45%; a few layers of the deeper nets stay silent)
+BN_RANGES = {"if": ((0.5, 1.5), (-0.2, 0.3)), "leaky": ((1.0, 3.0), (0.6, 1.3))}
+BATCH, STEPS = 8, 4
 SPIKE_AGREEMENT = 0.999
 STATUSES = ("exact", "close", "wrong", "error", "n/a")
 
@@ -59,28 +66,36 @@ STATUSES = ("exact", "close", "wrong", "error", "n/a")
 # --------------------------------------------------------------------------------------------------
 
 def build_net(family: str, shape: str, neuron: str, seed: int = 0) -> torch.nn.Module:
-    """A small NotationNet in eval mode with random BatchNorm statistics (and random PLIF w in [-2, 2])."""
+    """A small net of :data:`SHAPES` in eval mode with random BatchNorm statistics (and random PLIF w in
+    [-2, 2])."""
     import sj_sew
+    from sj_sew.deploy import max_pool_to_avg
 
     torch.manual_seed(seed)
-    notation = SHAPES[shape].replace("NEURON", neuron.upper())
-    net = sj_sew.NotationNet(notation, family=family, neuron=neuron, in_channels=2, input_size=INPUT_SIDE,
-                             num_classes=5).eval()
+    if SHAPES[shape] is None:
+        width = dict(widths=(4, 4, 8, 8)) if family == "ms" else dict(width=4)
+        net = max_pool_to_avg(sj_sew.create_model(f"{family}_resnet18", neuron=neuron, in_channels=2, num_classes=5,
+                                                  **width)).eval()
+    else:
+        notation = SHAPES[shape].replace("NEURON", neuron.upper())
+        net = sj_sew.NotationNet(notation, family=family, neuron=neuron, in_channels=2, input_size=SIDES[shape],
+                                 num_classes=5).eval()
     g = torch.Generator().manual_seed(seed + 1)
+    weight, bias = BN_RANGES["if" if neuron == "if" else "leaky"]
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                for t, lo, hi in ((m.weight, 0.5, 1.5), (m.bias, -0.2, 0.3), (m.running_mean, -0.2, 0.2),
-                                  (m.running_var, 0.5, 2.0)):
+                for t, (lo, hi) in ((m.weight, weight), (m.bias, bias), (m.running_mean, (-0.2, 0.2)),
+                                    (m.running_var, (0.5, 2.0))):
                     t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
             if hasattr(m, "w") and isinstance(m.w, torch.Tensor):  # PLIF: sigmoid(w) is not a power of two
                 m.w.copy_(torch.rand(m.w.shape, generator=g) * 4 - 2)
     return net
 
 
-def example_input(seed: int = 2) -> torch.Tensor:
-    """``[T, N, 2, 8, 8]``, uniform in [0, 3)."""
-    return torch.rand(STEPS, BATCH, 2, INPUT_SIDE, INPUT_SIDE, generator=torch.Generator().manual_seed(seed)) * 3
+def example_input(side: int = 8, seed: int = 2) -> torch.Tensor:
+    """``[T, N, 2, side, side]``, uniform in [0, 3)."""
+    return torch.rand(STEPS, BATCH, 2, side, side, generator=torch.Generator().manual_seed(seed)) * 3
 
 
 def _spikes_of(output) -> torch.Tensor:
@@ -229,7 +244,8 @@ def run_cell(reader_name: str, family: str, shape: str, neuron: str, graph_kind:
     cell = dict(reader=reader_name, family=family, shape=shape, neuron=neuron, graph=graph_kind)
     if graph_kind == "target" and READERS[reader_name].target is None:
         return Cell(**cell, status="n/a", error=f"to_nir has no target for {reader_name}")
-    return Cell(**cell, **measure(reader_name, build_net(family, shape, neuron), example_input(), graph_kind))
+    return Cell(**cell, **measure(reader_name, build_net(family, shape, neuron), example_input(SIDES[shape]),
+                                  graph_kind))
 
 
 def measure(reader_name: str, net: torch.nn.Module, x: torch.Tensor, graph_kind: str = "default") -> dict:
