@@ -4,8 +4,9 @@
   and final potentials equal to the CPU fused path (IF, LIF) and to SpikingJelly's PLIF (``torch.equal``) in
   float32; bf16/fp16 inputs give the spikes of the same computation in float32 state; input, v0 and PLIF w
   gradients close to the reference's autograd.
-- The custom ops (:mod:`sj_sew.neurons.ops`) on CPU: ``torch.library.opcheck``, the neuron's kernel route, and
-  ``torch.compile(fullgraph=True)`` of a conv-BN-neuron step equal to eager.
+- The custom ops (:mod:`sj_sew.neurons.ops`) on CPU: ``torch.library.opcheck``, their CUDA implementations'
+  argument plumbing (called on CPU tensors), the neuron's kernel route, and ``torch.compile(fullgraph=True)``
+  of a conv-BN-neuron step equal to eager.
 - ``backend='fused'``: what it builds, that on CPU it is bit for bit the default path, and its errors.
 - The kernels compile for an H100/H200 (sm_90) here, without a GPU (Triton's compiler and ptxas run on CPU).
 
@@ -165,6 +166,24 @@ def test_cpu_op_equals_kernels(kind, kwargs):
     gs, gv = torch.randn_like(x), torch.randn_like(v0)
     ref_g = torch.ops.sj_sew.neuron_backward(gs, gv, ref[2], v0.detach(), inv_tau, *settings)
     got_g = tk.backward(gs, gv, got[2], v0.detach(), inv_tau, cfg, x.dtype)
+    for a, b in zip(got_g, ref_g):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", [CASES[3], CASES[7]])
+def test_cuda_registrations_launch_the_kernels(case):
+    """The ops' CUDA implementations (registered for the CUDA dispatch key) pass their arguments to the Triton
+    launchers in the right order: called here on CPU tensors, they give the CPU reference's results."""
+    for op in ("sj_sew::neuron_forward", "sj_sew::neuron_backward"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA")
+    x, v0, inv_tau, *settings, _ = _op_args(*case)
+    x, v0, inv_tau = x.detach(), v0.detach(), None if inv_tau is None else inv_tau.detach()
+    ref = torch.ops.sj_sew.neuron_forward(x, v0, inv_tau, *settings, True)
+    got = ops._forward_cuda(x, v0, inv_tau, *settings, True)
+    assert all(torch.equal(a, b) for a, b in zip(got, ref))
+    gs, gv = torch.randn_like(x), torch.randn_like(v0)
+    ref_g = torch.ops.sj_sew.neuron_backward(gs, gv, ref[2], v0, inv_tau, *settings)
+    got_g = ops._backward_cuda(gs, gv, got[2], v0, inv_tau, *settings)
     for a, b in zip(got_g, ref_g):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
