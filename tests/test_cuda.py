@@ -317,10 +317,7 @@ def test_fused_backend_training_step_in_a_cuda_graph(monkeypatch):
     a CUDA graph and replayed on new batches: the losses and weights of eager steps from the same state."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     model = _fused_model()
-    # the input check's finiteness test reads a value back (a sync), which a capturing stream refuses: checked
-    # once here, then left out of the captured step
-    model.check_input(torch.rand(2, 3, 32, 32, device="cuda"))
-    monkeypatch.setattr(type(model), "_check_frames", lambda self, x: None)
+    # the input check leaves out its finiteness test (a read-back) while the stream captures: no patch needed
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     static_x, static_y = torch.rand(2, 3, 32, 32, device="cuda"), torch.tensor([1, 3], device="cuda")
 

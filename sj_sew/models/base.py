@@ -174,8 +174,10 @@ class SpikingNetwork(nn.Module, base.StepModule):
             raise ValueError(f"{type(self).__name__} was built for {self.input_size}x{self.input_size} input "
                              f"(input_size={self.input_size}) but got {x.shape[-2]}x{x.shape[-1]} (shape "
                              f"{tuple(x.shape)}); build it with input_size={x.shape[-1]} or resize the input")
-        tracing = torch.jit.is_tracing() or torch.compiler.is_compiling()  # no data-dependent branch in a graph
-        if not tracing and not bool(torch.isfinite(x).all()):
+        # no data-dependent branch in a traced graph, and no read-back (a sync) in a captured CUDA graph
+        in_graph = (torch.jit.is_tracing() or torch.compiler.is_compiling()
+                    or (x.is_cuda and torch.cuda.is_current_stream_capturing()))
+        if not in_graph and not bool(torch.isfinite(x).all()):
             raise ValueError(f"input holds non-finite values (nan or inf; shape {tuple(x.shape)}); check the data")
 
     def sync_backend(self, device: torch.device) -> None:
