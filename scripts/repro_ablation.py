@@ -23,6 +23,13 @@ Output: runs/ablation (untracked) unless --out says otherwise; the committed res
     python scripts/repro_ablation.py --out results/ablation --report-only        # aggregate the finished runs
     python scripts/repro_ablation.py --quick              # 1 epoch, 2 rates, 1 seed, 12 images/class (smoke)
 
+Trained to a plateau, the rate chosen on a seed that is not reported (issue 22): --tuning-seed 1000 tunes
+each setting's rate on seed 1000 and reports seeds 0 .. --seeds - 1 at it; --patience P stops every run once
+its validation accuracy has not improved for P epochs, --epochs being the cap. Without them the rule is the
+committed results' (seed 0 tunes and is reported, --epochs epochs), so --report-only reads those as before.
+
+    python scripts/repro_ablation.py --out runs/ablation_v3 --tuning-seed 1000 --seeds 5 --epochs 40 --patience 8
+
 The logic is sj_sew.experiments.ablation.
 """
 from __future__ import annotations
@@ -31,12 +38,19 @@ import argparse
 
 from _sweep import add_sweep_outputs, output_paths, parse_shard, resolve_out  # noqa: F401  (output_paths: tests)
 from sj_sew.experiments import ablation
+from sj_sew.experiments.sweep import TUNING_SEED
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=3, help="seeds at the chosen rate (seed 0 is the grid's run)")
-    p.add_argument("--epochs", type=int, default=9)
+    p.add_argument("--seeds", type=int, default=3,
+                   help="reported seeds 0 .. SEEDS-1 at the chosen rate (without --tuning-seed, seed 0 is the grid's run)")
+    p.add_argument("--epochs", type=int, default=9, help="epochs per run (the cap, with --patience)")
+    p.add_argument("--tuning-seed", type=int, default=None,
+                   help=f"choose the rate on this seed's grid and keep it out of the report (issue 22 uses "
+                        f"{TUNING_SEED}; default: seed 0 tunes and is reported, as the committed results)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop each run once its validation accuracy has not improved for this many epochs")
     p.add_argument("--T", type=int, default=4)
     p.add_argument("--per-class", type=int, default=200, help="images per class (default 200)")
     p.add_argument("--lrs", type=float, nargs="+", default=list(ablation.LR_GRID))
@@ -55,7 +69,7 @@ def main(argv=None):
     if args.quick:
         args.seeds, args.epochs, args.per_class, args.lrs = 1, 1, 12, [0.01, 0.1]
     study = ablation.run_study(out, args.seeds, args.epochs, args.T, args.per_class, args.lrs, args.networks,
-                               args.shard, args.report_only, args.progress)
+                               args.shard, args.report_only, args.progress, args.tuning_seed, args.patience)
     report = args.report_only or args.shard[1] == 1  # a shard writes no report: it lacks the other shards' rows
     out.mkdir(parents=True, exist_ok=True)
     if report:

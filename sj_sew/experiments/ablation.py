@@ -1,6 +1,8 @@
 """SEW paper, Table 4 / Figs. 9-10: element-wise function ablation, with and without random temporal delete,
-every network's learning rate tuned the same way (a grid, chosen by the validation accuracy of seed 0; then
-the other seeds at the chosen rate). ``scripts/repro_ablation.py`` is its command line and describes the
+every network's learning rate tuned the same way (a grid, chosen by the validation accuracy of one seed; then
+the reported seeds at the chosen rate). The committed results use the first rule of :func:`run_study` (seed 0
+tunes and is reported, a fixed number of epochs); ``tuning_seed`` and ``patience`` give the second (a tuning
+seed that is not reported, runs stopped on a validation plateau within the epoch cap). ``scripts/repro_ablation.py`` is its command line and describes the
 setting."""
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pathlib import Path
 
 from ..training import DVS_GESTURE_LR
 from .claims import statistics_lines
-from .sweep import fmt, spread, train_run, write_study
+from .sweep import fmt, reported_seeds, spread, train_run, write_study
 
 #: name -> (RunConfig fields of the network, its learning rate in Table 8, for reference)
 NETWORKS = {
@@ -41,9 +43,10 @@ def t_train(T: int) -> int:
     return max(1, round(T * 12 / 16))
 
 
-def cell_flags(key: str, lr: float, T: int, epochs: int, per_class: int) -> dict:
+def cell_flags(key: str, lr: float, T: int, epochs: int, per_class: int, patience: int | None = None) -> dict:
     """The RunConfig fields of one setting at one rate: the 7B-Net recipe (SGD momentum 0.9, StepLR x0.1 at each
-    third of the run, PLIF, batch 16, no zero init), with random temporal delete for an ``RTD`` setting."""
+    third of the run, PLIF, batch 16, no zero init), with random temporal delete for an ``RTD`` setting; with
+    ``patience``, early stopping on the validation plateau (``epochs`` is then the cap)."""
     name, rtd = key.removesuffix(" RTD"), key.endswith(" RTD")
     flags = {"dataset": DATASET, "data_options": {"per_class": per_class}, "notation": NET, **NETWORKS[name][0],
              "neuron": "plif", "T": T, "optimizer": "sgd", "momentum": 0.9, "scheduler": "step",
@@ -51,48 +54,53 @@ def cell_flags(key: str, lr: float, T: int, epochs: int, per_class: int) -> dict
              "zero_init": False}
     if rtd:
         flags["T_train"] = t_train(T)
+    if patience is not None:
+        flags["patience"] = patience
     return {**flags, "lr": lr}
 
 
 def choose_lr(grid: dict[float, dict]) -> float:
-    """The rate whose seed-0 run reached the highest validation accuracy (the smaller rate on a tie)."""
+    """The rate whose tuning run reached the highest validation accuracy (the smaller rate on a tie)."""
     return max(sorted(grid), key=lambda lr: (grid[lr]["selected_val_acc"], -lr))
 
 
 def run_study(out: Path, seeds: int = 3, epochs: int = 9, T: int = 4, per_class: int = 200, lrs=LR_GRID,
               networks=tuple(NETWORKS), shard: tuple[int, int] = (0, 1), report_only: bool = False,
-              progress: bool = False) -> dict:
+              progress: bool = False, tuning_seed: int | None = None, patience: int | None = None) -> dict:
     """Train (shard ``k`` of ``n``: every n-th setting from the k-th) or, with ``report_only``, only read back
     the runs under ``out``; aggregate what is finished (``progress``: each run's progress bars). Returns
     ``{"meta", "table", "rows"}``: ``table`` with each row's histories (for the figure), ``rows`` without them
-    (the report)."""
+    (the report).
+
+    The rate is chosen on seed ``tuning_seed``'s runs over the grid and seeds ``0 .. seeds - 1`` are reported
+    (:func:`~sj_sew.experiments.sweep.reported_seeds`); ``tuning_seed=None`` is the committed results' rule
+    (seed 0 tunes and is reported). ``patience``: every run stops on a validation plateau, ``epochs`` the cap."""
     lrs = list(lrs)
     k, n = shard
+    seeds_out = reported_seeds(seeds, tuning_seed)
+    tuner = 0 if tuning_seed is None else tuning_seed
     start = time.time()
     finished, table = [], {}  # every finished run (for the CPU time), the table's rows
     for i, key in enumerate(settings(networks)):
         train = not report_only and i % n == k
-        grid = {}
-        for lr in lrs:
+
+        def cell(lr, seed, note=""):
             if train:
-                print(f"== {key}, lr {lr:g}, seed 0", flush=True)
-            r = train_run(cell_flags(key, lr, T, epochs, per_class), run_dir(out, key, lr), 0, train=train,
-                          progress=progress)
+                print(f"== {key}, {note}lr {lr:g}, seed {seed}", flush=True)
+            r = train_run(cell_flags(key, lr, T, epochs, per_class, patience), run_dir(out, key, lr), seed,
+                          train=train, progress=progress)
             if r is not None:
-                grid[lr] = r
                 finished.append(r)
+            return r
+
+        grid = {lr: r for lr in lrs if (r := cell(lr, tuner)) is not None}
         if len(grid) < len(lrs):
             continue  # the grid is not finished: no rate can be chosen yet
         lr = choose_lr(grid)
-        runs = [grid[lr]]
-        for seed in range(1, seeds):
-            if train:
-                print(f"== {key}, chosen lr {lr:g}, seed {seed}", flush=True)
-            r = train_run(cell_flags(key, lr, T, epochs, per_class), run_dir(out, key, lr), seed, train=train,
-                          progress=progress)
-            if r is not None:
-                runs.append(r)
-                finished.append(r)
+        runs = [r for seed in seeds_out
+                if (r := grid[lr] if seed == tuner else cell(lr, seed, "chosen ")) is not None]
+        if not runs:
+            continue
         table[key] = {
             "lr": lr, "table8_lr": NETWORKS[key.removesuffix(" RTD")][1],
             "grid_val_acc": {f"{g:g}": grid[g]["selected_val_acc"] for g in lrs},
@@ -101,12 +109,18 @@ def run_study(out: Path, seeds: int = 3, epochs: int = 9, T: int = 4, per_class:
             "last_test_acc": spread([r["last_test_acc"] for r in runs]),
             "final_train_loss": spread([r["history"][-1]["train_loss"] for r in runs]),
             "seconds_per_run": spread([r["wall_time_s"] for r in runs]),
+            **({} if patience is None else {"epochs_run": spread([r["epochs"] for r in runs])}),
             "checkpoints": [r["best_checkpoint"] for r in runs],
             "history": [r["history"] for r in runs],
         }
+    selection = ("best validation accuracy of seed 0" if tuning_seed is None else
+                 f"best validation accuracy of the tuning seed {tuning_seed} (not reported)")
     meta = {"dataset": f"{DATASET} (emulated event sensor over Fashion-MNIST, 34x34)", "per_class": per_class,
             "net": NET, "T": T, "T_train": t_train(T), "epochs": epochs, "seeds": seeds, "batch": BATCH,
-            "lr_grid": lrs, "selection": "best validation accuracy of seed 0",
+            "lr_grid": lrs, "selection": selection,
+            **({} if tuning_seed is None else {"tuning_seed": tuning_seed, "reported_seeds": seeds_out}),
+            **({} if patience is None else {"patience": patience, "stopping": f"validation plateau: stop once the "
+                f"validation accuracy has not improved for {patience} epochs, at most {epochs} epochs"}),
             "seconds": round(time.time() - start),
             "train_seconds_all_runs": round(sum(r["wall_time_s"] for r in finished))}
     rows = {key: {k: v for k, v in row.items() if k != "history"} for key, row in table.items()}

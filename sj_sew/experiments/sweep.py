@@ -150,23 +150,19 @@ def reported_seeds(seeds: int, tuning_seed: int | None = TUNING_SEED) -> list[in
 
 
 def plateau_stop(history: list[dict], patience: int, cap: int | None = None, key: str = "val_acc") -> dict:
-    """The validation-plateau rule on a run's per-epoch ``history``: stop after the first epoch at which ``key``
+    """The validation-plateau rule (:func:`sj_sew.training.loop.plateau_epoch`, as ``--patience`` applies it
+    during training) on a run's per-epoch ``history``: stop after the first epoch at which ``key``
     has not improved on its best for ``patience`` epochs, or at the epoch cap (``cap`` epochs, default all
     recorded). Returns ``{"stop_epoch", "stopped_early", "selected_epoch", "selected_test_acc"}``: the epoch the
     rule stops after and the validation-selected epoch up to it (the earliest on a tie). Epochs before the stop
     are what an early-stopped run trains, so this reads a run trained to the cap exactly as the rule would."""
-    if patience < 1:
-        raise ValueError(f"patience must be >= 1, got {patience}")
+    from sj_sew.training.loop import plateau_epoch
+
     epochs = history[:cap] if cap is not None else history
     if not epochs:
         raise ValueError("no epochs recorded")
-    best, best_at, stop = -float("inf"), 0, len(epochs) - 1
-    for i, record in enumerate(epochs):
-        if record[key] > best:
-            best, best_at = record[key], i
-        elif i - best_at >= patience:
-            stop = i
-            break
+    stop = plateau_epoch([record[key] for record in epochs], patience)
+    stop = len(epochs) - 1 if stop is None else stop
     selected = max(range(stop + 1), key=lambda i: (epochs[i][key], -i))
     return {"stop_epoch": epochs[stop]["epoch"], "stopped_early": stop < len(epochs) - 1,
             "selected_epoch": epochs[selected]["epoch"], "selected_test_acc": epochs[selected].get("test_acc")}

@@ -129,6 +129,13 @@ def check_optimisation(cfg: RunConfig) -> None:
         raise ConfigError(f"--clip-grad (the largest global gradient L2 norm) must be > 0, got {cfg.clip_grad}")
     if not 0 <= cfg.val_fraction < 1:
         raise ConfigError(f"--val-fraction must be in [0, 1), got {cfg.val_fraction}")
+    if cfg.patience is not None:
+        if isinstance(cfg.patience, bool) or not isinstance(cfg.patience, int) or cfg.patience < 1:
+            raise ConfigError(f"--patience must be an integer >= 1 (epochs without a better validation accuracy), "
+                              f"got {cfg.patience!r}")
+        if cfg.val_fraction <= 0:
+            raise ConfigError("--patience stops on the validation accuracy and needs a validation split: "
+                              "--val-fraction > 0")
 
 
 def check_data(cfg: RunConfig) -> None:

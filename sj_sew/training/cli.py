@@ -79,7 +79,9 @@ def _add_optimisation_flags(a) -> None:
     a("--label-smoothing", type=float, dest="label_smoothing", help="cross-entropy label smoothing (default 0)")
     a("--clip-grad", type=float, dest="clip_grad", metavar="MAX_NORM",
       help="clip the gradients' global L2 norm to MAX_NORM (default: no clipping)")
-    a("--epochs", type=int)
+    a("--epochs", type=int, help="epochs to train (the cap, with --patience)")
+    a("--patience", type=int, metavar="P",
+      help="early stopping: stop once the validation accuracy has not improved for P epochs (default: off)")
     a("--batch-size", type=int, dest="batch_size", help="per process")
     a("--amp", nargs="?", const="fp16", metavar="fp16|bf16",
       help="mixed precision: fp16 (autocast + GradScaler, CUDA only; also --amp alone) or bf16 (autocast, "

@@ -28,7 +28,9 @@ class RunConfig:
     split is held out as the validation split that selects the best epoch (0: no validation split, the last
     epoch is the reported one). ``progress`` None shows progress bars only when the output is a terminal.
     ``amp`` is False, ``'fp16'`` (autocast + GradScaler, CUDA) or ``'bf16'`` (autocast, CUDA or CPU); True, as
-    earlier checkpoints store it, means ``'fp16'``. ``weights`` starts the run from trained weights (a run
+    earlier checkpoints store it, means ``'fp16'``. ``patience`` stops the run early once the validation accuracy
+    has not improved for that many epochs (:func:`~sj_sew.training.loop.plateau_epoch`; None: train all
+    ``epochs``, which stay the cap). ``weights`` starts the run from trained weights (a run
     directory, a checkpoint file or a name in the weights table: fine-tuning). ``warmup_epochs`` ramps the
     learning rate linearly up over that many epochs; ``clip_grad`` clips the gradients' global L2 norm.
     """
@@ -71,6 +73,7 @@ class RunConfig:
     tensorboard: bool = True
     progress: bool | None = None
     val_fraction: float = 0.1
+    patience: int | None = None
     preset: str = "quickstart"
     num_classes: int | None = None
     input_size: int | None = None

@@ -22,6 +22,21 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULERS = ("step", "cosine")
 
 
+def plateau_epoch(values, patience: int) -> int | None:
+    """The validation-plateau rule, the one definition early stopping and the sweeps use: the index of the
+    first epoch at which ``values`` (validation accuracy per epoch) has not improved on its best for
+    ``patience`` epochs (a tie is no improvement), or None if that never happens."""
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"patience must be an int >= 1, got {patience!r}")
+    best, best_at = -float("inf"), 0
+    for i, value in enumerate(values):
+        if value > best:
+            best, best_at = value, i
+        elif i - best_at >= patience:
+            return i
+    return None
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite (in epoch ``epoch``); training stops and the last good checkpoint is kept."""
 
@@ -166,15 +181,24 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer, scheduler, env: Dis
         epochs: int, start_epoch: int = 0, test_loader: Iterable | None = None, val_loader: Iterable | None = None,
         scaler=None, amp: bool | str = False, T_train: int | None = None, progress: bool = False,
         label_smoothing: float = 0.0, clip_grad: float | None = None,
-        on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+        on_epoch: Callable[[dict], None] | None = None, patience: int | None = None,
+        history: list[dict] = ()) -> list[dict]:
     """Epochs ``start_epoch .. epochs - 1`` of :func:`train_one_epoch`, :func:`evaluate` on ``val_loader`` and
     ``test_loader`` (each if given) and a scheduler step. Returns one record per epoch (``epoch``,
     ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``test_loss``, ``test_acc``, ``firing_rate`` (on
     the test split), ``lr``, ``epoch_time``), each also passed to ``on_epoch`` as soon as the epoch ends. The
-    loaders give ``(x, y)`` batches; a sampler with ``set_epoch`` (distributed) is told the epoch first."""
+    loaders give ``(x, y)`` batches; a sampler with ``set_epoch`` (distributed) is told the epoch first.
+
+    With ``patience`` (needs ``val_loader``) training stops early, before any epoch, once the validation
+    accuracy of the records so far (``history``, the epochs before ``start_epoch`` of a resumed run, then this
+    call's) has reached :func:`plateau_epoch`; a resumed run therefore makes the same decision."""
     env = env or DistEnv()
-    records = []
+    if patience is not None and val_loader is None:
+        raise ValueError("early stopping (patience) needs a validation split")
+    records, val_accs = [], [r["val_acc"] for r in history] if patience is not None else []
     for epoch in range(start_epoch, epochs):
+        if patience is not None and plateau_epoch(val_accs, patience) is not None:
+            break
         tick = time.time()
         set_epoch = getattr(getattr(train_loader, "sampler", None), "set_epoch", None)
         if set_epoch is not None:
@@ -193,6 +217,8 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer, scheduler, env: Dis
         scheduler.step()
         record.update(lr=lr, epoch_time=time.time() - tick)
         records.append(record)
+        if patience is not None:
+            val_accs.append(record["val_acc"])
         if on_epoch is not None:
             on_epoch(record)
     return records

@@ -243,7 +243,7 @@ def _train(s: _Session, data: RunData) -> None:
                  start_epoch=s.start_epoch, test_loader=data.test_loader, val_loader=data.val_loader,
                  scaler=s.scaler, amp=s.amp, T_train=cfg.T_train, progress=show_progress(cfg.progress),
                  label_smoothing=cfg.label_smoothing, clip_grad=cfg.clip_grad,
-                 on_epoch=lambda record: _end_epoch(s, record))
+                 on_epoch=lambda record: _end_epoch(s, record), patience=cfg.patience, history=list(s.history))
     except loop.NonFiniteLossError as e:
         kept = (f"the last good checkpoint is {s.out / 'checkpoint.pt'} (epoch {e.epoch - 1})" if e.epoch > 0
                 else "no checkpoint was written")
@@ -256,17 +256,24 @@ def _train(s: _Session, data: RunData) -> None:
         raise type(e)(f"stopping at epoch {epoch}: {e}. {then}") from e.__cause__
 
 
-def summarize(history: list[dict], best: dict) -> dict:
+def summarize(history: list[dict], best: dict, cap: int | None = None, patience: int | None = None) -> dict:
     """A run's reported numbers: test accuracy at the last epoch and at the validation-selected epoch (the
     last epoch where there is no validation split). ``best_test_acc``, the maximum test accuracy over epochs,
-    is a selection on the test split, kept only to compare with results made before the validation split."""
+    is a selection on the test split, kept only to compare with results made before the validation split.
+    With ``patience``, also the early-stopping record: ``stop_epoch`` (the last epoch trained) and
+    ``stopped_early`` (whether the plateau rule ended the run before the cap of ``cap`` epochs)."""
+    stopping = {} if patience is None else {"patience": patience, "stop_epoch": None, "stopped_early": False}
     if not history:
         return {"last_test_acc": None, "selected_epoch": None, "selected_test_acc": None, "selected_val_acc": None,
-                "best_test_acc": None, "epochs": 0}
+                "best_test_acc": None, "epochs": 0, **stopping}
+    if patience is not None:
+        plateau = loop.plateau_epoch([r["val_acc"] for r in history], patience)
+        stopping.update(stop_epoch=history[-1]["epoch"],
+                        stopped_early=plateau is not None and (cap is None or len(history) < cap))
     selected = next(r for r in history if r["epoch"] == best["epoch"])
     return {"last_test_acc": history[-1]["test_acc"], "selected_epoch": best["epoch"],
             "selected_test_acc": selected["test_acc"], "selected_val_acc": selected.get("val_acc"),
-            "best_test_acc": max(r["test_acc"] for r in history), "epochs": len(history)}
+            "best_test_acc": max(r["test_acc"] for r in history), "epochs": len(history), **stopping}
 
 
 def run_record(cfg: RunConfig) -> dict:
@@ -314,7 +321,8 @@ def _log_hparams(s: _Session, summary: dict) -> None:
 
 def _finish(s: _Session, started: float) -> dict:
     out, history = s.out, s.history
-    summary = {**summarize(history, s.best), "out": str(out), "metrics": str(out / "metrics.jsonl"),
+    summary = {**summarize(history, s.best, s.cfg.epochs, s.cfg.patience), "out": str(out),
+               "metrics": str(out / "metrics.jsonl"),
                "plot": str(out / "curves.png"), "checkpoint": str(out / "checkpoint.pt"),
                "best_checkpoint": str(out / "best.pt"), "wall_time_s": time.time() - started}
     if s.env.is_main:
@@ -326,6 +334,9 @@ def _finish(s: _Session, started: float) -> dict:
                 history, out / "curves.png", title=f"{s.cfg.preset}: {s.cfg.model or s.cfg.notation}",
                 selected_epoch=summary["selected_epoch"] if s.cfg.val_fraction > 0 else None))
             chosen = "validation-selected" if s.cfg.val_fraction > 0 else "last (no validation split)"
+            if summary.get("stopped_early"):
+                print(f"stopped early after epoch {summary['stop_epoch']}: no better validation accuracy for "
+                      f"{s.cfg.patience} epochs (cap {s.cfg.epochs})", flush=True)
             print(f"test accuracy: last epoch {summary['last_test_acc']:.4f}; {chosen} epoch "
                   f"{summary['selected_epoch']}: {summary['selected_test_acc']:.4f}", flush=True)
         print(f"metrics: {summary['metrics']}\nplot: {summary['plot']}\ncheckpoint: {summary['checkpoint']} "
