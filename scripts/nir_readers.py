@@ -4,8 +4,9 @@ For each family (SEW-ADD, Spiking, Plain, MS), shape (a NotationNet with identit
 downsampling block, or the family's registered ResNet-18 at width 4) and neuron (IF, LIF, PLIF with a random w
 per neuron) a small net with non-trivial BatchNorm statistics is exported with :func:`sj_sew.deploy.to_nir`
 (the spec-literal graph, or ``--graph target``: the graph ``to_nir(..., target=reader)`` writes for that
-reader) and loaded by each reader: sj_sew's ``from_nir``, SpikingJelly 2.x's importer, snnTorch, Norse, Sinabs
-and Rockpool. Each reader runs a batch of N samples for T steps from rest; its per-step logits and the spikes of every neuron node (forward hooks on the reader's modules) are
+reader) and loaded by each reader: a reader of the NIR spec's definitions taken literally
+(:class:`SpecReader`), sj_sew's ``from_nir``, SpikingJelly 2.x's importer, snnTorch, Norse, Sinabs and
+Rockpool. Each reader runs a batch of N samples for T steps from rest; its per-step logits and the spikes of every neuron node (forward hooks on the reader's modules) are
 compared with :class:`sj_sew.deploy.StreamingModel` on the same BatchNorm-folded network.
 
 A cell's status: ``exact`` (logits and all spikes torch.equal), ``close`` (every neuron layer's spikes agree on at
@@ -38,6 +39,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,7 +179,87 @@ def _load_rockpool(graph, batch, dt):
     return from_nir(graph)
 
 
+class SpecReader(torch.nn.Module):
+    """NIR's definitions read literally, written here from the spec alone (no reader's code): nodes run in a
+    topological order of the edges, a node's input is the sum of its incoming edges, Flatten's dims count
+    without the batch axis, and each neuron takes one forward-Euler step of ``dt`` with the step's input held:
+    IF ``v += dt * r * I``, LIF ``v += dt / tau * ((v_leak - v) + r * I)``, then ``z = v > v_threshold`` and
+    ``v = v_reset`` where ``z``. The spec fixes no initial state; this reader starts at ``v_reset``.
+    ``out, state = reader(frame, state)``; the neuron nodes are submodules named by key (for the hooks)."""
+
+    class Neuron(torch.nn.Module):
+        def __init__(self, node, dt):
+            super().__init__()
+            self.node, self.dt = node, dt
+
+        def forward(self, current, v):
+            n, f = self.node, lambda a: torch.as_tensor(np.asarray(a), dtype=current.dtype)
+            v = f(n.v_reset).expand_as(current) if v is None else v
+            if type(n).__name__ == "IF":
+                v = v + self.dt * f(n.r) * current
+            else:
+                v = v + self.dt / f(n.tau) * ((f(n.v_leak) - v) + f(n.r) * current)
+            z = v > f(n.v_threshold)
+            return z.to(current.dtype), torch.where(z, f(n.v_reset).expand_as(v), v)
+
+    def __init__(self, graph, dt: float):
+        super().__init__()
+        import nir
+
+        self.graph, self.nir = graph, nir
+        self.parents = {k: [a for a, b in graph.edges if b == k] for k in graph.nodes}
+        self.order, seen = [], set()
+
+        def visit(key):  # depth-first post-order over the parents: a topological order
+            if key not in seen:
+                seen.add(key)
+                for parent in self.parents[key]:
+                    visit(parent)
+                self.order.append(key)
+
+        for key in graph.nodes:
+            visit(key)
+        for key, node in graph.nodes.items():
+            if isinstance(node, (nir.IF, nir.LIF)):
+                self.add_module(key, SpecReader.Neuron(node, dt))
+
+    def forward(self, frame, state=None):
+        import torch.nn.functional as F
+
+        nir, state, out = self.nir, dict(state or {}), {}
+        for key in self.order:
+            node = self.graph.nodes[key]
+            x = frame if isinstance(node, nir.Input) else sum(out[p] for p in self.parents[key])
+            t = lambda a: torch.as_tensor(np.asarray(a), dtype=frame.dtype)  # noqa: E731
+            if isinstance(node, (nir.Input, nir.Output)):
+                out[key] = x
+            elif isinstance(node, nir.Conv2d):
+                out[key] = F.conv2d(x, t(node.weight), t(node.bias), tuple(np.asarray(node.stride).tolist()),
+                                    tuple(np.asarray(node.padding).tolist()),
+                                    tuple(np.asarray(node.dilation).tolist()), int(node.groups))
+            elif isinstance(node, (nir.Affine, nir.Linear)):
+                out[key] = x @ t(node.weight).T + (t(node.bias) if isinstance(node, nir.Affine) else 0)
+            elif isinstance(node, nir.AvgPool2d):
+                out[key] = F.avg_pool2d(x, tuple(np.asarray(node.kernel_size).tolist()),
+                                        tuple(np.asarray(node.stride).tolist()),
+                                        tuple(np.asarray(node.padding).tolist()))
+            elif isinstance(node, nir.Flatten):
+                start, end = (d + 1 if d >= 0 else d for d in (node.start_dim, node.end_dim))
+                out[key] = x.flatten(start, end)
+            elif isinstance(node, (nir.IF, nir.LIF)):
+                out[key], state[key] = getattr(self, key)(x, state.get(key))
+            else:
+                raise NotImplementedError(f"{key}: {type(node).__name__} is not read by this reader")
+        outputs = [k for k, n in self.graph.nodes.items() if isinstance(n, nir.Output)]
+        return out[outputs[0]], state
+
+
+def _load_spec(graph, batch, dt):
+    return SpecReader(graph, dt)
+
+
 READERS = {r.name: r for r in (
+    Reader("spec", "nir", _load_spec),
     Reader("sj_sew", "nirtorch", _load_sj_sew),
     Reader("spikingjelly", "spikingjelly.activation_based.nir_exchange", _load_spikingjelly),
     Reader("snntorch", "snntorch", _load_snntorch, target="snntorch"),
