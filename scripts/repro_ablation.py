@@ -44,7 +44,8 @@ from sj_sew.experiments.sweep import TUNING_SEED
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3,
-                   help="reported seeds 0 .. SEEDS-1 at the chosen rate (without --tuning-seed, seed 0 is the grid's run)")
+                   help="reported seeds 0 .. SEEDS-1 at the chosen rate (without --tuning-seed, seed 0 is the "
+                        "grid's run)")
     p.add_argument("--epochs", type=int, default=9, help="epochs per run (the cap, with --patience)")
     p.add_argument("--tuning-seed", type=int, default=None,
                    help=f"choose the rate on this seed's grid and keep it out of the report (issue 22 uses "

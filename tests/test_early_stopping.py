@@ -104,7 +104,7 @@ def test_resumed_run_makes_the_same_decision(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("flags, expected", [
     (["--patience", "0"], "--patience must be an integer >= 1"),
     (["--patience", "-2"], "--patience must be an integer >= 1"),
-    (["--patience", "2", "--val-fraction", "0"], "--patience stops on the validation accuracy and needs a validation split"),
+    (["--patience", "2", "--val-fraction", "0"], "needs a validation split: --val-fraction > 0"),
     (["--patience", "1.5"], "--patience: invalid int value"),
 ])
 def test_bad_values_refused_in_one_line(flags, expected, tmp_path, capsys):

@@ -2,8 +2,8 @@
 every network's learning rate tuned the same way (a grid, chosen by the validation accuracy of one seed; then
 the reported seeds at the chosen rate). The committed results use the first rule of :func:`run_study` (seed 0
 tunes and is reported, a fixed number of epochs); ``tuning_seed`` and ``patience`` give the second (a tuning
-seed that is not reported, runs stopped on a validation plateau within the epoch cap). ``scripts/repro_ablation.py`` is its command line and describes the
-setting."""
+seed that is not reported, runs stopped on a validation plateau within the epoch cap).
+``scripts/repro_ablation.py`` is its command line and describes the setting."""
 from __future__ import annotations
 
 import time
