@@ -260,6 +260,7 @@ def markdown(data: dict) -> list[str]:
         for v in data["verdicts"]:
             lines.append(f"| {v['id']} | {v['claim']}: A = {v['a']}, B = {v['b']} | {v['paper']} | {v['difference']} | "
                          f"{v['measured']} | {v['verdict']} |")
+        lines += ["", f"Against the paper: {data['verdicts'][0]['gate']}."]
     return lines
 
 
