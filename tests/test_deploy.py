@@ -100,7 +100,10 @@ def test_inference_model_refuses_training():
 #: Written by ``python tests/test_deploy.py --write-nir-fixture`` on the code before networks described their
 #: own layer order (commit 87ca822, which switched on the concrete network classes). The ``plain_plif`` entry
 #: was rewritten at 6344915, whose PLIF nodes carry tau and r in float64 so that PLIF's round trip is exact; its
-#: node names, types, other fields, edges and per-step logits were unchanged by that rewrite.
+#: node names, types, other fields, edges and per-step logits were unchanged by that rewrite. Every neuron node
+#: was rewritten when graphs began to write the threshold one float32 step lower and to record the original
+#: threshold and the firing rule in the node's metadata (the threshold edge, issue 21): only those two fields
+#: changed, which ``test_nir_fixture_rewrite_changed_only_the_thresholds`` checks against the record before it.
 NIR_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "nir_graphs_87ca822.json"
 
 #: case -> (registered name or sj_sew class, kwargs, input side): every family and stem to_nir exports
@@ -152,8 +155,8 @@ def _describe(value):
 
 def _nir_summary(case: str) -> dict:
     graph, logits = _nir_case(case)
-    nodes = [[key, type(node).__name__, {f.name: _describe(getattr(node, f.name))
-                                         for f in dataclasses.fields(node) if f.name != "metadata"}]
+    nodes = [[key, type(node).__name__, {f.name: _describe(getattr(node, f.name)) for f in dataclasses.fields(node)
+                                         if f.name != "metadata" or getattr(node, f.name)}]
              for key, node in graph.nodes.items()]
     return {"nodes": nodes, "edges": sorted([list(e) for e in graph.edges]), "logits": logits.tolist()}
 
@@ -173,6 +176,55 @@ def test_nir_graphs_equal_the_old_network_walk(case):
     assert logits.abs().sum() > 0
     torch.testing.assert_close(logits, torch.tensor(saved["logits"]), rtol=1e-5, atol=1e-5)
 
+
+#: sha256 of each fixture entry (``json.dumps(entry, sort_keys=True)``) as recorded before the threshold rewrite
+#: (the file at 4ae1c6d), the entry given back its thresholds unlowered and no metadata
+NIR_FIXTURE_BEFORE_THRESHOLD_EDGE = {
+    "sew_add": "1b2c1154a021b5920b4ef4aaa1a5dc0198bebe681d11a2bd137434f934e667a2",
+    "sew_bottleneck": "ccec217270120af8925faf307070b27a16b87a033a7e2e13dc45b5fcce23727d",
+    "spiking_lif": "759a604611e15f60ecfaf5444f08dda58308036d8a44878b22a2839b44a42e60",
+    "plain_plif": "3b169b6ddb96872be20d9bf02e649b3ebe1ce8c2eba2c71063152ccac698888b",
+    "ms_cifar": "2d9d708bf71bad904eaa54580afed8e806efc74033b67f928d02088c6fb720bc",
+    "ms_conv7": "cd44dec7e68d4396ffebefeece895df4b8937c43c7daf9bda1795b88e2394bf1",
+    "ms_deep_stem": "68c982ebdf8ab8f400d58cb7053dbd24013d5da4aa809e67f1d266139fbfcead",
+    "notation": "7845786d32dc2dd6d2c92e0183d5755ce5050dc7702d28072d21bcfb77d752d5",
+    "notation_lif": "7bb49a7714f754f60e8a2c472f49d5e6849642992bde04875efcd1f03f518709",
+}
+
+
+def _without_threshold_rewrite(entry: dict) -> dict:
+    """A fixture entry as it was before the threshold rewrite: each neuron's ``v_threshold`` the digest of its
+    recorded original (the shape and dtype of its ``v_reset``), the metadata gone."""
+    from sj_sew.deploy import nir_export
+
+    nodes = []
+    for key, kind, fields in entry["nodes"]:
+        fields = dict(fields)
+        metadata = fields.pop("metadata", None)
+        if kind in ("IF", "LIF"):
+            dtype, shape, _ = fields["v_reset"]
+            fields["v_threshold"] = _describe(np.full(shape, metadata[nir_export.THRESHOLD_METADATA], dtype=dtype))
+        nodes.append([key, kind, fields])
+    return {**entry, "nodes": nodes}
+
+
+@pytest.mark.parametrize("case", list(NIR_GRAPH_CASES))
+def test_nir_fixture_rewrite_changed_only_the_thresholds(case):
+    """The fixture's neurons write the threshold one float32 step lower than the one their metadata records,
+    with SpikingJelly's rule; given back that threshold and no metadata, each entry is the record before the
+    rewrite byte for byte (names, types, every other field, edges, logits)."""
+    from sj_sew.deploy import nir_export
+
+    saved = json.loads(NIR_FIXTURE.read_text())[case]
+    neurons = [fields for _, kind, fields in saved["nodes"] if kind in ("IF", "LIF")]
+    assert neurons
+    for fields in neurons:
+        meta, (dtype, shape, _) = fields["metadata"], fields["v_reset"]
+        assert meta[nir_export.FIRES_METADATA] == ">="
+        lowered = np.nextafter(np.full(shape, meta[nir_export.THRESHOLD_METADATA], dtype=np.float32), np.float32(0))
+        assert fields["v_threshold"] == _describe(lowered) and dtype == "float32"
+    before = json.dumps(_without_threshold_rewrite(saved), sort_keys=True).encode()
+    assert hashlib.sha256(before).hexdigest() == NIR_FIXTURE_BEFORE_THRESHOLD_EDGE[case]
 
 
 def test_nir_graph_of_the_ms104_stem_computes_the_trained_network():

@@ -28,13 +28,20 @@ input ``I = X[t]`` held over the step, is SpikingJelly's charge when the fields 
   tau, which differs in the last bit and flips spikes near the threshold (the test's 7B-Net: logits off by
   0.26). Readers that ignore the metadata (SpikingJelly 2.x's importer builds a ``LIFNode``) read the same tau:
   exact where k is a power of two (e.g. the initial w = 0, k = 1/2), else equal up to such flips.
-* ``v_threshold`` and ``v_reset`` as they are, every field an array of the neurons' shape. Soft reset
-  (``v_reset=None``: ``V = H - v_threshold``) has no NIR form and is refused.
-* The threshold edge: SpikingJelly fires at ``H >= v_threshold``; NIR's spec writes ``v > v_threshold``
-  (Norse reads it so). sj_sew writes the threshold unchanged and :func:`from_nir` fires at ``>=``, so its round
-  trip is exact; a reader that fires at ``>`` differs where a charge lands exactly on the threshold, which is
-  common where spikes feed an IF (a spike of 1.0 onto ``v_threshold = 1.0``). The graphs for such readers
-  (below) write the threshold one float32 step lower.
+* ``v_reset`` as it is, every field an array of the neurons' shape. Soft reset (``v_reset=None``:
+  ``V = H - v_threshold``) has no NIR form and is refused.
+* The threshold edge: SpikingJelly fires at ``H >= v_threshold``, NIR's spec at ``v > v_threshold``. They
+  differ where a charge lands exactly on the threshold, which is common where spikes feed an IF (a spike of
+  1.0 onto ``v_threshold = 1.0``). Every graph writes the threshold one float32 step lower,
+  ``nextafter(v_th, -inf)`` (:meth:`_Builder.threshold`), so that a reader following the spec (``v > v_th'``)
+  fires exactly where SpikingJelly does, for every float32 membrane; the node's metadata records the threshold
+  before that step and the rule (``{THRESHOLD_METADATA: v_th, FIRES_METADATA: ">="}``). :func:`from_nir`
+  reads that record back and fires at ``H >= v_th`` with the original threshold (:func:`_firing_threshold`):
+  its neurons then hold the model's own threshold and SpikingJelly's rule (the one ``fire`` of
+  :mod:`sj_sew.neurons.dynamics`), so the round trip is bit for bit whatever the membrane's dtype (``>``
+  against the lower threshold is the same only for float32 membranes). A graph without the record, or whose
+  threshold no longer matches it, is read as the spec says (``>``). A reader that fires at ``>=`` (SpikingJelly 2.x's importer) differs from
+  SpikingJelly only where a charge lands exactly on ``nextafter(v_th, -inf)``.
 
 Graphs for a given reader (``to_nir(..., target=...)``)
 -------------------------------------------------------
@@ -45,8 +52,6 @@ which graph is measured by scripts/nir_readers.py and tested in tests/test_nir_r
 
 * ``Flatten`` with negative dims (``start_dim=-3``: the same flatten under the spec, which counts dims without
   the batch axis); readers that hand ``start_dim`` to ``torch.nn.Flatten`` unchanged then keep the batch axis.
-* Firing at ``>``: the threshold is written one float32 step lower (``nextafter(v_th, -inf)``), so
-  ``v > v_th'`` is SpikingJelly's ``v >= v_th`` for every float32 membrane.
 * No ``AvgPool2d``: average pooling as a ``Conv2d`` from each channel to itself with weights ``1/(kh*kw)``
   (zeros between channels: the zero products add exactly nothing; not ``groups = C``, which nir 1.0.8's type
   check reads as one input channel). Its weights take ``C*C*kh*kw`` floats.
@@ -82,6 +87,9 @@ MAX_POOL_CHOICES = ("error", "avg")
 #: key of a ``nir.LIF`` node's metadata that marks a PLIF (value ``"PLIF"``): :func:`from_nir` charges it with the
 #: product ``* k`` (k = float32(1/tau_steps)) as SpikingJelly's PLIF does, any other LIF with the division ``/ tau``
 PLIF_METADATA = "sj_sew_neuron"
+#: keys of a neuron node's metadata: SpikingJelly's threshold before the graph's one-float32-step-lower rewrite,
+#: and its firing rule (``">="``); :func:`from_nir` restores them (see the module docstring's threshold edge)
+THRESHOLD_METADATA, FIRES_METADATA = "sj_sew_v_threshold", "sj_sew_fires"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +98,6 @@ class ReaderTarget:
     reader assumes and ``fixed_dt`` whether it ignores any other."""
     dt: float
     fixed_dt: bool = False
-    fires_above: bool = False
     pool_as_conv: bool = False
     if_as_lif: bool = False
     ignores_r: bool = False
@@ -103,8 +110,8 @@ class ReaderTarget:
 #: which no NIR graph undoes; ``'sinabs'`` is for Sinabs with upstream/sinabs/'s fix, which integrates LIF
 #: exactly (and for any reader that does).
 READER_TARGETS = {
-    "snntorch": ReaderTarget(dt=1e-4, fixed_dt=True, fires_above=True, if_as_lif=True, zero_reset=True),
-    "norse": ReaderTarget(dt=1e-3, fires_above=True, pool_as_conv=True, ignores_r=True, zero_reset=True),
+    "snntorch": ReaderTarget(dt=1e-4, fixed_dt=True, if_as_lif=True, zero_reset=True),
+    "norse": ReaderTarget(dt=1e-3, pool_as_conv=True, ignores_r=True, zero_reset=True),
     "sinabs": ReaderTarget(dt=1.0, pool_as_conv=True, exact_decay=True),
 }
 #: IF for a reader that reads IF only as a leaky neuron: a LIF of tau = IF_AS_LIF_TAU_STEPS * dt
@@ -258,7 +265,7 @@ class _Builder:
 
         if isinstance(m, sj_neuron.IFNode) and not t.if_as_lif:
             node = self.nir.IF(r=full(1.0 / self.dt), v_threshold=self.threshold(full(m.v_threshold)),
-                               v_reset=full(m.v_reset))
+                               v_reset=full(m.v_reset), metadata=self.firing(m.v_threshold))
             return self.node(name, node, value)
         scale = 1.0  # of the membrane
         if isinstance(m, sj_neuron.IFNode):  # a leak below float32 resolution, input unscaled
@@ -276,14 +283,20 @@ class _Builder:
             time_constant = -1.0 / math.log1p(-1.0 / tau)
         node = self.nir.LIF(tau=full(time_constant * self.dt, dtype), r=full(r, dtype), v_leak=full(m.v_reset * scale),
                             v_threshold=self.threshold(full(m.v_threshold * scale)),
-                            v_reset=full(m.v_reset * scale), metadata={PLIF_METADATA: "PLIF"} if plif else {})
+                            v_reset=full(m.v_reset * scale),
+                            metadata={**self.firing(np.float32(m.v_threshold * scale)),
+                                      **({PLIF_METADATA: "PLIF"} if plif else {})})
         return self.node(name, node, value)
 
-    def threshold(self, v_threshold: np.ndarray) -> np.ndarray:
-        """For a reader that fires at ``v > v_th``: one float32 step lower, so that it fires at ``v >= v_th``."""
-        if self.target and self.target.fires_above:
-            return np.nextafter(v_threshold, np.float32(-np.inf)).astype(np.float32)
-        return v_threshold
+    @staticmethod
+    def threshold(v_threshold: np.ndarray) -> np.ndarray:
+        """One float32 step lower: the spec's ``v > v_th'`` is then SpikingJelly's ``v >= v_th``."""
+        return np.nextafter(np.float32(v_threshold), np.float32(-np.inf)).astype(np.float32)
+
+    @staticmethod
+    def firing(v_threshold: float) -> dict:
+        """The metadata that records the threshold before :meth:`threshold` and SpikingJelly's rule."""
+        return {THRESHOLD_METADATA: float(np.float32(v_threshold)), FIRES_METADATA: ">="}
 
     # --- a residual block -----------------------------------------------------------------------
     def block(self, name: str, b: ResidualBlock, value, shape):
@@ -447,6 +460,24 @@ class NIRPLIF(NIRIF):
         return dynamics.charge_plif(v, x, self.inv_tau, self.v_reset, self.decay_input)
 
 
+def _metadata(node, key):
+    value = (node.metadata or {}).get(key)
+    return value.decode() if isinstance(value, bytes) else value  # bytes when read from some files
+
+
+def _firing_threshold(node) -> float:
+    """The threshold at which a neuron read from ``node`` fires with ``H >= v_th`` (sj_sew's one rule,
+    :func:`~sj_sew.neurons.dynamics.fire_and_reset`): the threshold the node's metadata records if the node's
+    own is that one float32 step lower (as :func:`to_nir` writes it); otherwise the spec's ``v > v_threshold``,
+    which for a float32 membrane is ``v >= nextafter(v_threshold, +inf)``."""
+    written = np.float32(_scalar(node.v_threshold, "v_threshold"))
+    recorded = _metadata(node, THRESHOLD_METADATA)
+    if _metadata(node, FIRES_METADATA) == ">=" and recorded is not None and \
+            _Builder.threshold(np.float32(recorded)) == written:
+        return float(np.float32(recorded))
+    return float(np.nextafter(written, np.float32(np.inf)))
+
+
 def _node_map(dt: float) -> dict:
     nir = _nir()
 
@@ -478,7 +509,7 @@ def _node_map(dt: float) -> dict:
         r = _scalar(n.r, "nir.IF.r")
         if not math.isclose(r * dt, 1.0, rel_tol=1e-6):
             raise ValueError(f"nir.IF.r = {r} is not 1/dt = {1 / dt}: pass the dt the graph was written with")
-        return NIRIF(_scalar(n.v_threshold, "v_threshold"), _scalar(n.v_reset, "v_reset"))
+        return NIRIF(_firing_threshold(n), _scalar(n.v_reset, "v_reset"))
 
     def lif_node(n):
         tau = _scalar(n.tau, "nir.LIF.tau") / dt
@@ -486,10 +517,8 @@ def _node_map(dt: float) -> dict:
         decay_input = math.isclose(r, 1.0, rel_tol=1e-6)
         if not decay_input and not math.isclose(r, tau, rel_tol=1e-6):
             raise ValueError(f"nir.LIF.r = {r} is neither 1 nor tau/dt = {tau}")
-        kind = (n.metadata or {}).get(PLIF_METADATA)
-        plif = (kind.decode() if isinstance(kind, bytes) else kind) == "PLIF"  # bytes when read from a file
-        return (NIRPLIF if plif else NIRLIF)(tau, decay_input, _scalar(n.v_threshold, "v_threshold"),
-                                             _scalar(n.v_reset, "v_reset"))
+        plif = _metadata(n, PLIF_METADATA) == "PLIF"
+        return (NIRPLIF if plif else NIRLIF)(tau, decay_input, _firing_threshold(n), _scalar(n.v_reset, "v_reset"))
 
     return {nir.Input: lambda n: nn.Identity(), nir.Output: lambda n: nn.Identity(), nir.Conv2d: conv2d,
             nir.Affine: affine, nir.Linear: affine, nir.AvgPool2d: avgpool, nir.Flatten: flatten,
