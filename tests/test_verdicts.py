@@ -192,8 +192,61 @@ def test_reproduction_md_prose_numbers_are_recomputed():
     assert "(" + ", ".join(f"{100 * g:+.1f}" for g in gaps) + " points at 6, 18, 34, 102 layers" in text
     seconds = sum(json.loads(p.read_text())["seconds"] for p in (RESULTS / "baselines").glob("*.json"))
     assert f"`sj_sew/experiments/baselines.py`; {seconds} s on one thread" in text
-    g = claims.load_study(RESULTS, "gradients")["1.0-2.0-False-Spiking ResNet"]
-    assert f"rises {g['first'][0] / g['last'][0]:.0f}x toward the input" in text
+
+
+# --- §4: gradients over seeds x batches (sj_sew.experiments.gradients) ------------------------------------------
+
+def _gradient_study():
+    return json.loads((RESULTS / "gradients" / "gradients_seeds.json").read_text())
+
+
+def test_gradient_ratios_on_made_up_curves():
+    from sj_sew.experiments import gradients
+
+    # blocks 0 and 3 downsample; identity areas: inputs of blocks 1-2 and 4-5
+    curve, down = [8.0, 4.0, 2.0, 2.0, 1.0, 0.5], [True, False, False, True, False, False]
+    assert gradients.log_ratio(curve) == pytest.approx(math.log10(16))
+    assert gradients.identity_log_ratio(curve, down) == pytest.approx(math.log10(2) + math.log10(2))
+    assert gradients.log_ratio([0.0, 1.0]) == pytest.approx(-30)  # a vanished norm sits at the floor
+    s = gradients.summarise([curve, [1.0] * 6, curve, curve], down, batches=2)  # 2 seeds x 2 batches
+    assert s["seed_log10_first"] == pytest.approx([math.log10(8) / 2, math.log10(8)])
+    assert s["seed_log10_last"] == pytest.approx([math.log10(0.5) / 2, math.log10(0.5)])
+    assert s["log10_first_over_last"]["median"] == pytest.approx(math.log10(16))
+    assert s["median_curve"] == curve
+
+
+def test_spikingjelly_atan_is_the_papers_surrogate():
+    """The paper's sigma'(x) = alpha / (2 (1 + (pi/2 alpha x)^2)) and its quoted values (Sec. 4.1): sigma'(0) = 1
+    and sigma'(-1) = 0.092 at alpha = 2, sigma'(+-0.5) = 0.288, sigma'(0) = 1.5 at alpha = 3."""
+    import torch
+    from spikingjelly.activation_based import surrogate
+
+    def grad(alpha, x):
+        t = torch.tensor([x], requires_grad=True)
+        surrogate.ATan(alpha=alpha)(t).sum().backward()
+        return t.grad.item()
+
+    for alpha, x in ((2.0, 0.0), (2.0, -1.0), (2.0, 0.5), (2.0, -0.5), (3.0, 0.0)):
+        assert grad(alpha, x) == pytest.approx(alpha / (2 * (1 + (math.pi / 2 * alpha * x) ** 2)), rel=1e-5)
+    assert (round(grad(2.0, -1.0), 3), round(grad(2.0, 0.5), 3), grad(3.0, 0.0)) == (0.092, 0.288, 1.5)
+
+
+def test_reproduction_md_holds_the_gradient_table_and_numbers():
+    from sj_sew.experiments import gradients
+
+    study = _gradient_study()
+    md = (ROOT / "REPRODUCTION.md").read_text()
+    missing = [line for line in gradients.markdown_table(study["summary"]) if line not in md]
+    assert not missing, f"§4's table is not the rendered one: {missing[:2]}"
+    text = " ".join(md.split())
+    meta, r = study["meta"], study["summary"]["1.0-2.0-False-Spiking ResNet"]["log10_first_over_last"]
+    assert (f"rises {10 ** r['median']:.0f}x toward the input (median of {r['n']} runs: {len(meta['seeds'])} seeds "
+            f"x {meta['batches']} batches of {meta['batch']}; 5-95%: {10 ** r['p5']:.0f}x to {10 ** r['p95']:.0f}x;"
+            ) in text
+    assert f"in {meta['seconds']:.0f} s on one thread" in text
+    variants = json.loads((RESULTS / "gradients" / "variants.json").read_text())
+    missing = [line for line in gradients.variants_table(variants) if line not in md]
+    assert not missing and f"{variants['seconds']:.0f} s on one thread" in text, missing[:2]
 
 
 def test_reproduction_md_plateau_counts_are_recomputed():
