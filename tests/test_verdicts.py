@@ -262,3 +262,14 @@ def test_reproduction_md_plateau_counts_are_recomputed():
              for runs in (ablation, degradation)]
     assert (f"with P = 3 it would have stopped {early[0]} of §2's {len(ablation)} reported runs and {early[1]} of "
             f"§1's {len(degradation)} before their last epoch") in text
+
+
+def test_reproduction_md_deep_trained_firing_rates_are_recomputed():
+    """§3's reading of the 102-layer trained SEW ADD (results/firing_rates/trained_sew_add_102.json)."""
+    (rec,) = json.loads((RESULTS / "firing_rates" / "trained_sew_add_102.json").read_text())["curves"].values()
+    a, o = rec["rate_a"], rec["rate_o"]
+    text = " ".join((ROOT / "REPRODUCTION.md").read_text().split())
+    assert (f"The rate of A^l is at most {max(a):.3f} in every one of the {len(a)} blocks (mean "
+            f"{sum(a) / len(a):.3f})") in text
+    assert f"the last two ({a[-1]:.3f}) are the highest" in text and max(a[-2:]) == max(a)
+    assert f"outputs O^l average {sum(o) / len(o):.2f} (at most {max(o):.2f} per block), not above 1" in text
