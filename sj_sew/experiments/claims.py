@@ -218,6 +218,7 @@ CLAIMS = (
           "more efficient gradient propagation", "K=3", "K=1", _v("DS-ResNet K=3"), _v("DS-ResNet K=1")),
 )
 
+
 def best_linear(entry: dict) -> dict | None:
     """The stronger (by validation accuracy) of a study's linear readouts in its baselines JSON, or None."""
     linear = entry.get("linear") or {}
