@@ -1,12 +1,12 @@
 """The temporal event benchmark: random temporal delete (SEW paper Table 4 / Fig. 10) and accuracy against T
 (Table 6) on ``motion_events``, a set whose classes differ only in the order of motion, beside a linear readout.
 
-Data: ``motion_events`` (sj_sew.data.temporal): a real digit loops a circle twice clockwise and twice
-counter-clockwise before the emulated event sensor of ``fashion_events``; the 6 classes are the orders of those
-directions. 32x32 sensor, 2 polarities, 200 samples per class (150 train / 50 test; a third of train, 50 per
-class, validates and selects the epoch).
+Data: ``motion_events`` (sj_sew.data.temporal): a real digit, in any of its 8 mirror images and rotations,
+sweeps horizontally, vertically and diagonally across the emulated event sensor of ``fashion_events``; the 8
+classes are the directions of the three sweeps. 32x32 sensor, 2 polarities, 200 samples per class (150 train /
+50 test; a third of train, 50 per class, validates and selects the epoch).
 
-Network and recipe (reduced for CPU, stated in the output): SEW ADD, c16k3s1-BN-PLIF-{SEW Block(c16)-MPk2s2}*5-FC6
+Network and recipe (reduced for CPU, stated in the output): SEW ADD, c16k3s1-BN-PLIF-{SEW Block(c16)-MPk2s2}*5-FC8
 (the 7B-Net's layout with 16 channels), Adam, cosine schedule, batch 16, 10 epochs, no zero init. Cells: T = 16
 with RTD (T_train = 12, the paper's) and without; T = 8 and 4 without RTD. One rate (``--lrs``, default 3e-3: see
 LR_CHOICE in sj_sew.experiments.temporal) is used as given; several are a grid, chosen per cell on seed 100, which
