@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..training import DVS_GESTURE_LR
 from .claims import statistics_lines
-from .sweep import fmt, reported_seeds, spread, train_run, write_study
+from .sweep import choose_lr, fmt, reported_seeds, spread, train_run, write_study
 
 #: name -> (RunConfig fields of the network, its learning rate in Table 8, for reference)
 NETWORKS = {
@@ -57,11 +57,6 @@ def cell_flags(key: str, lr: float, T: int, epochs: int, per_class: int, patienc
     if patience is not None:
         flags["patience"] = patience
     return {**flags, "lr": lr}
-
-
-def choose_lr(grid: dict[float, dict]) -> float:
-    """The rate whose tuning run reached the highest validation accuracy (the smaller rate on a tie)."""
-    return max(sorted(grid), key=lambda lr: (grid[lr]["selected_val_acc"], -lr))
 
 
 def run_study(out: Path, seeds: int = 3, epochs: int = 9, T: int = 4, per_class: int = 200, lrs=LR_GRID,

@@ -140,6 +140,12 @@ def timestamped_dir(name: str) -> Path:
 TUNING_SEED = 1000
 
 
+def choose_lr(grid: dict[float, dict]) -> float:
+    """The learning rate of a grid ``{lr: tuning run's summary}`` whose run reached the highest validation
+    accuracy at its selected epoch (the smaller rate on a tie)."""
+    return max(sorted(grid), key=lambda lr: (grid[lr]["selected_val_acc"], -lr))
+
+
 def reported_seeds(seeds: int, tuning_seed: int | None = TUNING_SEED) -> list[int]:
     """The seeds a study reports: ``0 .. seeds - 1``; the tuning seed (which chose the learning rate) is kept out.
     ``tuning_seed=None`` is the older rule (seed 0 both tunes and is reported)."""

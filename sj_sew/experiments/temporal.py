@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .sweep import fmt, spread, train_run, write_study
+from .sweep import choose_lr, fmt, spread, train_run, write_study
 
 DATASET = "motion_events"
 #: SEW ADD, the 7B-Net's layout with 16 channels and as many block+pool stages as the input allows (5 at 32x32)
@@ -66,11 +66,6 @@ def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
     ('report', cell, None, seed): its rate is the cell's choice, known once the cell's tuning runs finished."""
     tune = [("tune", c, lr, TUNE_SEED) for c in cells for lr in lrs] if len(lrs) > 1 else []
     return tune + [("report", c, None, s) for s in range(seeds) for c in cells]  # seed-major: all cells early
-
-
-def choose_lr(grid: dict[float, dict]) -> float:
-    """The rate of the highest validation accuracy (the smaller rate on a tie)."""
-    return max(sorted(grid), key=lambda lr: (grid[lr]["selected_val_acc"], -lr))
 
 
 def run_study(out: Path, seeds: int = 3, epochs: int = 10, lrs=(LR,), cells=tuple(CELLS),
