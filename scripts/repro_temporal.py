@@ -1,32 +1,34 @@
-"""The temporal event benchmark: random temporal delete (SEW paper Table 4 / Fig. 10) and accuracy against T
-(Table 6) on ``motion_events``, a set whose classes differ only in the order of motion, beside a linear readout.
+"""The temporal event benchmark: random temporal delete (SEW paper Table 4 / Fig. 10), accuracy against T
+(Table 6) and the element-wise function ablation (Table 4) on ``motion_events``, a set whose classes differ only
+in the order of motion, beside a linear readout.
 
 Data: ``motion_events`` (sj_sew.data.temporal): a real digit, in any of its 8 mirror images and rotations,
 sweeps horizontally, vertically and diagonally across the emulated event sensor of ``fashion_events``; the 8
 classes are the directions of the three sweeps. 32x32 sensor, 2 polarities, 200 samples per class (150 train /
 50 test; a third of train, 50 per class, validates and selects the epoch).
 
-Network and recipe (reduced for CPU, stated in the output): SEW ADD, c16k3s1-BN-PLIF-{SEW Block(c16)-MPk2s2}*5-FC8
-(the 7B-Net's layout with 16 channels), Adam, cosine schedule, batch 16, 10 epochs, no zero init. Cells: T = 16
-with RTD (T_train = 12, the paper's) and without; T = 8 and 4 without RTD. One rate (``--lrs``, default 3e-3: see
-LR_CHOICE in sj_sew.experiments.temporal) is used as given; several are a grid, chosen per cell on seed 100, which
-is never reported. Reported: test accuracy at the
-validation-selected epoch and at the last, train accuracy (on the training pass, RTD applied) and the train/test gap
-at the last epoch, mean ± std over seeds 0..seeds-1, and RTD minus no RTD paired by seed.
+Networks and recipe (reduced for CPU, stated in the output): c16k3s1-BN-PLIF-{Block(c16)-MPk2s2}*5-FC8 (the
+7B-Net's layout with 16 channels), Adam, cosine schedule, batch 16, 10 epochs, no zero init. Cells: SEW ADD at
+T = 16 with RTD (T_train = 12, the paper's) and without, at T = 8 and 4 without RTD; SEW IAND, SEW AND, Spiking
+ResNet and the plain net at T = 16 with RTD. Each network's Adam rate is chosen from ``--lrs`` (default 1e-3,
+3e-3, 1e-2) by ``--tune-epochs``-epoch probe runs (default 4) of seed 100, never reported, on its T = 16 RTD
+cell; one rate is used as given. Reported: test accuracy at the validation-selected epoch and at the last, train
+accuracy (on the training pass, RTD applied) and the train/test gap at the last epoch, final train loss, mean ±
+std over seeds 0..seeds-1 (default 5), and every claim as a paired difference by seed.
 
 The linear readout (a logistic regression, C chosen on the validation split) on the frames summed over time and
 side by side is measured on the same splits (``--no-readout`` skips it).
 
 Output: runs/temporal (untracked) unless --out says otherwise; the committed results are results/temporal:
 
-    python scripts/repro_temporal.py --out results/temporal                    # 4 cells x 3 seeds
-    python scripts/repro_temporal.py --out results/temporal --shard 0/2 &      # or split over processes
-    python scripts/repro_temporal.py --out results/temporal --shard 1/2
+    python scripts/repro_temporal.py --out results/temporal                    # probes, then 8 cells x 5 seeds
+    python scripts/repro_temporal.py --out results/temporal --shard 0/2 &      # or split over processes (call
+    python scripts/repro_temporal.py --out results/temporal --shard 1/2        # again once the probes are done)
     python scripts/repro_temporal.py --out results/temporal --report-only      # aggregate the finished runs
     python scripts/repro_temporal.py --out results/temporal --report-only --markdown   # REPRODUCTION.md's tables
     python scripts/repro_temporal.py --quick            # 1 epoch, 1 seed, 6 samples/class, 16x16 (smoke)
     bash scripts/gpu_sweep.sh --script scripts/repro_temporal.py --shards 8 --budget-s 480 -- \\
-        --out results/temporal_gpu --seeds 5 --epochs 40 --lrs 1e-3 3e-3 1e-2   # the GPU extension
+        --out results/temporal_gpu --seeds 10 --epochs 40 --tune-epochs 10   # the GPU extension
 
 The logic is sj_sew.experiments.temporal.
 """
@@ -40,10 +42,12 @@ from sj_sew.experiments import temporal
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=3, help="reported seeds 0..SEEDS-1 per cell")
+    p.add_argument("--seeds", type=int, default=5, help="reported seeds 0..SEEDS-1 per cell")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lrs", type=float, nargs="+", default=[temporal.LR],
-                   help="Adam rates: one is used as given; several are a grid chosen per cell on seed 100")
+    p.add_argument("--lrs", type=float, nargs="+", default=list(temporal.LRS),
+                   help="Adam rates: one is used as given; several are a grid each network chooses from by probe "
+                        "runs of seed 100 on its T = 16 RTD cell")
+    p.add_argument("--tune-epochs", type=int, default=temporal.TUNE_EPOCHS, help="epochs of each probe run")
     p.add_argument("--cells", nargs="+", choices=list(temporal.CELLS), default=list(temporal.CELLS))
     p.add_argument("--per-class", type=int, default=temporal.PER_CLASS, help="samples per class (default 200)")
     p.add_argument("--sensor-size", type=int, default=32)
@@ -54,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure the linear readout with the report (default: yes)")
     p.add_argument("--markdown", action="store_true",
                    help="with --report-only: print REPRODUCTION.md's tables, rendered from <out>/temporal.json")
-    p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed, 6 samples per class, 16x16 sensor")
+    p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed, one rate, 6 samples per class, 16x16 sensor")
     add_sweep_outputs(p, "temporal")
     return p
 
@@ -63,13 +67,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     out = resolve_out(args)
     if args.quick:
-        args.seeds, args.epochs, args.per_class, args.sensor_size = 1, 1, 6, 16
-    for name in ("seeds", "epochs", "per_class"):
+        args.seeds, args.epochs, args.tune_epochs, args.per_class, args.sensor_size = 1, 1, 1, 6, 16
+        args.lrs = args.lrs[:1]  # a smoke run: no probes
+    for name in ("seeds", "epochs", "per_class", "tune_epochs"):
         if getattr(args, name) < 1:
             raise SystemExit(f"repro_temporal.py: --{name.replace('_', '-')} must be at least 1")
     data_options = {"per_class": args.per_class, "sensor_size": args.sensor_size}
     study = temporal.run_study(out, args.seeds, args.epochs, args.lrs, args.cells, data_options, args.shard,
-                               args.report_only, args.progress)
+                               args.report_only, args.progress, args.tune_epochs)
     report = args.report_only or args.shard[1] == 1  # a shard writes no report: it lacks the other shards' rows
     readout = temporal.cached_readout(out, data_options) if report and args.readout else None
     out.mkdir(parents=True, exist_ok=True)

@@ -86,17 +86,22 @@ def test_linear_readout_needs_time():
 
 
 def test_study_units_and_rate_choice():
-    runs = temporal.units(["T16", "T4"], [1e-3, 3e-3], 2)
-    assert runs[:4] == [("tune", "T16", 1e-3, temporal.TUNE_SEED), ("tune", "T16", 3e-3, temporal.TUNE_SEED),
-                        ("tune", "T4", 1e-3, temporal.TUNE_SEED), ("tune", "T4", 3e-3, temporal.TUNE_SEED)]
-    assert runs[4:] == [("report", "T16", None, 0), ("report", "T4", None, 0), ("report", "T16", None, 1),
-                        ("report", "T4", None, 1)]
+    runs = temporal.units(["T16", "T4", "Plain RTD"], [1e-3, 3e-3], 2)
+    # one rate per network, chosen on its T = 16 RTD cell: SEW ADD's cells share "T16 RTD"'s probes
+    assert runs[:4] == [("tune", "T16 RTD", 1e-3, temporal.TUNE_SEED), ("tune", "T16 RTD", 3e-3, temporal.TUNE_SEED),
+                        ("tune", "Plain RTD", 1e-3, temporal.TUNE_SEED), ("tune", "Plain RTD", 3e-3, temporal.TUNE_SEED)]
+    assert runs[4:] == [("report", c, None, s) for s in (0, 1) for c in ("T16", "T4", "Plain RTD")]
+    assert {temporal.rate_cell(c) for c in temporal.CELLS} == {f"{n} RTD" for n in ("T16", "SEW IAND", "SEW AND",
+                                                                                     "Spiking ResNet", "Plain")}
     assert temporal.units(["T4"], [1e-3], 1) == [("report", "T4", None, 0)]  # one rate: no tuning run
     assert temporal.choose_lr({1e-3: {"selected_val_acc": 0.5}, 3e-3: {"selected_val_acc": 0.5}}) == 1e-3
     assert temporal.choose_lr({1e-3: {"selected_val_acc": 0.4}, 3e-3: {"selected_val_acc": 0.5}}) == 3e-3
     flags = temporal.cell_flags("T16 RTD", 1e-3, 3, {"per_class": 5, "sensor_size": 16})
     assert (flags["T"], flags["T_train"], flags["dataset"]) == (16, 12, "motion_events")
     assert flags["notation"].endswith("*4-FC8") and "T_train" not in temporal.cell_flags("T8", 1e-3, 3, {})
+    assert (flags["family"], flags["connect"]) == ("sew", "ADD")
+    plain = temporal.cell_flags("Plain RTD", 1e-3, 3, {})
+    assert (plain["family"], plain["T_train"], "connect" in plain) == ("plain", 12, False)
 
 
 def test_verdicts_are_computed_and_gated_by_the_linear_readout():
@@ -109,17 +114,17 @@ def test_verdicts_are_computed_and_gated_by_the_linear_readout():
              "T8": cell([0.75, 0.70, 0.65], [0.1, 0.1, 0.1], seeds=(1, 0, 2))}  # paired by seed, not position
 
     def readout(acc):
-        r = {"val_acc_chosen": acc, "test_acc": acc, "layout": "side by side"}
-        return {"summed": {**r, "val_acc_chosen": 0.1, "layout": "summed"}, "frames": r}
+        r = {"val_acc_chosen": acc, "test_acc": acc, "layout": "side by side", "features": 16 * 2 * 8 * 8}
+        return {"summed": {**r, "val_acc_chosen": 0.1, "layout": "summed", "features": 2 * 8 * 8}, "frames": r}
 
-    found = {v["id"]: v for v in temporal.verdicts(table, readout(0.5))}
-    assert set(found) == {"RTD1", "RTD2", "T1"}  # T2 needs T4
-    assert (found["RTD1"]["measured"], found["RTD1"]["verdict"]) == ("A better", "agrees")
-    assert (found["RTD2"]["measured"], found["RTD2"]["verdict"]) == ("A better", "agrees")  # the smaller gap wins
-    assert found["T1"]["measured"] == "inconclusive" and "[-9.9, +9.9]" in found["T1"]["difference"]
-    gated = {v["id"]: v for v in temporal.verdicts(table, readout(0.9))}
-    assert gated["RTD1"]["measured"] == "A better" and gated["RTD1"]["verdict"] == "untestable here"
-    assert "does not beat the linear readout (side by side, 90.0%)" in gated["RTD1"]["gate"]
+    found = {e.claim.id: e for e in temporal.verdicts(table, readout(0.5))}
+    assert set(found) == {"RTD1", "RTD2", "T1"}  # T2 needs T4, the TA claims the other networks
+    assert (found["RTD1"].measured, found["RTD1"].verdict) == ("A better", "agrees")
+    assert (found["RTD2"].measured, found["RTD2"].verdict) == ("A better", "agrees")  # the smaller gap wins
+    assert found["T1"].measured == "inconclusive" and "[-9.9, +9.9]" in found["T1"].diff_text
+    gated = {e.claim.id: e for e in temporal.verdicts(table, readout(0.9))}
+    assert gated["RTD1"].measured == "A better" and gated["RTD1"].verdict == "untestable here"
+    assert "does not beat the linear readout (side by side, 90.0%)" in gated["RTD1"].gate
 
 
 def test_reproduction_section_is_the_committed_results():

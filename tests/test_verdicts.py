@@ -111,17 +111,6 @@ def _markdown_rows(text: str) -> list[list[str]]:
             if line.startswith("| ")]
 
 
-def _temporal_claim_ids() -> set[str]:
-    """The ids of the temporal study's verdicts computed from its committed results (none if not committed)."""
-    from sj_sew.experiments import temporal
-
-    path = RESULTS / "temporal" / "temporal.json"
-    if not path.exists():
-        return set()
-    return {line.split("|")[1].strip() for line in temporal.markdown(json.loads(path.read_text()))
-            if line.startswith("| ") and line.split("|")[1].strip() in {c[0] for c in temporal.CLAIMS}}
-
-
 def test_reproduction_md_verdicts_are_the_computed_ones():
     """Each claim's row in REPRODUCTION.md carries the verdict computed from results/ (and its statistics), and
     no verdict table holds a row that is not a computed claim."""
@@ -134,9 +123,8 @@ def test_reproduction_md_verdicts_are_the_computed_ones():
         row = by_id[cid]
         assert row[-1] == e.verdict, f"{cid}: REPRODUCTION.md says {row[-1]!r}, the data say {e.verdict!r}"
         assert row[-2] == e.measured and e.diff_text in row[-3], cid
-    # any table with a verdict column is a computed one: its rows start with a claim id of claims.py, or of the
-    # temporal study, whose rendered section tests/test_temporal_data.py checks against results/temporal
-    computed = set(found) | _temporal_claim_ids()
+    # any table with a verdict column is a computed one: its rows start with a claim id of claims.py
+    computed = set(found)
     for block in re.split(r"\n\s*\n", text):
         rows = _markdown_rows(block)
         if rows and "verdict" in [c.lower() for c in rows[0]]:
@@ -148,7 +136,7 @@ def test_reproduction_md_verdicts_are_the_computed_ones():
 
 def test_reproduction_md_holds_the_rendered_baselines_and_verdicts():
     text = (ROOT / "REPRODUCTION.md").read_text()
-    for study in ("degradation", "ablation", "gradients", "surrogate", "systems"):
+    for study in ("degradation", "ablation", "gradients", "surrogate", "systems", "temporal"):
         lines = tables.baselines(RESULTS, study) + tables.verdicts(RESULTS, study)
         missing = [line for line in lines if line.startswith("| ") and line not in text]
         assert not missing, f"{study}: rendered rows not in REPRODUCTION.md: {missing[:2]}"

@@ -149,7 +149,12 @@ def verdicts(results: Path, study: str) -> list[str]:
     """The computed verdict of each claim of ``study`` (:mod:`sj_sew.experiments.claims`), or nothing."""
     from .claims import evaluate_study
 
-    found = evaluate_study(Path(results), study)
+    return verdict_table(study, evaluate_study(Path(results), study))
+
+
+def verdict_table(study: str, found) -> list[str]:
+    """The verdict table of ``study``'s evaluated claims (:func:`sj_sew.experiments.claims.evaluate_rows`), or
+    nothing: the one renderer of every verdict in REPRODUCTION.md."""
     if not found:
         return []
     gate = found[0].gate

@@ -1,29 +1,33 @@
 """The temporal event benchmark (``motion_events``, :mod:`sj_sew.data.temporal`): how much of the class a linear
-readout finds in the frames summed over time and side by side, and two of the SEW paper's claims on sequences,
-measured on one small SEW ADD network:
+readout finds in the frames summed over time and side by side, and the SEW paper's claims on sequences:
 
-- random temporal delete (Fig. 10, Appendix A.2; Table 4's DVS Gesture runs use it): trained with RTD (T_train =
-  12 of 16) or without, tested on all 16 frames; RTD should raise test accuracy and shrink the train/test gap;
-- accuracy against T (Table 6: 64.8 / 70.2 / 74.4 % at T = 4 / 8 / 16 on CIFAR10-DVS), without RTD.
+- random temporal delete (Fig. 10, Appendix A.2; Table 4's DVS Gesture runs use it): SEW ADD trained with RTD
+  (T_train = 12 of 16) or without, tested on all 16 frames; RTD should raise test accuracy and shrink the
+  train/test gap;
+- accuracy against T (Table 6: 64.8 / 70.2 / 74.4 % at T = 4 / 8 / 16 on CIFAR10-DVS), SEW ADD without RTD;
+- the element-wise function ablation (Table 4 on DVS Gesture): SEW ADD / IAND / AND, Spiking ResNet and the plain
+  net at T = 16 with RTD, the paper's setting.
 
-A cell is one of :data:`CELLS`; its rate is chosen from ``lrs`` by the validation accuracy of :data:`TUNE_SEED`
-(not reported), then the reported seeds 0..seeds-1 run at that rate. ``scripts/repro_temporal.py`` is the
-command line and states the setting.
+A cell is one of :data:`CELLS` (a network at a T). Each network's rate is chosen once, on its T = 16 RTD cell, by
+short probe runs (:data:`TUNE_EPOCHS` epochs) of :data:`TUNE_SEED` (never reported) over the grid
+:data:`LRS`, and every cell of that network runs at it; the reported seeds are 0..seeds-1.
+``scripts/repro_temporal.py`` is the command line and states the setting.
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .ablation import NETWORKS
 from .sweep import choose_lr, fmt, spread, train_run, write_study
 
 DATASET = "motion_events"
-#: SEW ADD, the 7B-Net's layout with 16 channels and as many block+pool stages as the input allows (5 at 32x32)
+#: the 7B-Net's layout with 16 channels and as many block+pool stages as the input allows (5 at 32x32)
 NET = "c16k3s1-BN-PLIF-{{SEW Block(c16)-MPk2s2}}*{stages}-FC8"
-
 
 
 def network(sensor_size: int) -> str:
@@ -31,100 +35,126 @@ def network(sensor_size: int) -> str:
     return NET.format(stages=min(7, int(math.log2(sensor_size))))
 
 
-#: cell -> (T, T_train or None): the RTD pair at T = 16, and T = 4, 8 without RTD (T = 16 without RTD is shared)
-CELLS = {"T16 RTD": (16, 12), "T16": (16, None), "T8": (8, None), "T4": (4, None)}
+@dataclass(frozen=True)
+class Cell:
+    """One setting of the study: a network of :data:`~sj_sew.experiments.ablation.NETWORKS` at T frames, trained
+    on ``T_train`` of them (random temporal delete) or on all (None)."""
+
+    network: str
+    T: int
+    T_train: int | None = None
+
+
+#: The RTD pair of SEW ADD at T = 16, SEW ADD at T = 8 and 4 without RTD, and the other networks of Table 4 at
+#: T = 16 with RTD (SEW ADD's is "T16 RTD").
+CELLS = {"T16 RTD": Cell("SEW ADD", 16, 12), "T16": Cell("SEW ADD", 16), "T8": Cell("SEW ADD", 8),
+         "T4": Cell("SEW ADD", 4), "SEW IAND RTD": Cell("SEW IAND", 16, 12), "SEW AND RTD": Cell("SEW AND", 16, 12),
+         "Spiking ResNet RTD": Cell("Spiking ResNet", 16, 12), "Plain RTD": Cell("Plain", 16, 12)}
 READOUT_CELLS = {16: "T16", 8: "T8", 4: "T4"}
 TUNE_SEED = 100  # chooses the rate; never reported
+#: the rate grid every network chooses from (Adam), and the length of its probe runs
+LRS = (1e-3, 3e-3, 1e-2)
+TUNE_EPOCHS = 4
 VAL_FRACTION = 1 / 3  # with the default 200 per class: 100 fit, 50 validate, 50 test per class
 BATCH = 16
 PER_CLASS = 200
-#: the CPU run's rate and how it was chosen (the runs under results/temporal/probe)
-LR = 3e-3
-LR_CHOICE = ("Adam 3e-3, chosen over 1e-2 by 4-epoch probes of the T8 cell on seed 100 (not reported): best validation "
-             "accuracy 49.0 % for both, the smaller rate on a tie")
 PAPER = {"table6_cifar10_dvs": {4: 0.648, 8: 0.702, 16: 0.744}}
 
 
+def rate_cell(name: str) -> str:
+    """The cell whose probe runs choose the rate of ``name``'s network: the network's T = 16 RTD cell."""
+    net = CELLS[name].network
+    return next(c for c, cell in CELLS.items() if cell.network == net and cell.T == 16 and cell.T_train)
+
+
 def cell_flags(cell: str, lr: float, epochs: int, data_options: dict) -> dict:
-    """RunConfig fields of one cell: SEW ADD with PLIF neurons, Adam, cosine schedule, batch 16."""
-    T, T_train = CELLS[cell]
+    """RunConfig fields of one cell: its network with PLIF neurons, Adam, cosine schedule, batch 16."""
+    c = CELLS[cell]
     flags = {"dataset": DATASET, "data_options": dict(data_options),
-             "notation": network(data_options.get("sensor_size", 32)), "family": "sew",
-             "connect": "ADD", "neuron": "plif", "T": T, "optimizer": "adam", "scheduler": "cosine",
+             "notation": network(data_options.get("sensor_size", 32)), **NETWORKS[c.network][0],
+             "neuron": "plif", "T": c.T, "optimizer": "adam", "scheduler": "cosine",
              "epochs": epochs, "batch_size": BATCH, "val_fraction": VAL_FRACTION, "zero_init": False, "lr": lr}
-    if T_train is not None:
-        flags["T_train"] = T_train
+    if c.T_train is not None:
+        flags["T_train"] = c.T_train
     return flags
 
 
-def run_dir(out: Path, cell: str, lr: float) -> Path:
-    return Path(out) / "runs" / cell.replace(" ", "_") / f"lr{lr:g}"
+def run_dir(out: Path, cell: str, lr: float, probe: bool = False) -> Path:
+    """Where a cell's runs at rate ``lr`` live: ``<out>/runs/<cell>/lr<lr>``, probe runs under ``<out>/probe``."""
+    return Path(out) / ("probe" if probe else "runs") / cell.replace(" ", "_") / f"lr{lr:g}"
 
 
 def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
-    """Every run of the study in order: ('tune', cell, lr, TUNE_SEED) for each rate (none with one rate), then
-    ('report', cell, None, seed): its rate is the cell's choice, known once the cell's tuning runs finished."""
-    tune = [("tune", c, lr, TUNE_SEED) for c in cells for lr in lrs] if len(lrs) > 1 else []
+    """Every run of the study in order: ('tune', rate cell, lr, TUNE_SEED) for each rate of each network's
+    :func:`rate_cell` (none with one rate), then ('report', cell, None, seed): its rate is its network's choice,
+    known once that network's probe runs finished."""
+    tuned = list(dict.fromkeys(rate_cell(c) for c in cells))
+    tune = [("tune", c, lr, TUNE_SEED) for c in tuned for lr in lrs] if len(lrs) > 1 else []
     return tune + [("report", c, None, s) for s in range(seeds) for c in cells]  # seed-major: all cells early
 
 
-def run_study(out: Path, seeds: int = 3, epochs: int = 10, lrs=(LR,), cells=tuple(CELLS),
+def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(CELLS),
               data_options: dict | None = None, shard: tuple[int, int] = (0, 1), report_only: bool = False,
-              progress: bool = False) -> dict:
-    """Train the runs of shard ``k`` of ``n`` (every n-th of :func:`units`; a report run whose cell's rate is not
-    chosen yet is left for a later call) or, with ``report_only``, only read back; aggregate what is finished."""
+              progress: bool = False, tune_epochs: int = TUNE_EPOCHS) -> dict:
+    """Train the runs of shard ``k`` of ``n`` (every n-th of :func:`units`; a report run whose network's rate is
+    not chosen yet is left for a later call) or, with ``report_only``, only read back; aggregate what is finished.
+    With one rate in ``lrs`` it is used as given; with several, each network's probe runs (``tune_epochs``
+    epochs of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it."""
     data_options = {"per_class": PER_CLASS, **(data_options or {})}
     lrs, (k, n), start = sorted(lrs), shard, time.time()
-    finished: list[dict] = []
+    finished: list[tuple[bool, dict]] = []  # (probe run?, summary)
 
-    def get(cell, lr, seed, mine):
-        r = train_run(cell_flags(cell, lr, epochs, data_options), run_dir(out, cell, lr), seed,
-                      train=mine and not report_only, progress=progress)
+    def get(cell, lr, seed, mine, probe=False):
+        r = train_run(cell_flags(cell, lr, tune_epochs if probe else epochs, data_options),
+                      run_dir(out, cell, lr, probe), seed, train=mine and not report_only, progress=progress)
         if r is not None:
-            finished.append(r)
+            finished.append((probe, r))
         return r
 
-    grids: dict[str, dict] = {c: {} for c in cells}
-    chosen = {c: lrs[0] for c in cells} if len(lrs) == 1 else {}
+    grids: dict[str, dict] = {}  # rate cell -> {lr: probe run}
+    chosen = {rate_cell(c): lrs[0] for c in cells} if len(lrs) == 1 else {}
     runs: dict[str, list] = {c: [] for c in cells}
     for i, (kind, cell, lr, seed) in enumerate(units(cells, lrs, seeds)):
         mine = i % n == k
         if kind == "tune":
-            r = get(cell, lr, seed, mine)
+            r = get(cell, lr, seed, mine, probe=True)
             if r is not None:
-                grids[cell][lr] = r
-            if len(grids[cell]) == len(lrs):
+                grids.setdefault(cell, {})[lr] = r
+            if len(grids.get(cell, {})) == len(lrs):
                 chosen[cell] = choose_lr(grids[cell])
             continue
-        if cell not in chosen:  # its rate is not chosen yet: a later call runs it (gpu_sweep.sh reads the mark)
+        lr = chosen.get(rate_cell(cell))
+        if lr is None:  # its network's rate is not chosen yet: a later call runs it (gpu_sweep.sh reads the mark)
             if mine and not report_only:
-                print(f"pending: {cell}, seed {seed} waits for the cell's tuning runs", flush=True)
+                print(f"pending: {cell}, seed {seed} waits for its network's probe runs", flush=True)
             continue
         if mine and not report_only:
-            print(f"== {cell}, lr {chosen[cell]:g}, seed {seed}", flush=True)
-        r = get(cell, chosen[cell], seed, mine)
+            print(f"== {cell}, lr {lr:g}, seed {seed}", flush=True)
+        r = get(cell, lr, seed, mine)
         if r is not None:
             runs[cell].append((seed, r))
-    table = {cell: _row(cell, chosen[cell], grids[cell], rs) for cell, rs in runs.items() if rs}
-    if len(lrs) > 1:
-        selection = f"rate: best validation accuracy of seed {TUNE_SEED} (not reported)"
-    else:
-        selection = LR_CHOICE if lrs == [LR] else "rate fixed as given (no grid)"
+    table = {cell: _row(cell, chosen[rate_cell(cell)], grids.get(rate_cell(cell), {}), rs)
+             for cell, rs in runs.items() if rs}
+    selection = (f"per network: the best validation accuracy of {tune_epochs}-epoch probe runs of seed {TUNE_SEED} "
+                 "(not reported) on its T = 16 RTD cell, the smaller rate on a tie" if len(lrs) > 1
+                 else "rate fixed as given (no grid)")
     meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
             "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs,
             "seeds": seeds, "batch": BATCH, "optimizer": "adam, cosine schedule", "val_fraction": VAL_FRACTION,
-            "lr_grid": lrs, "selection": selection, "epoch": "validation-selected",
-            "devices": sorted({r.get("device", "cpu (not recorded)") for r in finished}),
+            "lr_grid": lrs, "tune_epochs": tune_epochs if len(lrs) > 1 else None, "selection": selection,
+            "epoch": "validation-selected", "devices": sorted({r.get("device", "cpu (not recorded)") for _, r in finished}),
             "complete": all(len(runs[c]) == seeds for c in cells), "seconds": round(time.time() - start),
-            "train_seconds_all_runs": round(sum(r["wall_time_s"] for r in finished)), "paper": PAPER}
+            "train_seconds_all_runs": round(sum(r["wall_time_s"] for probe, r in finished if not probe)),
+            "probe_seconds": round(sum(r["wall_time_s"] for probe, r in finished if probe)),
+            "paper": PAPER}
     return {"meta": meta, "table": table}
 
 
 def _row(cell: str, lr: float, grid: dict, seeded: list[tuple[int, dict]]) -> dict:
     runs = [r for _, r in seeded]
     last = [r["history"][-1] for r in runs]
-    T, T_train = CELLS[cell]
-    return {"T": T, "T_train": T_train, "lr": lr,
+    c = CELLS[cell]
+    return {"network": c.network, "T": c.T, "T_train": c.T_train, "lr": lr,
             "grid_val_acc": {f"{g:g}": grid[g]["selected_val_acc"] for g in sorted(grid)},
             "selected_test_acc": spread([r["selected_test_acc"] for r in runs]),
             "last_test_acc": spread([r["last_test_acc"] for r in runs]),
@@ -137,42 +167,12 @@ def _row(cell: str, lr: float, grid: dict, seeded: list[tuple[int, dict]]) -> di
             "history": [r["history"] for r in runs]}
 
 
-#: (id, claim, paper's figure, A, B, metric, higher is better): A against B paired by seed; the paper finds A better
-CLAIMS = (
-    ("RTD1", "RTD raises test accuracy (Fig. 10)", "higher test accuracy with RTD on DVS Gesture (Table 4's "
-     "97.92 % for SEW ADD is with RTD)", "T16 RTD", "T16", "selected_test_acc", True),
-    ("RTD2", "RTD shrinks the train-test gap (Fig. 10)", "higher train loss, lower train and higher test accuracy "
-     "with RTD", "T16 RTD", "T16", "gap_train_test", False),
-    ("T1", "T = 16 beats T = 8 (Table 6)", "74.4 vs 70.2 % on CIFAR10-DVS", "T16", "T8", "selected_test_acc", True),
-    ("T2", "T = 8 beats T = 4 (Table 6)", "70.2 vs 64.8 % on CIFAR10-DVS", "T8", "T4", "selected_test_acc", True),
-)
+def verdicts(table: dict, readout: dict | None) -> list:
+    """The temporal claims of :mod:`.claims` evaluated on the study's ``table`` (paired by seed, Student-t 95%
+    intervals) behind the one gate every study has: the best cell must beat the stronger linear readout."""
+    from . import claims
 
-
-def verdicts(table: dict, readout: dict | None) -> list[dict]:
-    """Every claim of :data:`CLAIMS` whose cells exist: the paired difference with its 95% interval (:mod:`.stats`;
-    positive where A is better: A - B, or B - A for the gap), the verdict of the statistics alone, and the verdict against the paper, which is "untestable
-    here" unless the best cell beats the stronger linear readout (chosen by validation accuracy)."""
-    from . import stats
-
-    gate = "no linear readout measured"
-    if readout and table:
-        linear = max((readout["summed"], readout["frames"]), key=lambda r: r["val_acc_chosen"])
-        best = max(table, key=lambda c: table[c]["selected_test_acc"]["mean"])
-        mean = 100 * table[best]["selected_test_acc"]["mean"]
-        gate = None if stats.beats(table[best]["selected_test_acc"]["values"], linear["test_acc"]) else (
-            f"the best network, {best} ({mean:.1f}%), does not beat the linear readout ({linear['layout']}, "
-            f"{100 * linear['test_acc']:.1f}%)")
-    out = []
-    for cid, text, paper, a, b, metric, higher in CLAIMS:
-        if a not in table or b not in table:
-            continue
-        by_seed = [dict(zip(table[c]["seeds"], table[c][metric]["values"])) for c in (a, b)]
-        common = sorted(set(by_seed[0]) & set(by_seed[1]))  # paired by seed
-        d = stats.paired([by_seed[0][x] for x in common], [by_seed[1][x] for x in common], higher)
-        out.append({"id": cid, "claim": text, "paper": paper, "a": a, "b": b, "difference": d.text(100, 1),
-                    "measured": stats.verdict(d), "verdict": stats.paper_verdict(1, stats.verdict(d, gate)),
-                    "gate": f"untestable here: {gate}" if gate else "the best network beats the linear readout"})
-    return out
+    return claims.evaluate_rows("temporal", claims.rows_from("temporal", table), claims.readout_of_temporal(readout))
 
 
 def linear_readout(T: int = 16, data_options: dict | None = None) -> dict:
@@ -209,8 +209,9 @@ def write_report(out: Path, study: dict, readout: dict | None) -> Path:
     """``<out>/temporal.json`` (meta, rows without histories, the RTD difference, the linear readout) and
     ``<out>/temporal.png``; the JSON's path."""
     rows = {c: {k: v for k, v in r.items() if k != "history"} for c, r in study["table"].items()}
-    data = {"meta": study["meta"], "table": rows, "linear_readout": readout,
-            "verdicts": verdicts(study["table"], readout)}
+    found = [{"id": e.claim.id, "claim": e.claim.text, "a": e.claim.a, "b": e.claim.b, "difference": e.diff_text,
+              "measured": e.measured, "verdict": e.verdict, "gate": e.gate} for e in verdicts(study["table"], readout)]
+    data = {"meta": study["meta"], "table": rows, "linear_readout": readout, "verdicts": found}
     return write_study(out, "temporal", data, plot, {"table": study["table"], "readout": readout}, study["meta"])
 
 
@@ -220,20 +221,22 @@ def format_rows(study: dict, readout: dict | None) -> str:
         lines.append(f"linear readout (T={readout['T']}, chance {100 * readout['chance']:.1f} %): summed over time "
                      f"{100 * readout['summed']['test_acc']:.1f} % test (C={readout['summed']['C']:g}), frames side "
                      f"by side {100 * readout['frames']['test_acc']:.1f} % (C={readout['frames']['C']:g})")
-    lines.append(f"{'cell':<9} {'lr':>7} {'test % (val-selected)':>22} {'test % (last)':>16} {'train % (last)':>16} "
+    lines.append(f"{'cell':<18} {'lr':>7} {'test % (val-selected)':>22} {'test % (last)':>16} {'train % (last)':>16} "
                  f"{'train-test gap':>16} {'train loss':>16}")
     for cell, r in study["table"].items():
-        lines.append(f"{cell:<9} {r['lr']:>7g} {fmt(r['selected_test_acc']):>22} {fmt(r['last_test_acc']):>16} "
+        lines.append(f"{cell:<18} {r['lr']:>7g} {fmt(r['selected_test_acc']):>22} {fmt(r['last_test_acc']):>16} "
                      f"{fmt(r['last_train_acc']):>16} {fmt(r['gap_train_test']):>16} "
                      f"{fmt(r['final_train_loss'], 1, 3):>16}")
-    for v in verdicts(study["table"], readout):
-        lines.append(f"{v['id']} {v['claim']}: A = {v['a']}, B = {v['b']}, {v['difference']} points (positive: A "
-                     f"better); statistics: {v['measured']}; against the paper: {v['verdict']}")
+    for e in verdicts(study["table"], readout):
+        lines.append(f"{e.claim.id} {e.claim.text}: {e.claim.a} vs {e.claim.b}: {e.diff_text}; statistics: "
+                     f"{e.measured}; against the paper: {e.verdict}")
     return "\n".join(lines)
 
 
 def markdown(data: dict) -> list[str]:
     """REPRODUCTION.md's tables of the temporal benchmark, rendered from ``temporal.json``'s ``data``."""
+    from .tables import verdict_table
+
     lines = []
     r = data.get("linear_readout")
     if r:
@@ -242,20 +245,14 @@ def markdown(data: dict) -> list[str]:
             lines.append(f"| {name} | {r[key]['C']:g} | {100 * r[key]['val_acc_chosen']:.1f} | "
                          f"{100 * r[key]['test_acc']:.1f} |")
         lines.append("")
-    lines += ["| cell | T (T_train) | test % (val-selected) | test % (last) | train % (last) | train - test gap "
-              "(points) | final train loss |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["| cell | network | T (T_train) | test % (val-selected) | test % (last) | train % (last) | train - test gap "
+              "(points) | final train loss | lr |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for cell, row in data["table"].items():
         frames = f"{row['T']} ({row['T_train']})" if row["T_train"] else f"{row['T']}"
-        lines.append(f"| {cell} | {frames} | "
+        lines.append(f"| {cell} | {row.get('network', 'SEW ADD')} | {frames} | "
                      f"{fmt(row['selected_test_acc'])} | {fmt(row['last_test_acc'])} | {fmt(row['last_train_acc'])} | "
-                     f"{fmt(row['gap_train_test'])} | {fmt(row['final_train_loss'], 1, 3)} |")
-    if data.get("verdicts"):
-        lines += ["", "| id | claim | paper | here: paired difference, 95% interval (points; + = A better) | "
-                      "statistics | verdict |", "| --- | --- | --- | --- | --- | --- |"]
-        for v in data["verdicts"]:
-            lines.append(f"| {v['id']} | {v['claim']}: A = {v['a']}, B = {v['b']} | {v['paper']} | {v['difference']} | "
-                         f"{v['measured']} | {v['verdict']} |")
-        lines += ["", f"Against the paper: {data['verdicts'][0]['gate']}."]
+                     f"{fmt(row['gap_train_test'])} | {fmt(row['final_train_loss'], 1, 3)} | {row['lr']:g} |")
+    lines += ["", *verdict_table("temporal", verdicts(data["table"], data.get("linear_readout")))]
     return lines
 
 
