@@ -51,7 +51,8 @@ def ablation(results: Path) -> list[str]:
             f"{m['train_seconds_all_runs']} s of training in all):", "",
             *_table(["setting", "chosen lr (Table 8's)", "test acc % (val-selected)", "test acc % (last)",
                      "final train loss"], main),
-            "", "Validation accuracy % of seed 0 over the learning-rate grid (chosen in bold):", "",
+            "", f"Validation accuracy % of seed {m.get('tuning_seed', 0)} over the learning-rate grid (chosen in "
+                f"bold):", "",
             *_table(["setting", *lrs], grid)]
 
 

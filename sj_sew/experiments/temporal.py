@@ -257,16 +257,17 @@ def markdown(data: dict) -> list[str]:
 
 
 def plot(figure: dict, path: Path, meta: dict):
-    """Left: train (dashed) and test (solid) accuracy per epoch at T = 16 with and without RTD (Fig. 10). Right:
-    test accuracy at the validation-selected epoch against T, each seed and the mean (Table 6), with the linear
-    readouts at T = 16 (``figure``: the study's table with histories and the readout)."""
+    """Left: train (dashed) and test (solid) accuracy per epoch at T = 16 with and without RTD (Fig. 10). Middle:
+    test accuracy at the validation-selected epoch against T, each seed and the mean (Table 6). Right: the same
+    for each network at T = 16 with RTD (Table 4). The linear readouts at T = 16 are the grey lines (``figure``:
+    the study's table with histories and the readout)."""
     table, readout = figure["table"], figure["readout"]
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 3.8))
     for cell, color in (("T16 RTD", "C0"), ("T16", "C1")):
         if cell not in table:
             continue
@@ -287,14 +288,22 @@ def plot(figure: dict, path: Path, meta: dict):
         means = [100 * next(r for r in table.values() if r["T"] == T and r["T_train"] is None)
                  ["selected_test_acc"]["mean"] for T in Ts]
         b.plot(Ts, means, "-", color="C1", label="SEW ADD, no RTD")
-    for key, style in (("frames", ":"), ("summed", "-.")):
-        if readout:
-            b.axhline(100 * readout[key]["test_acc"], color="gray", linestyle=style,
-                      label=f"linear readout, {readout[key]['layout']} (T = 16)")
+    nets = [(r["network"], r) for r in table.values() if r.get("network") and r["T"] == 16 and r["T_train"]]
+    for i, (name, r) in enumerate(nets):
+        vals = [100 * v for v in r["selected_test_acc"]["values"]]
+        c.bar(i, np.mean(vals), color="C0", alpha=0.4)
+        c.plot([i] * len(vals), vals, "o", color="C0", alpha=0.7)
+    c.set_xticks(range(len(nets)), [name for name, _ in nets], rotation=20, fontsize=7)
+    c.set_title("T = 16 with RTD (Table 4)", fontsize=8)
+    for axis in (b, c):
+        for key, style in (("frames", ":"), ("summed", "-.")):
+            if readout:
+                axis.axhline(100 * readout[key]["test_acc"], color="gray", linestyle=style,
+                             label=f"linear readout, {readout[key]['layout']} (T = 16)")
+        axis.set_ylabel("test accuracy (%), val-selected epoch")
+        axis.legend(fontsize=7)
     b.set_xscale("log", base=2)
     b.set_xlabel("T")
-    b.set_ylabel("test accuracy (%), val-selected epoch")
-    b.legend(fontsize=7)
     fig.suptitle(f"{meta['dataset']}, {meta['epochs']} epochs, devices {', '.join(meta['devices'])}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
