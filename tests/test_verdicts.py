@@ -140,6 +140,8 @@ def test_reproduction_md_holds_the_rendered_baselines_and_verdicts():
         lines = tables.baselines(RESULTS, study) + tables.verdicts(RESULTS, study)
         missing = [line for line in lines if line.startswith("| ") and line not in text]
         assert not missing, f"{study}: rendered rows not in REPRODUCTION.md: {missing[:2]}"
+    missing = [line for line in tables.gates(RESULTS) if line.startswith("| ") and line not in text]
+    assert not missing, f"the table of which studies reach a verdict is not the rendered one: {missing[:2]}"
 
 
 # --- the validation-plateau stopping rule and the tuning seed (sj_sew.experiments.sweep) ----------------------

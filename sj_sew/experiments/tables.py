@@ -165,6 +165,28 @@ def verdict_table(study: str, found) -> list[str]:
             *_table(["id", "claim", "paper", "here: A - B, 95% interval", "measured", "verdict"], rows)]
 
 
+def gates(results: Path) -> list[str]:
+    """One row per study with trained networks: its best network against its strongest linear readout, the
+    interval of the difference and whether the study reaches a verdict (:func:`sj_sew.experiments.claims.gate`)."""
+    from . import claims, stats
+
+    rows = []
+    for study in claims.GATED:
+        found, linear = claims.load_study(Path(results), study), claims.study_readout(Path(results), study)
+        if not found or linear is None:
+            continue
+        best, d = claims.best_against_readout(found, linear)
+        reaches = "yes" if stats.verdict(d) == stats.A_BETTER else "no: every claim is untestable here"
+        rows.append([study, f"{best.replace(' | ', ', ')} ({fmt(spread(found[best]['acc']))})",
+                     f"{linear['layout']} ({100 * linear['test_acc']:.1f})", d.text(100, 1), reaches])
+    if not rows:
+        return []
+    return ["Which studies reach a verdict: each study's best network (test % at the validation-selected epoch) "
+            "against the stronger linear readout of its own data and split, computed from results/:", "",
+            *_table(["study", "best network", "linear readout (test %)", "network - readout, 95% interval",
+                     "reaches a verdict"], rows)]
+
+
 #: Every study's tables, in REPRODUCTION.md's order: (results renderer, study name for baselines and verdicts)
 RENDERERS = ((degradation, "degradation"), (ablation, "ablation"), (firing_trained, None),
              (None, "gradients"), (surrogate, "surrogate"), (energy, None), (systems, "systems"))
@@ -173,7 +195,7 @@ RENDERERS = ((degradation, "degradation"), (ablation, "ablation"), (firing_train
 def render_all(results: Path) -> str:
     """Every table whose results exist under ``results``, as markdown; each study's baselines and verdicts
     follow its table."""
-    out = []
+    out = gates(results) + [""]
     for render, study in RENDERERS:
         parts = [render(Path(results)) if render else []]
         if study:
