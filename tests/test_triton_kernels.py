@@ -7,6 +7,10 @@
 - The custom ops (:mod:`sj_sew.neurons.ops`) on CPU: ``torch.library.opcheck``, their CUDA implementations'
   argument plumbing (called on CPU tensors), the neuron's kernel route, and ``torch.compile(fullgraph=True)``
   of a conv-BN-neuron step equal to eager.
+- Fused beside the neuron: an eval BatchNorm's apply before it and the connect function g after it, in the kernels
+  and in the ops' CPU reference, against BatchNorm2d -> neuron -> connect.py's g as modules (outputs bit for bit,
+  gradients of x, v0, the shortcut, the BN's weight and bias, PLIF w); opcheck and torch.compile of the new
+  arguments.
 - ``backend='fused'``: what it builds, that on CPU it is bit for bit the default path, and its errors.
 - The kernels compile for an H100/H200 (sm_90) here, without a GPU (Triton's compiler and ptxas run on CPU).
 
@@ -64,20 +68,25 @@ def _inputs(dtype=torch.float32, seed=0):
 
 
 class _Kernels(torch.autograd.Function):
-    """The Triton kernels as an autograd function (what the CUDA ops run), here on CPU tensors."""
+    """The Triton kernels as an autograd function (what the CUDA ops run), here on CPU tensors; optionally with the
+    BatchNorm prologue (``bn_scale``, ``bn_shift``) and the connect epilogue (``shortcut``, ``connect`` name)."""
 
     @staticmethod
-    def forward(ctx, x, v0, inv_tau, cfg):
-        spikes, v_last, h = tk.forward(x, v0, inv_tau, cfg, keep_h=True)
-        ctx.save_for_backward(h, v0, inv_tau)
-        ctx.cfg, ctx.x_dtype = cfg, x.dtype
-        return spikes, v_last
+    def forward(ctx, x, v0, inv_tau, cfg, bn_scale, bn_shift, shortcut, connect):
+        code = ops.KERNEL_CONNECTS.get(connect, 0)
+        out, v_last, h = tk.forward(x, v0, inv_tau, cfg, True, bn_scale, bn_shift, shortcut, code)
+        ctx.save_for_backward(h, v0, inv_tau, x, bn_scale, shortcut)
+        ctx.cfg, ctx.x_dtype, ctx.code = cfg, x.dtype, code
+        return out, v_last
 
     @staticmethod
-    def backward(ctx, grad_spikes, grad_v):
-        h, v0, inv_tau = ctx.saved_tensors
-        gx, gv0, gk = tk.backward(grad_spikes, grad_v, h, v0, inv_tau, ctx.cfg, ctx.x_dtype)
-        return gx, gv0, gk if ctx.cfg.kind == "plif" else None, None
+    def backward(ctx, grad_out, grad_v):
+        h, v0, inv_tau, x, bn_scale, shortcut = ctx.saved_tensors
+        gx, gv0, gk, g_scale, g_shift, g_sc = tk.backward(grad_out, grad_v, h, v0, inv_tau, ctx.cfg, ctx.x_dtype, x,
+                                                          bn_scale, shortcut, ctx.code)
+        affine = bn_scale is not None
+        return (gx, gv0, gk if ctx.cfg.kind == "plif" else None, None, g_scale if affine else None,
+                g_shift if affine else None, g_sc if ctx.code else None, None)
 
 
 def _run_reference(node, x, v0):
@@ -88,7 +97,7 @@ def _run_reference(node, x, v0):
 
 def _run_kernels(node, x, v0):
     inv_tau = node.w.sigmoid() if isinstance(node, neuron.ParametricLIFNode) else None
-    return _Kernels.apply(x, v0, inv_tau, ops.neuron_config(node))
+    return _Kernels.apply(x, v0, inv_tau, ops.neuron_config(node), None, None, None, "")
 
 
 def _grads(run, node, x, v0, gs, gv):
@@ -264,6 +273,190 @@ def test_compile_fullgraph_whole_model_through_the_ops(monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(results[1][1], results[0][1]))
 
 
+# --- fused beside the neuron: an eval BatchNorm before it, the connect function g after it --------------------------
+#: IF, LIF and PLIF, each with a hard and a soft reset
+FUSION_CASES = [CASES[0], CASES[1], CASES[3], CASES[4], CASES[5], CASES[6]]
+#: what is fused: the BatchNorm prologue, each connect epilogue, and both (a SEW block's BN -> neuron -> g)
+FUSIONS = {"bn": (True, None), "ADD": (False, "ADD"), "AND": (False, "AND"), "IAND": (False, "IAND"),
+           "bn+IAND": (True, "IAND")}
+BN_SHAPE = (2, 3, 4, 5)  # N, C, H, W: 120 neurons per step, one program of 256
+
+
+def _eval_batchnorm(channels: int, seed: int = 1) -> torch.nn.BatchNorm2d:
+    """An eval-mode BatchNorm2d with random affine parameters and running statistics; channel 0's weight is 0
+    (a zero-initialised last BN)."""
+    g = torch.Generator().manual_seed(seed)
+    bn = torch.nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        bn.weight.copy_(torch.randn(channels, generator=g))
+        bn.weight[0] = 0.0
+        bn.bias.copy_(torch.randn(channels, generator=g) * 0.5 + 1.2)
+        bn.running_mean.copy_(torch.randn(channels, generator=g))
+        bn.running_var.copy_(torch.rand(channels, generator=g) * 2 + 0.1)
+    return bn.eval()
+
+
+def _fusion_inputs(dtype=torch.float32, seed=2):
+    """(x, v0, shortcut, dL/dO, dL/dV[T-1]); the shortcut holds spike counts 0-2, as a later ADD block's input."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (T, *BN_SHAPE)
+    x = (torch.randn(shape, generator=g) * 1.5 + 0.6).to(dtype)
+    v0 = torch.randn(BN_SHAPE, generator=g) * 0.4
+    shortcut = ((torch.rand(shape, generator=g) < 0.5).float() + (torch.rand(shape, generator=g) < 0.2).float())
+    return x, v0, shortcut.to(dtype), torch.randn(shape, generator=g), torch.randn(BN_SHAPE, generator=g)
+
+
+def _run_fusion(route, node, bn, connect, x, v0, shortcut, grad_out, grad_v):
+    """(output, V[T-1], dL/dx, dL/dv0, dL/dshortcut, [dL/d bn.weight, bn.bias, PLIF w]) of one route:
+    'unfused' (BatchNorm2d, the neuron, connect.py's g as modules), 'kernels' (the Triton kernels) or 'op'
+    (:func:`ops.multistep`, here the ops' CPU reference)."""
+    x, v0, shortcut = (t.detach().clone().requires_grad_() for t in (x, v0, shortcut))
+    modules = [m for m in (bn, node) if m is not None]
+    for m in modules:
+        m.zero_grad()
+    inv_tau = node.w.sigmoid() if isinstance(node, neuron.ParametricLIFNode) else None
+    cfg, fused_shortcut = ops.neuron_config(node), shortcut if connect else None
+    if route == "unfused":
+        node.v = v0
+        out = node(x if bn is None else bn(x.flatten(0, 1)).unflatten(0, x.shape[:2]))
+        out = sj_sew.connect.get_connect(connect).fn(out, shortcut) if connect else out
+        v_last = node.v
+    elif route == "kernels":
+        scale, shift = ops.batchnorm_affine(bn) if bn is not None else (None, None)
+        out, v_last = _Kernels.apply(x, v0, inv_tau, cfg, scale, shift, fused_shortcut, connect or "")
+    else:
+        out, v_last = ops.multistep(x, v0, inv_tau, cfg, bn=bn, shortcut=fused_shortcut, connect=connect)
+    ((out.float() * grad_out).sum() + (v_last.float() * grad_v).sum()).backward()
+    return (out.detach(), v_last.detach(), x.grad, v0.grad, shortcut.grad,
+            [p.grad.clone() for m in modules for p in m.parameters()])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("fusion", list(FUSIONS))
+@pytest.mark.parametrize("kind,kwargs", FUSION_CASES)
+def test_fused_bn_and_connect_equal_the_unfused_composition(kind, kwargs, fusion, dtype):
+    """BatchNorm2d (eval) -> neuron -> connect.py's g as modules, against the same fused into the Triton kernels
+    and into the ops' CPU reference: the same outputs and final potentials bit for bit, gradients (x, v0,
+    shortcut, BN weight and bias through (scale, shift), PLIF w) within float32 rounding. bf16 inputs: the
+    composition on the inputs cast to float32 (the kernels keep the affine result in float32), dL/dx rounded."""
+    with_bn, connect = FUSIONS[fusion]
+    node = _reference_node(kind, kwargs, False, "atan")
+    bn = _eval_batchnorm(BN_SHAPE[1]) if with_bn else None
+    x, v0, shortcut, grad_out, grad_v = _fusion_inputs(dtype)
+    with torch.no_grad():
+        node.v = v0
+        rate = node(x.float() if bn is None else bn(x.float().flatten(0, 1)).unflatten(0, x.shape[:2])).mean()
+    assert 0.05 < rate < 0.95, "some neurons must fire and some not"
+    want = _run_fusion("unfused", node, bn, connect, x.float(), v0, shortcut.float(), grad_out.to(dtype).float(),
+                       grad_v)
+    for route in ("kernels", "op"):
+        got = _run_fusion(route, node, bn, connect, x, v0, shortcut, grad_out, grad_v)
+        assert got[0].dtype == dtype and torch.equal(got[0].float(), want[0]), f"{route}: outputs"
+        assert torch.equal(got[1], want[1]), f"{route}: membrane potential after the last step"
+        assert got[2].dtype == dtype
+        if dtype == torch.float32:
+            torch.testing.assert_close(got[2], want[2], rtol=1e-5, atol=1e-6, msg=f"{route}: x")
+        else:
+            torch.testing.assert_close(got[2], want[2].to(dtype), msg=f"{route}: x")
+        torch.testing.assert_close(got[3], want[3], rtol=1e-5, atol=1e-6, msg=f"{route}: v0")
+        if connect:
+            assert torch.equal(got[4].float(), want[4]), f"{route}: shortcut"  # 0, dL/dO or its product with 0/1
+        assert len(got[5]) == len(want[5]) == with_bn * 2 + (kind == "plif")
+        for i, (a, b) in enumerate(zip(got[5], want[5])):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=f"{route}: parameter {i}")
+
+
+@pytest.mark.parametrize("shape", [(4, 16, 7, 9), (3, 64, 8, 8), (5, 6), (4, 6, 10)])
+def test_batchnorm_affine_is_torch_batchnorm_bit_for_bit(shape):
+    """x * scale + shift as the ops compute it (one rounding) equals torch's eval BatchNorm on CPU exactly (its
+    vectorised kernel computes bias - mean * alpha and x * alpha + beta as fused multiply-adds)."""
+    channels = shape[1]
+    bn = _eval_batchnorm(channels, seed=channels)
+    if len(shape) != 4:
+        bn1d = torch.nn.BatchNorm1d(channels).eval()
+        bn1d.load_state_dict(bn.state_dict())
+        bn = bn1d
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 3
+    with torch.no_grad():
+        assert torch.equal(ops.batchnorm_apply(x, *ops.batchnorm_affine(bn)), bn(x))
+    scale, shift = ops.batchnorm_affine(bn)
+    (scale.sum() + shift.sum()).backward()  # differentiable in the BatchNorm's parameters
+    assert bn.weight.grad is not None and bn.bias.grad is not None
+
+
+@pytest.mark.parametrize("connect", ["ADD", "IAND"])
+def test_opcheck_with_bn_and_connect(connect):
+    x, v0, inv_tau, *settings, _ = _op_args(*CASES[6])  # PLIF, soft reset; SHAPE (3, 5, 7): C = 5
+    scale = (torch.rand(SHAPE[1]) + 0.5).requires_grad_()
+    shift = torch.randn(SHAPE[1]).requires_grad_()
+    shortcut = (torch.rand_like(x) < 0.5).float().requires_grad_()
+    args = (x, v0, inv_tau, *settings, True, scale, shift, shortcut, connect)
+    torch.library.opcheck(torch.ops.sj_sew.neuron_forward.default, args)
+    out, v_last, h = torch.ops.sj_sew.neuron_forward(*args)
+    grads = (torch.randn_like(out), torch.randn_like(v_last), h.detach(), v0.detach(), inv_tau.detach(), *settings,
+             x.dtype, x.detach(), scale.detach(), shortcut.detach(), connect)
+    torch.library.opcheck(torch.ops.sj_sew.neuron_backward.default, grads)
+
+
+def test_connect_output_dtype_promotes():
+    """O = g(A, S) takes the dtype A and S promote to, as connect.py's g does (bf16 spikes, float32 shortcut)."""
+    x, v0, shortcut, _, _ = _fusion_inputs(torch.bfloat16)
+    cfg = ops.NeuronConfig("if", 1.0, 0.0)
+    out, _ = ops.multistep(x, v0, None, cfg, shortcut=shortcut.float(), connect="AND")
+    got, _, _ = tk.forward(x, v0, None, cfg, False, shortcut=shortcut.float(), connect=ops.KERNEL_CONNECTS["AND"])
+    spikes, _ = ops.multistep(x, v0, None, cfg)
+    assert out.dtype == got.dtype == torch.float32
+    assert torch.equal(out, sj_sew.connect.and_(spikes, shortcut.float())) and torch.equal(got, out)
+
+
+def test_compile_fullgraph_conv_bn_neuron_connect_step():
+    """torch.compile(fullgraph=True) of conv -> fused eval BN, PLIF and IAND through the op: equal to eager."""
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(2, 4, 3, padding=1), _eval_batchnorm(4)
+    w = torch.nn.Parameter(torch.tensor(0.3))
+    cfg = ops.NeuronConfig("plif", 1.0, 0.0, detach_reset=True, surrogate="atan", alpha=2.0)
+
+    def step(x, shortcut):
+        y = conv(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        out, v = ops.multistep(y, y.new_zeros(()), w.sigmoid(), cfg, bn=bn, shortcut=shortcut, connect="IAND")
+        return (out * torch.linspace(-1, 1, 6)).mean() + v.mean(), out
+
+    x = torch.rand(T, 2, 2, 6, 6) * 3
+    shortcut = (torch.rand(T, 2, 4, 6, 6) < 0.6).float()
+    params = [conv.weight, conv.bias, bn.weight, bn.bias, w]
+    results = []
+    torch._dynamo.reset()
+    for fn in (step, torch.compile(step, fullgraph=True, backend="aot_eager")):
+        for p in params:
+            p.grad = None
+        s = shortcut.clone().requires_grad_()
+        loss, out = fn(x, s)
+        loss.backward()
+        results.append((loss.detach(), out.detach(), [p.grad.clone() for p in params] + [s.grad]))
+    (loss0, o0, g0), (loss1, o1, g1) = results
+    assert 0.05 < (o0 != shortcut).float().mean() < 0.95 and torch.equal(o1, o0)
+    torch.testing.assert_close(loss1, loss0)
+    for a, b in zip(g1, g0):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fusion_errors():
+    cfg = ops.NeuronConfig("if", 1.0, 0.0)
+    x, v0 = torch.zeros(T, 2, 3, 4), torch.zeros(())
+    with pytest.raises(ValueError, match="BatchNorm2d in training mode normalises with batch statistics"):
+        ops.multistep(x, v0, None, cfg, bn=torch.nn.BatchNorm2d(3))
+    with pytest.raises(ValueError, match="eval mode without running statistics"):
+        ops.multistep(x, v0, None, cfg, bn=torch.nn.BatchNorm2d(3, track_running_stats=False).eval())
+    with pytest.raises(ValueError, match=r"one value per channel \(axis 2"):
+        ops.multistep(x, v0, None, cfg, bn=(torch.ones(4), torch.zeros(4)))
+    with pytest.raises(ValueError, match="a shortcut without a connect function"):
+        ops.multistep(x, v0, None, cfg, shortcut=x)
+    with pytest.raises(ValueError, match=r"connect='AND' needs a shortcut of the input's shape \(4, 2, 3, 4\)"):
+        ops.multistep(x, v0, None, cfg, shortcut=x[0], connect="and")
+    with pytest.raises(ValueError, match="unknown connect function 'OR'"):
+        ops.multistep(x, v0, None, cfg, shortcut=x, connect="OR")
+
+
 # --- backend='fused' ---------------------------------------------------------------------------------------------
 def test_fused_backend_on_cpu_is_the_default_path_bit_for_bit():
     torch.manual_seed(0)
@@ -328,14 +521,17 @@ def test_kernels_compile_for_sm90_without_a_gpu():
     target = GPUTarget("cuda", 90, 32)
     ptr, f32, i32 = "*fp32", "fp32", "i32"
     for dtype in ("fp32", "bf16", "fp16"):
-        fwd = dict(x_ptr="*" + dtype, v0_ptr=ptr, k_ptr=ptr, s_ptr="*" + dtype, v_ptr=ptr, h_ptr=ptr, numel=i32,
-                   steps=i32, tau=f32, v_th=f32, v_rs=f32)
-        bwd = dict(gs_ptr="*" + dtype, gv_ptr=ptr, h_ptr=ptr, v0_ptr=ptr, k_ptr=ptr, gx_ptr="*" + dtype, gv0_ptr=ptr,
-                   gk_ptr=ptr, numel=i32, steps=i32, last="i64", tau=f32, keep=f32, v_th=f32, v_rs=f32, alpha=f32,
-                   scale=f32)
+        fwd = dict(x_ptr="*" + dtype, v0_ptr=ptr, k_ptr=ptr, bn_scale_ptr=ptr, bn_shift_ptr=ptr, sc_ptr="*" + dtype,
+                   s_ptr="*" + dtype, v_ptr=ptr, h_ptr=ptr, numel=i32, steps=i32, inner=i32, channels=i32, tau=f32,
+                   v_th=f32, v_rs=f32)
+        bwd = dict(gs_ptr="*" + dtype, gv_ptr=ptr, h_ptr=ptr, v0_ptr=ptr, k_ptr=ptr, x_ptr="*" + dtype,
+                   bn_scale_ptr=ptr, sc_ptr="*" + dtype, gx_ptr="*" + dtype, gv0_ptr=ptr, gk_ptr=ptr,
+                   gsc_ptr="*" + dtype, g_scale_ptr=ptr, g_shift_ptr=ptr, numel=i32, steps=i32, last="i64", inner=i32,
+                   channels=i32, tau=f32, keep=f32, v_th=f32, v_rs=f32, alpha=f32, sg_scale=f32)
         for kind in range(3):
-            for hard, decay_input in ((True, True), (False, False)):
-                meta = dict(KIND=kind, HARD=hard, DECAY_INPUT=decay_input, BLOCK=tk.BLOCK)
+            for hard, decay_input in ((True, True), (False, False)):  # fused BN and g: each connect once
+                meta = dict(KIND=kind, HARD=hard, DECAY_INPUT=decay_input, AFFINE=hard, CONNECT=kind + hard,
+                            BLOCK=tk.BLOCK)
                 fwd_meta = {**meta, "KEEP_H": True}
                 bwd_meta = {**meta, "DETACH": False, "SURROGATE": kind % 2, "HAS_GV": True}
                 for body, sig, consts in ((tk._forward_body, fwd, fwd_meta), (tk._backward_body, bwd, bwd_meta)):

@@ -11,6 +11,11 @@ fake (meta) implementations and the forward has its autograd formula registered,
 fullgraph=True)`` and CUDA graphs capture a training step through them. :func:`multistep` is the entry point;
 :func:`neuron_config` says whether a neuron's settings have a kernel (:data:`KERNEL_NEURONS`,
 :data:`KERNEL_SURROGATES`).
+
+Both ops fuse, optionally, what sits beside the neuron: an eval-mode BatchNorm before it (the charge is
+X * scale + shift per channel, :func:`batchnorm_affine`; gradients for X, scale and shift) and the SEW block's
+connect function g after it (the output is O = g(A, S) of the spikes A and the shortcut S, :data:`KERNEL_CONNECTS`;
+gradients for X and S, A recomputed from the saved potentials).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from typing import Optional
 import torch
 from spikingjelly.activation_based import neuron as sj_neuron
 
+from ..connect import Connect, get_connect
 from . import dynamics
 from .surrogate import SURROGATES
 
@@ -29,6 +35,12 @@ from .surrogate import SURROGATES
 KERNEL_NEURONS = ("if", "lif", "plif")
 #: The surrogates whose derivative the backward kernel computes: name (as in :data:`SURROGATES`) -> kernel code.
 KERNEL_SURROGATES = {"atan": 0, "sigmoid": 1}
+#: The connect functions g(A, S) of :mod:`sj_sew.connect` the kernels apply to the spikes A: name -> kernel code
+#: (0: none); the ops' ``connect`` argument is the name ('' for none).
+KERNEL_CONNECTS = {"ADD": 1, "AND": 2, "IAND": 3}
+#: (dL/dA, dL/dS) of O = g(A, S) from dL/dO, A and S: the reference backward's closed forms of connect.py's g.
+_CONNECT_GRADS = {"ADD": lambda g, a, s: (g, g), "AND": lambda g, a, s: (g * s, g * a),
+                  "IAND": lambda g, a, s: (-(g * s), g * (1.0 - a))}
 
 _NEURON_CLASSES = (("plif", sj_neuron.ParametricLIFNode), ("lif", sj_neuron.LIFNode), ("if", sj_neuron.IFNode))
 
@@ -92,19 +104,77 @@ def neuron_config(node) -> NeuronConfig | None:
                         bool(node.detach_reset), name, float(node.surrogate_function.alpha))
 
 
-def multistep(x_seq: torch.Tensor, v0: torch.Tensor, inv_tau: torch.Tensor | None, cfg: NeuronConfig
+def multistep(x_seq: torch.Tensor, v0: torch.Tensor, inv_tau: torch.Tensor | None, cfg: NeuronConfig, *,
+              bn=None, shortcut: torch.Tensor | None = None, connect: str | Connect | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """(spikes [T, ...] in ``x_seq``'s dtype, V[T-1] float32) of the neuron ``cfg`` from V[-1] = ``v0`` (any
     shape that broadcasts to one step); PLIF takes ``inv_tau`` = sigmoid(w), a 0-dim tensor. Differentiable
-    in ``x_seq``, ``v0`` and ``inv_tau``."""
+    in ``x_seq``, ``v0`` and ``inv_tau``.
+
+    Fused beside the neuron, both optional:
+
+    - ``bn``: an eval-mode BatchNorm module, or its ``(scale, shift)`` (:func:`batchnorm_affine`), applied to
+      ``x_seq`` [T, N, C, ...] (channel axis 2) before the charge; differentiable in scale and shift (so in the
+      module's weight and bias);
+    - ``connect`` (a name of :data:`KERNEL_CONNECTS` or its :class:`~sj_sew.connect.Connect`) with ``shortcut``
+      (``x_seq``'s shape): the first output is O = g(spikes, shortcut) instead of the spikes, in the dtype
+      ``x_seq`` and ``shortcut`` promote to; differentiable in ``shortcut``."""
     v0 = v0.expand(x_seq.shape[1:])
     if cfg.kind == "plif" and inv_tau is None:
         raise ValueError("PLIF needs inv_tau = sigmoid(w)")
-    keep_h = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (x_seq, v0, inv_tau))
-    spikes, v_last, _ = torch.ops.sj_sew.neuron_forward(x_seq, v0, inv_tau if cfg.kind == "plif" else None,
-                                                        *astuple(cfg), keep_h)
-    return spikes, v_last
+    bn_scale, bn_shift = batchnorm_affine(bn) if isinstance(bn, torch.nn.Module) else (bn or (None, None))
+    if bn_scale is not None and (x_seq.dim() < 3 or bn_scale.shape != (x_seq.shape[2],)
+                                 or bn_shift.shape != bn_scale.shape):
+        raise ValueError(f"the BatchNorm's scale and shift must have one value per channel (axis 2 of [T, N, C, "
+                         f"...]); got {tuple(bn_scale.shape)} and {tuple(bn_shift.shape)} for {tuple(x_seq.shape)}")
+    name = _connect_name(connect, shortcut, x_seq)
+    tensors = (x_seq, v0, inv_tau, bn_scale, bn_shift, shortcut)
+    keep_h = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    out, v_last, _ = torch.ops.sj_sew.neuron_forward(x_seq, v0, inv_tau if cfg.kind == "plif" else None,
+                                                     *astuple(cfg), keep_h, bn_scale, bn_shift,
+                                                     shortcut if name else None, name)
+    return out, v_last
+
+
+def _connect_name(connect, shortcut, x_seq) -> str:
+    """The :data:`KERNEL_CONNECTS` name of ``connect`` ('' for None), with ``shortcut`` checked against it."""
+    if connect is None:
+        if shortcut is not None:
+            raise ValueError("a shortcut without a connect function: give connect='ADD', 'AND' or 'IAND'")
+        return ""
+    name = get_connect(connect).name
+    if name not in KERNEL_CONNECTS or get_connect(name) is not get_connect(connect):
+        raise ValueError(f"connect function {name!r} has no sj_sew kernel ({', '.join(KERNEL_CONNECTS)} have)")
+    if shortcut is None or shortcut.shape != x_seq.shape:
+        got = None if shortcut is None else tuple(shortcut.shape)
+        raise ValueError(f"connect={name!r} needs a shortcut of the input's shape {tuple(x_seq.shape)}, got {got}")
+    return name
+
+
+def batchnorm_affine(bn: torch.nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift), float32 [C], of an eval-mode BatchNorm: bn(x) = x * scale + shift per channel, as torch's
+    CPU kernel computes it (scale = rsqrt(running_var + eps) * weight, shift = bias - running_mean * scale with
+    one rounding). Differentiable in ``bn.weight`` and ``bn.bias``. A BatchNorm in training mode, or one
+    without running statistics, normalises with the batch's statistics: it has no fixed affine (ValueError)."""
+    if bn.training or bn.running_mean is None:
+        mode = "training mode" if bn.training else "eval mode without running statistics"
+        raise ValueError(f"{type(bn).__name__} in {mode} normalises with batch statistics: only an eval-mode "
+                         "BatchNorm with running statistics fuses into the neuron (call .eval())")
+    scale = torch.rsqrt(bn.running_var.to(torch.float32) + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.to(torch.float32)
+    bias = bn.bias.to(torch.float64) if bn.bias is not None else 0.0
+    shift = (bias - bn.running_mean.to(torch.float64) * scale.to(torch.float64)).to(torch.float32)
+    return scale, shift
+
+
+def batchnorm_apply(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """X * scale + shift in float32, channel axis 1 of ``x``: the BatchNorm prologue of the ops (what the kernels
+    compute), a fused multiply-add as torch's CPU BatchNorm computes it (here the product exact in float64, the sum
+    rounded to float64 and then float32: the same result but for ties at the second rounding)."""
+    view = (-1,) + (1,) * (x.dim() - 2)
+    return (x.to(torch.float64) * scale.to(torch.float64).view(view)
+            + shift.to(torch.float64).view(view)).to(torch.float32)
 
 
 # --- BPTT in torch ----------------------------------------------------------------------------------------
@@ -156,20 +226,29 @@ def bptt(charged, grad_spikes, grad_v_last, v_threshold, v_reset, detach_reset, 
 @torch.library.custom_op("sj_sew::neuron_forward", mutates_args=())
 def neuron_forward(x_seq: torch.Tensor, v0: torch.Tensor, inv_tau: Optional[torch.Tensor], kind: str,
                    v_threshold: float, v_reset: Optional[float], tau: float, decay_input: bool, detach_reset: bool,
-                   surrogate: str, alpha: float, keep_h: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The reference forward (every device but CUDA): :mod:`dynamics` step by step in float32."""
+                   surrogate: str, alpha: float, keep_h: bool, bn_scale: Optional[torch.Tensor] = None,
+                   bn_shift: Optional[torch.Tensor] = None, shortcut: Optional[torch.Tensor] = None,
+                   connect: str = "") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The reference forward (every device but CUDA): :mod:`dynamics` step by step in float32, after
+    :func:`batchnorm_apply` (``bn_scale``/``bn_shift``) and followed by connect.py's g (``connect``, ``shortcut``)."""
     cfg = NeuronConfig(kind, v_threshold, v_reset, tau, decay_input, detach_reset, surrogate, alpha)
     charge = _charge(cfg, inv_tau)
+    g = get_connect(connect).fn if connect else None
     v = v0.to(torch.float32).expand(x_seq.shape[1:])
-    spikes = torch.empty_like(x_seq)
+    out = torch.empty(x_seq.shape, dtype=_out_dtype(x_seq, shortcut, connect), device=x_seq.device)
     h_seq = torch.empty(x_seq.shape, dtype=torch.float32, device=x_seq.device) if keep_h else v.new_empty((0,))
     for t in range(x_seq.shape[0]):
-        h = charge(v, x_seq[t].to(torch.float32))
+        x = x_seq[t].to(torch.float32)
+        h = charge(v, x if bn_scale is None else batchnorm_apply(x, bn_scale, bn_shift))
         s, v = dynamics.fire_and_reset(h, v_threshold, v_reset)
-        spikes[t] = s
+        out[t] = s if g is None else g(s.to(x_seq.dtype), shortcut[t])
         if keep_h:
             h_seq[t] = h
-    return spikes, v.clone(), h_seq
+    return out, v.clone(), h_seq
+
+
+def _out_dtype(x_seq, shortcut, connect) -> torch.dtype:
+    return torch.promote_types(x_seq.dtype, shortcut.dtype) if connect else x_seq.dtype
 
 
 def _charge(cfg: NeuronConfig, inv_tau):
@@ -192,62 +271,89 @@ def _triton_kernels():
 
 @neuron_forward.register_kernel("cuda")
 def _forward_cuda(x_seq, v0, inv_tau, kind, v_threshold, v_reset, tau, decay_input, detach_reset, surrogate, alpha,
-                  keep_h):
+                  keep_h, bn_scale=None, bn_shift=None, shortcut=None, connect=""):
     cfg = NeuronConfig(kind, v_threshold, v_reset, tau, decay_input, detach_reset, surrogate, alpha)
-    return _triton_kernels().forward(x_seq, v0, inv_tau, cfg, keep_h)
+    return _triton_kernels().forward(x_seq, v0, inv_tau, cfg, keep_h, bn_scale, bn_shift, shortcut,
+                                     KERNEL_CONNECTS.get(connect, 0))
 
 
 @neuron_forward.register_fake
 def _forward_fake(x_seq, v0, inv_tau, kind, v_threshold, v_reset, tau, decay_input, detach_reset, surrogate, alpha,
-                  keep_h):
+                  keep_h, bn_scale=None, bn_shift=None, shortcut=None, connect=""):
     h_shape = x_seq.shape if keep_h else (0,)
-    return (torch.empty_like(x_seq), x_seq.new_empty(x_seq.shape[1:], dtype=torch.float32),
-            x_seq.new_empty(h_shape, dtype=torch.float32))
+    return (x_seq.new_empty(x_seq.shape, dtype=_out_dtype(x_seq, shortcut, connect)),
+            x_seq.new_empty(x_seq.shape[1:], dtype=torch.float32), x_seq.new_empty(h_shape, dtype=torch.float32))
 
 
 @torch.library.custom_op("sj_sew::neuron_backward", mutates_args=())
-def neuron_backward(grad_spikes: torch.Tensor, grad_v_last: Optional[torch.Tensor], h_seq: torch.Tensor,
+def neuron_backward(grad_out: torch.Tensor, grad_v_last: Optional[torch.Tensor], h_seq: torch.Tensor,
                     v0: torch.Tensor, inv_tau: Optional[torch.Tensor], kind: str, v_threshold: float,
                     v_reset: Optional[float], tau: float, decay_input: bool, detach_reset: bool, surrogate: str,
-                    alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The reference backward (every device but CUDA): the fused path's BPTT in float32."""
+                    alpha: float, x_dtype: Optional[torch.dtype] = None, x_seq: Optional[torch.Tensor] = None,
+                    bn_scale: Optional[torch.Tensor] = None, shortcut: Optional[torch.Tensor] = None,
+                    connect: str = "") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                torch.Tensor]:
+    """The reference backward (every device but CUDA): the fused path's BPTT in float32. Returns (dL/dX in
+    ``x_dtype`` (default: ``grad_out``'s), dL/dV[-1], dL/d(1/tau), dL/dscale, dL/dshift, dL/dshortcut), the last
+    three empty without ``bn_scale`` (``x_seq``: the forward's input) or ``connect``."""
+    grad_a, grad_sc = grad_out.to(torch.float32), h_seq.new_empty((0,))
+    if connect:
+        spikes = dynamics.fire(h_seq, v_threshold).to(torch.float32)
+        grad_a, grad_sc = _CONNECT_GRADS[connect](grad_a, spikes, shortcut.to(torch.float32))
+        grad_sc = grad_sc.to(shortcut.dtype, copy=True)
     grad_x, grad_v0, grad_k = bptt(
-        h_seq, grad_spikes.to(torch.float32), None if grad_v_last is None else grad_v_last.to(torch.float32),
+        h_seq, grad_a, None if grad_v_last is None else grad_v_last.to(torch.float32),
         v_threshold, v_reset, detach_reset, partial(SURROGATES[surrogate].derivative, alpha=alpha),
         tau=tau if kind == "lif" else None, decay_input=decay_input,
         inv_tau=inv_tau.to(torch.float32) if kind == "plif" else None,
         v0=v0.to(torch.float32).expand(h_seq.shape[1:]))
+    grad_scale, grad_shift = h_seq.new_empty((0,)), h_seq.new_empty((0,))  # (distinct: no aliased outputs)
+    if bn_scale is not None:  # grad_x is dL/dY of Y = X * scale + shift
+        dims = (0, 1, *range(3, h_seq.dim()))
+        grad_shift, grad_scale = grad_x.sum(dims), (grad_x * x_seq.to(torch.float32)).sum(dims)
+        grad_x = grad_x * bn_scale.to(torch.float32).view((-1,) + (1,) * (h_seq.dim() - 3))
     grad_v0 = torch.zeros_like(h_seq[0]) if grad_v0 is None else grad_v0.expand(h_seq.shape[1:]).clone()
     grad_k = h_seq.new_zeros(()) if grad_k is None else grad_k
-    return grad_x.to(grad_spikes.dtype), grad_v0, grad_k
+    return grad_x.to(x_dtype or grad_out.dtype), grad_v0, grad_k, grad_scale, grad_shift, grad_sc
 
 
 @neuron_backward.register_kernel("cuda")
-def _backward_cuda(grad_spikes, grad_v_last, h_seq, v0, inv_tau, kind, v_threshold, v_reset, tau, decay_input,
-                   detach_reset, surrogate, alpha):
+def _backward_cuda(grad_out, grad_v_last, h_seq, v0, inv_tau, kind, v_threshold, v_reset, tau, decay_input,
+                   detach_reset, surrogate, alpha, x_dtype=None, x_seq=None, bn_scale=None, shortcut=None,
+                   connect=""):
     cfg = NeuronConfig(kind, v_threshold, v_reset, tau, decay_input, detach_reset, surrogate, alpha)
-    return _triton_kernels().backward(grad_spikes, grad_v_last, h_seq, v0, inv_tau, cfg, grad_spikes.dtype)
+    return _triton_kernels().backward(grad_out, grad_v_last, h_seq, v0, inv_tau, cfg, x_dtype or grad_out.dtype,
+                                      x_seq, bn_scale, shortcut, KERNEL_CONNECTS.get(connect, 0))
 
 
 @neuron_backward.register_fake
-def _backward_fake(grad_spikes, grad_v_last, h_seq, v0, inv_tau, kind, v_threshold, v_reset, tau, decay_input,
-                   detach_reset, surrogate, alpha):
-    return (torch.empty_like(grad_spikes), h_seq.new_empty(h_seq.shape[1:]), h_seq.new_empty(()))
+def _backward_fake(grad_out, grad_v_last, h_seq, v0, inv_tau, kind, v_threshold, v_reset, tau, decay_input,
+                   detach_reset, surrogate, alpha, x_dtype=None, x_seq=None, bn_scale=None, shortcut=None,
+                   connect=""):
+    channels = (h_seq.shape[2],) if bn_scale is not None else (0,)
+    return (h_seq.new_empty(h_seq.shape, dtype=x_dtype or grad_out.dtype), h_seq.new_empty(h_seq.shape[1:]),
+            h_seq.new_empty(()), h_seq.new_empty(channels), h_seq.new_empty(channels),
+            torch.empty_like(shortcut) if connect else h_seq.new_empty((0,)))
 
 
 def _setup_context(ctx, inputs, output):
-    x_seq, v0, inv_tau, *settings, keep_h = inputs
-    ctx.settings = settings
-    ctx.save_for_backward(output[2], v0, inv_tau)
+    x_seq, v0, inv_tau, *settings, keep_h, bn_scale, bn_shift, shortcut, connect = inputs
+    ctx.settings, ctx.connect, ctx.x_dtype = settings, connect, x_seq.dtype
+    ctx.save_for_backward(output[2], v0, inv_tau, x_seq if bn_scale is not None else None, bn_scale, bn_shift,
+                          shortcut)
 
 
-def _backward(ctx, grad_spikes, grad_v_last, _grad_h):
-    h_seq, v0, inv_tau = ctx.saved_tensors
-    if h_seq.shape != grad_spikes.shape:
+def _backward(ctx, grad_out, grad_v_last, _grad_h):
+    h_seq, v0, inv_tau, x_seq, bn_scale, bn_shift, shortcut = ctx.saved_tensors
+    if h_seq.shape != grad_out.shape:
         raise RuntimeError("sj_sew::neuron_forward kept no potentials (keep_h=False): no backward through it")
-    grad_x, grad_v0, grad_k = neuron_backward(grad_spikes, grad_v_last, h_seq, v0, inv_tau, *ctx.settings)
+    grad_x, grad_v0, grad_k, grad_scale, grad_shift, grad_sc = neuron_backward(
+        grad_out, grad_v_last, h_seq, v0, inv_tau, *ctx.settings, ctx.x_dtype, x_seq, bn_scale, shortcut,
+        ctx.connect)
+    affine = bn_scale is not None
     return (grad_x, grad_v0.to(v0.dtype), None if inv_tau is None else grad_k.to(inv_tau.dtype).reshape(inv_tau.shape),
-            *([None] * (len(ctx.settings) + 1)))
+            *([None] * (len(ctx.settings) + 1)), grad_scale.to(bn_scale.dtype) if affine else None,
+            grad_shift.to(bn_shift.dtype) if affine else None, grad_sc if ctx.connect else None, None)
 
 
 torch.library.register_autograd("sj_sew::neuron_forward", _backward, setup_context=_setup_context)
