@@ -1,8 +1,9 @@
 """The GPU path: every model on CUDA with each backend of this SpikingJelly line, mixed precision, memory saving,
 the inference model, train.py on CUDA and resume (``-m cuda``, skipped without a GPU); sj_sew's own Triton
-kernels (``backend='fused'``) against their CPU reference, in a CUDA graph and under ``torch.compile``; and the
-parts of it that run on CPU: ``--amp fp16|bf16``, bf16 autocast on CPU, backend choice and its errors, the per-model scoping of
-SpikingJelly 2.x's kernel choice, the layer-by-layer comparison itself.
+kernels (``backend='fused'``, also with BatchNorm apply and the connect function g fused) against their CPU
+reference, in a CUDA graph and under ``torch.compile``; and the parts of it that run on CPU: ``--amp fp16|bf16``,
+bf16 autocast on CPU, backend choice and its errors, the per-model scoping of SpikingJelly 2.x's kernel choice, the
+layer-by-layer comparison itself.
 
 CUDA is compared with CPU (and autocast with float32) layer by layer (``tests/layerwise.py``): each layer on the
 GPU gets the CPU's input, so a membrane potential one rounding error from the threshold flips one spike there
@@ -373,6 +374,93 @@ def test_fused_backend_compiles_fullgraph_on_cuda():
         (out * torch.linspace(-1, 1, 5, device="cuda")).sum().backward()
         results.append((out.detach(), torch.cat([p.grad.flatten() for p in model.parameters()])))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-4, atol=1e-4)
+    err = (results[1][1] - results[0][1]).norm() / results[0][1].norm()
+    assert err < 1e-3, f"gradient relative error {err:.2e}"
+
+
+#: fused beside the kernels: (kind, v_reset, tau, connect); the BN prologue always, each g once (few compilations)
+FUSION_KERNEL_CASES = [("if", 0.0, 0.0, "ADD"), ("lif", None, 3.0, "AND"), ("plif", 0.0, 0.0, "IAND"),
+                       ("plif", None, 0.0, None)]
+
+
+def _fused_bn_connect_results(device, kind, v_reset, tau, dtype, connect):
+    """(output, V[T-1], dL/dx, dL/dv0, dL/dshortcut, dL/dscale, dL/dshift, dL/dw) of the fused BN -> neuron -> g
+    through :func:`ops.multistep` on ``device`` (CUDA: the Triton kernels; CPU: the ops' reference), 51 200
+    neurons, T = 4."""
+    from sj_sew.neurons import ops
+
+    cfg = ops.NeuronConfig(kind, 1.0, v_reset, tau, True, False, "atan", 2.0)
+    g = torch.Generator().manual_seed(0)
+    shape = (4, 16, 32, 10, 10)
+    x = (torch.randn(shape, generator=g) * 1.5 + 0.6).to(dtype)
+    shortcut = ((torch.rand(shape, generator=g) < 0.5).float() + (torch.rand(shape, generator=g) < 0.2).float())
+    v0 = torch.randn(shape[1:], generator=g) * 0.4
+    scale, shift = torch.rand(32, generator=g) * 2 - 0.5, torch.randn(32, generator=g) * 0.5 + 1.0
+    grad_out, grad_v = torch.randn(shape, generator=g).to(dtype), torch.randn(shape[1:], generator=g)
+    leaves = [t.to(device).requires_grad_() for t in (x, v0, shortcut.to(dtype), scale, shift)]
+    xi, vi, si, ai, bi = leaves
+    w = torch.tensor(0.3, device=device, requires_grad=True)
+    out, v_last = ops.multistep(xi, vi, w.sigmoid() if kind == "plif" else None, cfg, bn=(ai, bi),
+                                shortcut=si if connect else None, connect=connect)
+    ((out * grad_out.to(device)).float().sum() + (v_last * grad_v.to(device)).sum()).backward()
+    return [t.detach().cpu() for t in (out, v_last)] + [None if t.grad is None else t.grad.cpu() for t in (*leaves, w)]
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("kind,v_reset,tau,connect", FUSION_KERNEL_CASES)
+def test_fused_bn_and_connect_on_cuda_equal_the_cpu_reference(kind, v_reset, tau, dtype, connect):
+    """The compiled kernels with the BatchNorm prologue (and the connect function g) against the ops' CPU
+    reference: outputs and final potentials bit for bit, close gradients (x, v0, shortcut, scale, shift, w)."""
+    want = _fused_bn_connect_results("cpu", kind, v_reset, tau, dtype, connect)
+    got = _fused_bn_connect_results("cuda", kind, v_reset, tau, dtype, connect)
+    assert got[0].dtype == dtype and 0.05 < (want[0] != 0).float().mean() < 0.95
+    assert torch.equal(got[0], want[0]), f"{int((got[0] != want[0]).sum())} outputs differ"
+    assert torch.equal(got[1], want[1])
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}  # else dL/dX within the dtype's rounding
+    torch.testing.assert_close(got[2], want[2], **tol)
+    torch.testing.assert_close(got[3], want[3], rtol=1e-5, atol=1e-5)
+    if connect:
+        assert torch.equal(got[4], want[4]), "dL/dshortcut"
+    for name, i in (("scale", 5), ("shift", 6)) + ((("w", 7),) if kind == "plif" else ()):
+        torch.testing.assert_close(got[i], want[i], rtol=1e-4, atol=1e-3, msg=name)
+
+
+@cuda
+@pytest.mark.cuda
+def test_fused_bn_connect_step_compiles_fullgraph_on_cuda():
+    """torch.compile(fullgraph=True) (inductor) of conv -> fused eval BN, PLIF and IAND on CUDA: eager's outputs
+    and gradients (conv, BN weight and bias, w, shortcut)."""
+    from sj_sew.neurons import ops
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 8, 3, padding=1).cuda()
+    bn = torch.nn.BatchNorm2d(8).cuda().eval()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0), bn.bias.uniform_(0.0, 1.0), bn.running_var.uniform_(0.5, 2.0)
+    w = torch.nn.Parameter(torch.tensor(0.3, device="cuda"))
+    cfg = ops.NeuronConfig("plif", 1.0, 0.0, detach_reset=True, surrogate="atan", alpha=2.0)
+
+    def step(x, shortcut):
+        y = conv(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        out, v = ops.multistep(y, y.new_zeros(()), w.sigmoid(), cfg, bn=bn, shortcut=shortcut, connect="IAND")
+        return (out * torch.linspace(-1, 1, 16, device="cuda")).mean() + v.mean(), out
+
+    x = torch.rand(4, 2, 2, 16, 16, device="cuda") * 3
+    shortcut = (torch.rand(4, 2, 8, 16, 16, device="cuda") < 0.6).float()
+    params = [conv.weight, conv.bias, bn.weight, bn.bias, w]
+    results = []
+    torch._dynamo.reset()
+    for fn in (step, torch.compile(step, fullgraph=True)):
+        for p in params:
+            p.grad = None
+        s = shortcut.clone().requires_grad_()
+        loss, out = fn(x, s)
+        loss.backward()
+        results.append((out.detach(), torch.cat([p.grad.flatten() for p in params] + [s.grad.flatten()])))
+    flips = (results[1][0] != results[0][0]).float().mean()
+    assert flips < 1e-3, f"{flips:.2%} outputs differ"  # inductor's conv may round differently: spikes at the edge
     err = (results[1][1] - results[0][1]).norm() / results[0][1].norm()
     assert err < 1e-3, f"gradient relative error {err:.2e}"
 
