@@ -3,8 +3,15 @@ integers as uint8, integer indices in the narrowest integer type; any other valu
 gradients are bit-equal.
 
 - :func:`pack` / :func:`unpack` -- one tensor to its smallest exact form (:class:`Packed`) and back.
+- :func:`mark_binary` -- declare a tensor 0/1 by construction (sj_sew's neurons mark their spikes): :func:`pack`
+  then packs it to bits without looking at its values, one kernel on CUDA (:mod:`.triton_pack`).
 - :func:`compact_saved_tensors` -- a context in which autograd stores what it saves through them.
 - :func:`set_compact` / :func:`is_compact` -- run a module's forward in that context.
+
+Host synchronisation on CUDA: packing a marked tensor (or a bool one) and every unpack never synchronise, so
+they run inside CUDA-graph capture. An unmarked float or integer tensor is checked value by value, which
+synchronises once or twice per saved tensor; during CUDA-graph capture, where that is not allowed, such a tensor
+is kept as it is (exact, not compact).
 """
 from __future__ import annotations
 
@@ -13,11 +20,13 @@ import math
 import torch
 import torch.nn as nn
 
+from .triton_pack import pack_bits, unpack_bits
+
 #: tensors smaller than this are kept as they are (the check would cost more than it saves)
 MIN_COMPACT_NUMEL = 4096
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _INTS = (torch.int64, torch.int32, torch.int16)
-_BYTE_SPREAD = 0x0102040810204080  # x * this >> 56 gathers the low bit of 8 little-endian bytes into one byte
+_BINARY = "_sj_sew_binary_at_version"  # the attribute mark_binary sets: the tensor's version when marked
 
 
 class Packed:
@@ -40,28 +49,45 @@ def _owns_storage(t: torch.Tensor) -> bool:
             and t.untyped_storage().nbytes() == t.numel() * t.element_size())
 
 
-def _to_bits(u: torch.Tensor) -> torch.Tensor:
-    flat = u.reshape(-1)
-    pad = (-flat.numel()) % 8
-    if pad:
-        flat = torch.cat([flat, flat.new_zeros(pad)])
-    words = flat.view(torch.int64)
-    return ((words * _BYTE_SPREAD) >> 56).to(torch.uint8)  # wraps mod 2^64; the top byte is exact
+def mark_binary(t: torch.Tensor) -> torch.Tensor:
+    """Declare that every value of ``t`` is 0 or 1 by construction (e.g. a neuron's spikes) and return ``t``.
+
+    :func:`pack` then stores ``t``, and any view of it with its dtype that spans its whole storage (e.g. the
+    flattened input a convolution saves), as packed bits without checking a value: no host synchronisation on
+    CUDA. The mark lasts while ``t`` is not written in place (it records ``t._version``) and is not set where
+    nothing is saved for backward (autograd off, inference tensors) or inside ``torch.compile``'s tracing.
+    A promise, not checked: a marked value that is not 0 or 1 is stored as ``value != 0`` and comes back as
+    1 (NaN and any non-zero value) or 0 (0 and -0.0), silently."""
+    if (not torch.compiler.is_compiling() and isinstance(t, torch.Tensor) and torch.is_grad_enabled()
+            and not t.is_inference()):
+        setattr(t, _BINARY, t._version)
+    return t
 
 
-def _from_bits(bits: torch.Tensor, numel: int) -> torch.Tensor:
-    shifts = torch.arange(8, dtype=torch.uint8, device=bits.device)
-    return ((bits.unsqueeze(1) >> shifts) & 1).reshape(-1)[:numel]
+def _marked_binary(t: torch.Tensor) -> bool:
+    """Whether ``t`` (which owns its storage) or the tensor it views, with ``t``'s dtype and the whole storage,
+    carries :func:`mark_binary`'s mark and has not been written since."""
+    for source in (t, t._base):
+        mark = getattr(source, _BINARY, None)  # (None for source None)
+        if (mark is not None and mark == source._version and source.dtype == t.dtype
+                and (source is t or _owns_storage(source))):
+            return True
+    return False
 
 
 def pack(t):
     """``t`` in its smallest exact form (a :class:`Packed`), or ``t`` itself where no smaller form is exact:
     floats that are not integers in 0..255 (or are -0.0 or NaN), integers out of range, views, small tensors,
-    parameters."""
+    parameters. A tensor marked by :func:`mark_binary` is packed to bits unchecked; during CUDA-graph capture an
+    unmarked float or integer tensor is kept (its check would synchronise)."""
     if (not isinstance(t, torch.Tensor) or t.numel() < MIN_COMPACT_NUMEL or (t.is_leaf and t.requires_grad)
             or not _owns_storage(t)):
         return t
     with torch.no_grad():
+        if t.dtype == torch.bool or _marked_binary(t):
+            return Packed("bits", pack_bits(t), t.shape, t.dtype)
+        if t.is_cuda and torch.cuda.is_current_stream_capturing():
+            return t
         if t.dtype in _FLOATS:
             head = t.view(-1)[:1024]  # most float tensors (potentials, BN inputs) fail here, cheaply
             if not torch.equal(head.to(torch.uint8).to(t.dtype), head):
@@ -70,10 +96,8 @@ def pack(t):
             if not torch.equal(u.to(t.dtype), t) or bool(torch.signbit(t).any()):
                 return t
             if int(u.max()) <= 1:
-                return Packed("bits", _to_bits(u), t.shape, t.dtype)
+                return Packed("bits", pack_bits(u), t.shape, t.dtype)
             return Packed("u8", u, t.shape, t.dtype)
-        if t.dtype == torch.bool:
-            return Packed("bits", _to_bits(t.view(torch.uint8)), t.shape, t.dtype)
         if t.dtype in _INTS:
             lo, hi = (int(v) for v in torch.aminmax(t))
             for narrow in (torch.uint8, torch.int8, torch.int16, torch.int32):
@@ -88,8 +112,7 @@ def unpack(p):
     if not isinstance(p, Packed):
         return p
     if p.kind == "bits":
-        u = _from_bits(p.data, math.prod(p.shape)).view(p.shape)
-        return u.view(torch.bool) if p.dtype == torch.bool else u.to(p.dtype)
+        return unpack_bits(p.data, math.prod(p.shape), p.dtype).view(p.shape)
     return p.data.to(p.dtype)
 
 

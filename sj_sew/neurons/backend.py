@@ -11,7 +11,8 @@ once a GPU measurement shows them faster and correct (none has been made yet). T
 - what a neuron's ``backend`` attribute is on a device (:func:`backend_attribute`, 0.0.0.0.14: ``'auto'``
   picks CuPy on a GPU where it can run) or which 2.x kernel a neuron pins (:func:`pinned_kernel`);
 - the hooks a new neuron carries (:func:`install_hooks`: the 2.x kernel scope, the CuPy dtype guard);
-- the per-device sync of a network's neurons (:func:`sync_neurons`).
+- the per-device sync of a network's neurons (:func:`sync_neurons`; on CUDA it includes the hook that marks
+  their spikes 0/1 for :mod:`sj_sew.memory.packing`, :func:`set_spike_marks`).
 
 :mod:`sj_sew._compat` supplies the facts about SpikingJelly it decides from.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from .. import _compat
+from ..memory import packing
 from . import ops
 
 #: Every ``backend=`` name; which ones a SpikingJelly line offers is :func:`line_backends`.
@@ -188,6 +190,29 @@ class CupyDtypeGuard:
             module._sj_sew_cupy_paused = False
 
 
+def mark_spikes(module, args, output) -> None:
+    """Forward hook of an IF/LIF/PLIF neuron: its output is 0/1 spikes while its surrogate is spiking (not the
+    surrogate's soft output), so :func:`sj_sew.memory.packing.mark_binary` declares it (packed unchecked, no
+    host sync on CUDA)."""
+    if isinstance(output, torch.Tensor) and getattr(module.surrogate_function, "spiking", False):
+        packing.mark_binary(output)
+
+
+def set_spike_marks(modules, neuron_cls: type, enabled: bool) -> None:
+    """Give every neuron of ``neuron_cls`` among ``modules`` the :func:`mark_spikes` hook (once), or take it away;
+    only IF, LIF and PLIF (and their subclasses) take it."""
+    if ops.neuron_kind(neuron_cls) is None:
+        return
+    for m in modules:
+        if isinstance(m, neuron_cls):
+            present = [key for key, hook in m._forward_hooks.items() if hook is mark_spikes]
+            if enabled and not present:
+                m.register_forward_hook(mark_spikes)
+            elif not enabled:
+                for key in present:
+                    del m._forward_hooks[key]
+
+
 def install_hooks(node, backend: str, neuron_cls: type) -> None:
     """Give a new neuron the hooks its backend needs: on 2.x, the scope of the kernel it pins (that neuron's
     forward and backward only, never process-wide); on 0.0.0.0.14 with CuPy, the :class:`CupyDtypeGuard`."""
@@ -202,12 +227,16 @@ def install_hooks(node, backend: str, neuron_cls: type) -> None:
 
 def sync_neurons(modules, backend: str, neuron_cls: type, surrogate_function, device) -> None:
     """Point every neuron of ``neuron_cls`` among ``modules`` at the backend for ``device``; first, on a GPU,
-    check that a pinned 2.x kernel can run there (:func:`check_kernel`)."""
+    check that a pinned 2.x kernel can run there (:func:`check_kernel`). On CUDA the neurons mark their spikes
+    (:func:`set_spike_marks`: packed for backward without a host sync); elsewhere they do not (packing reads
+    CPU values without a sync anyway)."""
+    on_cuda = torch.device(device).type == "cuda"
     kernel = pinned_kernel(backend, neuron_cls)
-    if kernel is not None and torch.device(device).type == "cuda":
+    if kernel is not None and on_cuda:
         check_kernel(neuron_cls, kernel, torch.device(device))
-    if backend == "fused" and torch.device(device).type == "cuda" and not _compat.triton_importable():
+    if backend == "fused" and on_cuda and not _compat.triton_importable():
         raise ImportError(TRITON_MISSING_MESSAGE.format(backend=backend))
+    set_spike_marks(modules, neuron_cls, enabled=on_cuda)
     wanted = backend_attribute(backend, neuron_cls, surrogate_function, device)
     if wanted is None:
         return
