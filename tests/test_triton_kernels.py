@@ -409,6 +409,20 @@ def test_connect_output_dtype_promotes():
     assert torch.equal(out, sj_sew.connect.and_(spikes, shortcut.float())) and torch.equal(got, out)
 
 
+def test_add_keeps_no_shortcut_for_backward():
+    """ADD's backward is the plain neuron's (dL/dA = dL/dS = dL/dO): the op keeps the shortcut for AND and IAND only."""
+    x, v0, shortcut, _, _ = _fusion_inputs()
+    cfg = ops.NeuronConfig("if", 1.0, 0.0)
+    for connect, kept in (("ADD", False), ("AND", True), ("IAND", True)):
+        saved = []
+        s = shortcut.clone().requires_grad_()
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.data_ptr()) or t, lambda t: t):
+            out, _ = ops.multistep(x.clone().requires_grad_(), v0, None, cfg, shortcut=s, connect=connect)
+        assert (s.data_ptr() in saved) == kept, connect
+        out.sum().backward()
+        assert s.grad is not None
+
+
 def test_compile_fullgraph_conv_bn_neuron_connect_step():
     """torch.compile(fullgraph=True) of conv -> fused eval BN, PLIF and IAND through the op: equal to eager."""
     torch.manual_seed(0)

@@ -338,9 +338,12 @@ def _backward_fake(grad_out, grad_v_last, h_seq, v0, inv_tau, kind, v_threshold,
 
 def _setup_context(ctx, inputs, output):
     x_seq, v0, inv_tau, *settings, keep_h, bn_scale, bn_shift, shortcut, connect = inputs
-    ctx.settings, ctx.connect, ctx.x_dtype = settings, connect, x_seq.dtype
+    ctx.settings, ctx.x_dtype = settings, x_seq.dtype
+    ctx.shortcut_dtype = shortcut.dtype if connect else None
+    # ADD: dL/dA = dL/dS = dL/dO, so its backward is the plain neuron's and the shortcut need not be kept
+    ctx.connect = "" if connect == "ADD" else connect
     ctx.save_for_backward(output[2], v0, inv_tau, x_seq if bn_scale is not None else None, bn_scale, bn_shift,
-                          shortcut)
+                          shortcut if ctx.connect else None)
 
 
 def _backward(ctx, grad_out, grad_v_last, _grad_h):
@@ -350,10 +353,13 @@ def _backward(ctx, grad_out, grad_v_last, _grad_h):
     grad_x, grad_v0, grad_k, grad_scale, grad_shift, grad_sc = neuron_backward(
         grad_out, grad_v_last, h_seq, v0, inv_tau, *ctx.settings, ctx.x_dtype, x_seq, bn_scale, shortcut,
         ctx.connect)
+    if ctx.shortcut_dtype is not None and not ctx.connect:  # ADD
+        grad_sc = grad_out.to(ctx.shortcut_dtype)
     affine = bn_scale is not None
     return (grad_x, grad_v0.to(v0.dtype), None if inv_tau is None else grad_k.to(inv_tau.dtype).reshape(inv_tau.shape),
             *([None] * (len(ctx.settings) + 1)), grad_scale.to(bn_scale.dtype) if affine else None,
-            grad_shift.to(bn_shift.dtype) if affine else None, grad_sc if ctx.connect else None, None)
+            grad_shift.to(bn_shift.dtype) if affine else None, grad_sc if ctx.shortcut_dtype is not None else None,
+            None)
 
 
 torch.library.register_autograd("sj_sew::neuron_forward", _backward, setup_context=_setup_context)
