@@ -8,8 +8,8 @@
   in place, a reinterpreting view or a non-binary value behave as documented.
 - sj_sew's IF/LIF/PLIF neurons mark their spikes (not a soft surrogate's output, not MLF's sums); a model's
   gradients under compact storage equal those without it, bit for bit, with the marks in use.
-- On a GPU (skipped here): the kernels against the reference, packing a marked tensor without a host sync, and
-  a training step with compact storage captured in a CUDA graph.
+- On a GPU (skipped here): the kernels against the reference, packing a marked tensor without a host sync,
+  exact gradients with the marks, and a training step with compact storage captured in a CUDA graph.
 """
 from __future__ import annotations
 
@@ -252,6 +252,7 @@ def test_marked_pack_on_cuda_never_synchronises():
     an unmarked float tensor is still checked, which does synchronise (packing's docstring)."""
     spikes = mark_binary((torch.rand(4, 8, 32, 32, device="cuda") < 0.3).float() + 0)
     unmarked = spikes.clone()
+    unpack(pack(spikes))  # warm-up: Triton compiles and loads both kernels
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -262,6 +263,38 @@ def test_marked_pack_on_cuda_never_synchronises():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert p.kind == "bits" and torch.equal(back, spikes.flatten(0, 1))
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("neuron", ["if", "plif"])
+def test_compact_storage_on_cuda_is_exact_with_marked_spikes(monkeypatch, neuron):
+    """On CUDA (sj_sew's kernels) the neurons' spikes reach pack() marked and are packed to bits; outputs and
+    gradients equal the default storage's exactly (deterministic cuDNN: the same convolutions on the same
+    values)."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    torch.manual_seed(0)
+    net = sj_sew.create_model("sew_resnet18", width=8, num_classes=5, T=2, neuron=neuron, backend="fused").cuda()
+    twin = copy.deepcopy(net)
+    x = torch.rand(2, 3, 64, 64, device="cuda")
+    marked, real = [], packing.pack
+
+    def spy(t):
+        if isinstance(t, torch.Tensor) and t.numel() >= packing.MIN_COMPACT_NUMEL and packing._owns_storage(t):
+            marked.append(packing._marked_binary(t))
+        return real(t)
+
+    monkeypatch.setattr(packing, "pack", spy)
+    results = []
+    for model, compact in ((net, True), (twin, False)):
+        functional.reset_net(model)
+        with compact_saved_tensors() if compact else torch.enable_grad():
+            out = model(x)
+        (out * torch.linspace(-1, 1, 5, device="cuda")).sum().backward()
+        results.append((out.detach(), [p.grad for p in model.parameters()]))
+    assert sum(marked) >= 5, "the neurons' spikes reached pack() marked"
+    assert torch.equal(results[0][0], results[1][0])
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1]))
 
 
 @cuda
