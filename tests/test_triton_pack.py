@@ -192,11 +192,14 @@ def test_model_gradients_under_compact_storage_are_bit_equal(neuron):
 
 @pytest.mark.slow
 def test_compiled_model_under_compact_storage_equals_eager():
-    """torch.compile(fullgraph=True) of a forward called inside compact_saved_tensors (the hooks pack what the
-    compiled graph saves; the marks are not set while tracing, so those tensors take the checked path):
-    outputs and gradients equal eager's (~35 s)."""
+    """torch.compile(fullgraph=True) of a forward called inside compact_saved_tensors, with the neurons' marking
+    hooks as on CUDA (traced without a graph break: mark_binary does nothing while tracing, so what the compiled
+    graph saves takes the checked path): outputs and gradients equal eager's (~35 s)."""
     torch.manual_seed(0)
     model = sj_sew.create_model("sew_resnet18", width=8, num_classes=5, T=2, backend="fused")
+    model.sync_backend(torch.device("cpu"))
+    backends.set_spike_marks(model.modules(), model.neuron_spec.cls, enabled=True)
+    assert any(hook is backends.mark_spikes for m in model.modules() for hook in m._forward_hooks.values())
     x = torch.rand(2, 3, 64, 64)
 
     def forward(x):
