@@ -172,6 +172,10 @@ def test_repro_degradation_quick(tmp_path):
 
 @needs_default_line
 def test_repro_surrogate_quick(tmp_path):
+    """Every setting tunes its rate on seed 1000 alone (kept under runs/tuning, never reported) and reports seed 0
+    at the rate whose tuning run validated best; Spiking ResNet with zero init, SEW ADD without."""
+    from sj_sew.training import read_metrics
+
     argv = ["--quick", "--out", str(tmp_path / "s")]
     script = load("repro_surrogate")
     rows = script.main(argv)
@@ -179,9 +183,19 @@ def test_repro_surrogate_quick(tmp_path):
     for key, row in rows.items():
         surrogate, net = key.split(" | ")
         sg = script.SURROGATES[surrogate]
-        run_dir = tmp_path / "s" / "runs" / f"{sg}-{net.replace(' ', '_')}"
+        cell = f"{surrogate.replace(' ', '_')}-{net.replace(' ', '_')}"
+        tuning = {float(d.name.removeprefix("lr")): d for d in (tmp_path / "s" / "runs" / "tuning" / cell).iterdir()}
+        assert sorted(tuning) == [1e-3, 1e-2]
+        assert all([p.name for p in d.iterdir()] == ["seed1000"] for d in tuning.values())
+        best = {lr: max(r["val_acc"] for r in read_metrics(d / "seed1000" / "metrics.jsonl"))
+                for lr, d in tuning.items()}
+        assert row["lr"] == max(sorted(best), key=lambda lr: best[lr])  # the smaller rate on a tie
+        run_dir = tmp_path / "s" / "runs" / "reported" / cell / f"lr{row['lr']:g}"
+        assert [p.name for p in (run_dir.parent).iterdir()] == [run_dir.name] and row["seeds"] == [0]
         _assert_row_matches_its_runs(row, run_dir)
-        assert read_config(run_dir)["surrogate"] == sg and row["paper_cifar10"] == script.PAPER[(surrogate, net)]
+        config = read_config(run_dir)
+        assert config["surrogate"] == sg and row["paper_cifar10"] == script.PAPER[(surrogate, net)]
+        assert config["lr"] == row["lr"] and config["zero_init"] == (net == "Spiking ResNet")
     _report_only_reproduces("repro_surrogate", argv, tmp_path / "s" / "surrogate.json")
 
 
@@ -257,16 +271,23 @@ def test_studies_configure_the_committed_runs_exactly(study, tmp_path):
         for name, n, _ in degradation.jobs(degradation.FAMILIES, [2, 8, 16], [50], 1):
             cells[degradation.run_dir(RESULTS / study, name, n)] = degradation.cell_flags(
                 name, n, meta["dataset"], meta["width"], meta["epochs"], meta["per_class"])
-    else:
+    else:  # reported and tuning runs alike (runs/<reported|tuning>/<cell>/lr<lr>/seed<k>)
         for sg in surrogate.SURROGATES:
             for net in surrogate.NETWORKS:
-                cells[surrogate.run_dir(RESULTS / study, sg, net)] = surrogate.cell_flags(sg, net, meta["epochs"])
+                for tuning in (False, True):
+                    for lr in surrogate.LR_LADDER:
+                        cells[surrogate.cell_dir(RESULTS / study, surrogate.key_of(sg, net), lr, tuning)] = \
+                            surrogate.cell_flags(sg, net, lr, meta["epochs"])
     checked = 0
     for run_dir, seed, summary in _committed_cells(study):
         out = tmp_path / f"seed{seed}"
         assert _new_config(cells[run_dir], seed, out) == _old_config(summary["argv"], seed, out), run_dir
         checked += 1
-    assert checked == {"ablation": 70, "degradation": 42, "surrogate": 18}[study]
+    if study == "surrogate":  # each setting: its reported seeds and one tuning run per rate it tried
+        table = json.loads((RESULTS / study / f"{study}.json").read_text())["table"]
+        assert checked == sum(len(r["seeds"]) + len(r["grid_val_acc"]) for r in table.values()) >= 6 * (5 + 4)
+    else:
+        assert checked == {"ablation": 70, "degradation": 42}[study]
 
 
 def test_reproduction_md_holds_the_tables_rendered_from_results():

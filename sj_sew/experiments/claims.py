@@ -67,13 +67,14 @@ def _json(path: Path):
 
 def rows_from(study: str, table: dict) -> dict:
     """{row label: {"acc": per-seed test accuracy at the validation-selected epoch, "loss": per-seed final train
-    loss (where recorded)}} from a study's ``table`` as its JSON holds it (degradation, ablation, surrogate).
+    loss (where recorded)}} from a study's ``table`` as its JSON holds it (degradation, ablation, surrogate,
+    downsample).
     Degradation rows are '<network> <layers>'."""
     if study == "degradation":
         return {f"{name} {r['layers']}": {"acc": r["selected_test_acc"]["values"],
                                           "loss": r["final_train_loss"]["values"]}
                 for name, rows in table.items() for r in rows.values()}
-    if study in ("ablation", "surrogate"):
+    if study in ("ablation", "surrogate", "downsample"):
         return {key: {"acc": r["selected_test_acc"]["values"],
                       **({"loss": r["final_train_loss"]["values"]} if "final_train_loss" in r else {})}
                 for key, r in table.items()}
@@ -92,7 +93,7 @@ def load_study(results: Path, study: str) -> dict | None:
     with per seed log10 of the first and last block's gradient norm and log10(first / last) within the identity-mapping
     areas (each the mean over the seed's batches); rows of the batch-16 run start with 'b16 '."""
     results = Path(results)
-    if study in ("degradation", "ablation", "surrogate", "temporal"):
+    if study in ("degradation", "ablation", "surrogate", "downsample", "temporal"):
         data = _json(results / study / f"{study}.json")
         return None if data is None else rows_from(study, data["table"])
     if study == "systems":
@@ -241,6 +242,9 @@ CLAIMS = (
           "Constant 1", "ArcTan", _v("Constant 1 | SEW ADD"), _v("ArcTan | SEW ADD"), paper_sign=-1),
     Claim("S5", "surrogate", "Constant 1 is worse than ArcTan (Spiking ResNet)", "10.00 vs 77.33",
           "Constant 1", "ArcTan", _v("Constant 1 | Spiking ResNet"), _v("ArcTan | Spiking ResNet"), paper_sign=-1),
+    Claim("DS1", "downsample", "SEW ADD with an SN in its downsample shortcut beats the same net without it",
+          "the paper adds the SN (conv1x1-BN-SN, Sec. 3.3, Fig. 2b) and reports no accuracy without it",
+          "with SN", "without SN", _v("SEW ADD"), _v("SEW ADD, no downsample SN")),
     Claim("M1", "systems", "MS-ResNet: 56 layers above 20 (depth does not hurt)", "accuracy rises with depth",
           "MS-ResNet 56", "MS-ResNet 20", _v("MS-ResNet 56"), _v("MS-ResNet 20")),
     Claim("M2", "systems", "MS-ResNet: 56 layers above 8", "accuracy rises with depth",
@@ -258,16 +262,19 @@ def best_linear(entry: dict) -> dict | None:
 
 
 #: studies with trained networks (the linear-readout gate applies); the others have no accuracy to gate
-GATED = ("degradation", "ablation", "surrogate", "systems", "temporal")
+GATED = ("degradation", "ablation", "surrogate", "downsample", "systems", "temporal")
+#: studies run on another study's data and split, whose baselines (results/baselines/<that study>.json) they share
+SAME_DATA_AS = {"downsample": "surrogate"}
 
 
 def study_readout(results: Path, study: str) -> dict | None:
-    """The stronger linear readout of ``study``'s data: results/baselines/<study>.json, or for the temporal
-    benchmark the readout its own report holds (results/temporal/temporal.json); None where none was run."""
+    """The stronger linear readout of ``study``'s data: results/baselines/<study>.json (the file of the study
+    whose data it shares, :data:`SAME_DATA_AS`), or for the temporal benchmark the readout its own report holds
+    (results/temporal/temporal.json); None where none was run."""
     if study == "temporal":
         data = _json(Path(results) / "temporal" / "temporal.json")
         return readout_of_temporal((data or {}).get("linear_readout"))
-    entry = _json(Path(results) / "baselines" / f"{study}.json")
+    entry = _json(Path(results) / "baselines" / f"{SAME_DATA_AS.get(study, study)}.json")
     return best_linear(entry) if entry else None
 
 

@@ -56,15 +56,56 @@ def ablation(results: Path) -> list[str]:
             *_table(["setting", *lrs], grid)]
 
 
+def _tuned_heading(what: str, m: dict) -> str:
+    """The opening line of a study under the tuning rule of :func:`sj_sew.experiments.surrogate.tuned_cell`."""
+    return (f"{what} ({m['dataset']}, {m['net']}, T = {m['T']}, {m['epochs']} epochs, seeds "
+            f"{', '.join(map(str, m['reported_seeds']))} at each chosen rate; {m['train_seconds_all_runs']} s of "
+            f"training in all, {m['train_seconds_reported']} reported + {m['train_seconds_tuning']} tuning, "
+            f"{m['compute']}):")
+
+
+def _rate_grid(table: dict, tuning_seed: int) -> list[str]:
+    """Each row's validation accuracy over the rates its tuning seed tried (chosen in bold, '-' not tried)."""
+    lrs = sorted({float(lr) for r in table.values() for lr in r["grid_val_acc"]})
+    rows = [[key, *("-" if f"{lr:g}" not in r["grid_val_acc"] else
+                    f"**{100 * r['grid_val_acc'][f'{lr:g}']:.1f}**" if lr == r["lr"] else
+                    f"{100 * r['grid_val_acc'][f'{lr:g}']:.1f}" for lr in lrs)] for key, r in table.items()]
+    return [f"Validation accuracy % of the tuning seed {tuning_seed} (never reported) over the rate grid "
+            f"(chosen in bold; - not tried):", "", *_table(["setting", *(f"{lr:g}" for lr in lrs)], rows)]
+
+
 def surrogate(results: Path) -> list[str]:
     data = _load(results / "surrogate" / "surrogate.json")
     if data is None:
         return []
-    rows = [[*key.split(" | "), fmt(r["selected_test_acc"]), fmt(r["last_test_acc"]), f"{100 * r['paper_cifar10']:.2f}"]
-            for key, r in data["table"].items()]
-    m = data["meta"]
-    return [f"Surrogates ({m['dataset']}, {m['epochs']} epochs, {m.get('train_seconds_all_runs', '?')} s of training):", "",
-            *_table(["surrogate", "network", "test acc % (val-selected)", "test acc % (last)", "paper (CIFAR-10)"], rows)]
+    table, m = data["table"], data["meta"]
+    rows = [[*key.split(" | "), "yes" if r["zero_init"] else "no", f"{r['lr']:g}", fmt(r["selected_test_acc"]),
+             fmt(r["last_test_acc"]), f"{100 * r['paper_cifar10']:.2f}"] for key, r in table.items()]
+    return [_tuned_heading("Surrogates", m), "",
+            *_table(["surrogate", "network", "zero init", "chosen lr", "test acc % (val-selected)",
+                     "test acc % (last)", "paper (CIFAR-10)"], rows),
+            "", *_rate_grid(table, m["tuning_seed"])]
+
+
+def downsample(results: Path) -> list[str]:
+    data = _load(results / "downsample" / "downsample.json")
+    if data is None:
+        return []
+    table, m = data["table"], data["meta"]
+    rows = [[key, r["family"], f"{r['lr']:g}", fmt(r["selected_test_acc"]), fmt(r["last_test_acc"])]
+            for key, r in table.items()]
+    out = [_tuned_heading("Downsample shortcut", m), "",
+           *_table(["network", "family", "chosen lr", "test acc % (val-selected)", "test acc % (last)"], rows),
+           "", *_rate_grid(table, m["tuning_seed"])]
+    bound = _load(results / "downsample" / "bound.json")
+    if bound is not None:
+        cells = [[name, f"{when} (seed {r['seed']})" if when == "trained" else "init", b["block"], f"{b['max']:.3f}",
+                  f"{100 * b['fraction_above_2']:.2f}"]
+                 for name, r in bound["networks"].items() for when in ("init", "trained") for b in r[when]]
+        out += ["", f"Largest output of each downsample block on the test set ({bound['seconds']:.0f} s to "
+                    f"measure; the paper's bound: {bound['bound']}):", "",
+                *_table(["network", "weights", "block", "max output", "% of outputs above 2"], cells)]
+    return out
 
 
 def systems(results: Path) -> list[str]:
@@ -189,7 +230,8 @@ def gates(results: Path) -> list[str]:
 
 #: Every study's tables, in REPRODUCTION.md's order: (results renderer, study name for baselines and verdicts)
 RENDERERS = ((degradation, "degradation"), (ablation, "ablation"), (firing_trained, None),
-             (None, "gradients"), (surrogate, "surrogate"), (energy, None), (systems, "systems"))
+             (None, "gradients"), (surrogate, "surrogate"), (downsample, "downsample"), (energy, None),
+             (systems, "systems"))
 
 
 def render_all(results: Path) -> str:
