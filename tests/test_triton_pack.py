@@ -138,6 +138,10 @@ def test_neurons_mark_their_spikes_only():
     mlf = MLFNode(step_mode="m")
     backends.set_spike_marks([mlf], MLFNode, enabled=True)
     assert not mlf._forward_hooks and not packing._marked_binary(mlf(x))
+    output = torch.rand(2, 4, 8) + 0
+    backends.mark_spikes(spec.make(), (x, x), {}, output)  # a call with more than the input: no mark
+    backends.mark_spikes(spec.make(), (x,), {"shortcut": x}, output)
+    assert not packing._marked_binary(output)
 
 
 def test_networks_mark_spikes_on_cuda_only():

@@ -190,11 +190,12 @@ class CupyDtypeGuard:
             module._sj_sew_cupy_paused = False
 
 
-def mark_spikes(module, args, output) -> None:
-    """Forward hook of an IF/LIF/PLIF neuron: its output is 0/1 spikes while its surrogate is spiking (not the
-    surrogate's soft output), so :func:`sj_sew.memory.packing.mark_binary` declares it (packed unchecked, no
-    host sync on CUDA)."""
-    if isinstance(output, torch.Tensor) and getattr(module.surrogate_function, "spiking", False):
+def mark_spikes(module, args, kwargs, output) -> None:
+    """Forward hook of an IF/LIF/PLIF neuron: called on its input alone (not on more arguments, e.g. a shortcut
+    whose connect function could make sums) with a spiking surrogate (not its soft output), its output is 0/1
+    spikes, so :func:`sj_sew.memory.packing.mark_binary` declares it (packed unchecked, no host sync on CUDA)."""
+    if (len(args) == 1 and not kwargs and isinstance(output, torch.Tensor)
+            and getattr(module.surrogate_function, "spiking", False)):
         packing.mark_binary(output)
 
 
@@ -207,7 +208,7 @@ def set_spike_marks(modules, neuron_cls: type, enabled: bool) -> None:
         if isinstance(m, neuron_cls):
             present = [key for key, hook in m._forward_hooks.items() if hook is mark_spikes]
             if enabled and not present:
-                m.register_forward_hook(mark_spikes)
+                m.register_forward_hook(mark_spikes, with_kwargs=True)
             elif not enabled:
                 for key in present:
                     del m._forward_hooks[key]
