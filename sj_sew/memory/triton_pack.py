@@ -16,12 +16,13 @@ import importlib
 import torch
 
 try:
-    import triton.language as tl  # noqa: F401  (the kernels' namespace)
+    import triton
+    import triton.language as tl
 except ImportError:
-    tl = None
+    triton = tl = None
 
 #: bytes each kernel program writes or reads (8 elements each)
-BYTES_PER_PROGRAM = 1024
+BYTES_PER_PROGRAM = 512
 _BYTE_SPREAD = 0x0102040810204080  # x * this >> 56 gathers the low bit of 8 little-endian bytes into one byte
 
 
@@ -43,23 +44,28 @@ def _from_bits(bits: torch.Tensor, numel: int) -> torch.Tensor:
 
 
 # --- the kernels (plain functions: compiled or interpreted by triton_kernels' launcher) ----------------------
+if triton is not None:
+    @triton.jit
+    def _bit_or(a, b):
+        return a | b
+
+
 def _pack_body(t_ptr, bits_ptr, numel, n_bytes, BYTES: tl.constexpr):
     byte = tl.program_id(0).to(tl.int64) * BYTES + tl.arange(0, BYTES)
-    word = tl.full([BYTES], 0, tl.int32)
-    for lane in range(8):  # element 8j + lane is bit `lane` of byte j
-        at = byte * 8 + lane
-        x = tl.load(t_ptr + at, mask=at < numel, other=0)
-        word |= tl.where(x != 0, 1, 0) << lane
+    lane = tl.arange(0, 8)
+    at = byte[:, None] * 8 + lane[None, :]  # [BYTES, 8]: a contiguous tile, element 8j + i is bit i of byte j
+    x = tl.load(t_ptr + at, mask=at < numel, other=0)
+    word = tl.reduce(tl.where(x != 0, 1, 0) << lane[None, :], 1, _bit_or)
     tl.store(bits_ptr + byte, word.to(tl.uint8), mask=byte < n_bytes)
 
 
 def _unpack_body(bits_ptr, out_ptr, numel, n_bytes, BYTES: tl.constexpr):
     byte = tl.program_id(0).to(tl.int64) * BYTES + tl.arange(0, BYTES)
+    lane = tl.arange(0, 8)
     word = tl.load(bits_ptr + byte, mask=byte < n_bytes, other=0).to(tl.int32)
-    for lane in range(8):
-        at = byte * 8 + lane
-        value = tl.where(((word >> lane) & 1) != 0, 1.0, 0.0)  # via float32: int -> bf16 fails in the interpreter
-        tl.store(out_ptr + at, value.to(out_ptr.dtype.element_ty), mask=at < numel)
+    at = byte[:, None] * 8 + lane[None, :]
+    value = tl.where(((word[:, None] >> lane[None, :]) & 1) != 0, 1.0, 0.0)  # float32: int -> bf16 fails interpreted
+    tl.store(out_ptr + at, value.to(out_ptr.dtype.element_ty), mask=at < numel)
 
 
 def _launcher():
