@@ -90,6 +90,12 @@ def test_marked_tensors_pack_without_a_value_check(monkeypatch):
     for t, p in zip((spikes, flat), packed):
         assert isinstance(p, Packed) and p.kind == "bits" and p.nbytes == t.numel() // 8
         assert torch.equal(unpack(p), t) and unpack(p).shape == t.shape
+    root = (torch.rand(8192) < 0.3).float() + 0
+    mark_binary(root.view(4, 2048))  # a kernel's output reshaped: the tensor it views gets the mark too
+    assert packing._marked_binary(root) and packing._marked_binary(root.view(2, 4096))
+    partial = (torch.rand(8192) + 0)
+    mark_binary(partial[:4096])  # a part of a storage says nothing about the rest
+    assert not packing._marked_binary(partial)
 
 
 def test_what_ends_or_never_gets_a_mark():

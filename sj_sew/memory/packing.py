@@ -54,13 +54,17 @@ def mark_binary(t: torch.Tensor) -> torch.Tensor:
 
     :func:`pack` then stores ``t``, and any view of it with its dtype that spans its whole storage (e.g. the
     flattened input a convolution saves), as packed bits without checking a value: no host synchronisation on
-    CUDA. The mark lasts while ``t`` is not written in place (it records ``t._version``) and is not set where
-    nothing is saved for backward (autograd off, inference tensors) or inside ``torch.compile``'s tracing.
-    A promise, not checked: a marked value that is not 0 or 1 is stored as ``value != 0`` and comes back as
-    1 (NaN and any non-zero value) or 0 (0 and -0.0), silently."""
+    CUDA. Where ``t`` is itself a view that spans its whole storage (a reshaped kernel output), the tensor it
+    views is marked too. The mark lasts while ``t`` is not written in place (it records ``t._version``) and is
+    not set where nothing is saved for backward (autograd off, inference tensors) or inside ``torch.compile``'s
+    tracing. A promise, not checked: a marked value that is not 0 or 1 is stored as ``value != 0`` and comes
+    back as 1 (NaN and any non-zero value) or 0 (0 and -0.0), silently."""
     if (not torch.compiler.is_compiling() and isinstance(t, torch.Tensor) and torch.is_grad_enabled()
             and not t.is_inference()):
         setattr(t, _BINARY, t._version)
+        base = t._base
+        if base is not None and base.dtype == t.dtype and _owns_storage(t):
+            setattr(base, _BINARY, base._version)
     return t
 
 
