@@ -5,7 +5,8 @@
 #      in .whl/ (no package index needed; fill .whl/ beforehand with scripts/fetch_gpu_wheels.sh);
 #   2. runs tests/test_cuda.py (the `cuda` tests and their CPU parts, sj_sew's own Triton kernels included:
 #      backend='fused' against the CPU, in a CUDA graph, under torch.compile) on both lines, and
-#      tests/test_triton_kernels.py (the kernels under Triton's interpreter, compiled for sm_90) on 2.x;
+#      tests/test_triton_kernels.py and tests/test_triton_pack.py (the neuron kernels with their fused BN and
+#      connect function, and the spike bit-packing kernels: under Triton's interpreter and compiled) on 2.x;
 #   3. runs `scripts/benchmark.py --device cuda --sections cuda` on both lines at a reduced setting;
 #   4. writes logs and summary.json to $OUT (or --out DIR; default gpu_check_out/).
 # Usage:
@@ -100,8 +101,8 @@ fi
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -rfEs --durations=8 tests/test_cuda.py)
 step tests_sj2 170 "$OUTDIR/tests_sj2.log" -- env PYTHONPATH="$PP2" "${PYTEST[@]}"
 step tests_sj014 120 "$OUTDIR/tests_sj014.log" -- env PYTHONPATH="$PP014" "${PYTEST[@]}"
-step kernels_sj2 60 "$OUTDIR/kernels_sj2.log" -- env PYTHONPATH="$PP2" "$PY" -m pytest -q -p no:cacheprovider -rfEs \
-    --durations=5 tests/test_triton_kernels.py
+step kernels_sj2 150 "$OUTDIR/kernels_sj2.log" -- env PYTHONPATH="$PP2" "$PY" -m pytest -q -p no:cacheprovider -rfEs \
+    --durations=5 tests/test_triton_kernels.py tests/test_triton_pack.py
 
 # 3. the GPU benchmark on both lines (reduced setting) -------------------------------------------------------
 if [ "$DEVICE" = cuda ]; then
