@@ -17,6 +17,9 @@ family      output                                  shortcut when the shape chan
 =========== ======================================= =================================== =======================
 
 ``ms`` and ``ds`` blocks pass real values (membrane input) or spike counts through their sum unchanged.
+Where a block's output is O = g(SN(F(S)), S') (``sew``, ``sew-conv-bn``) and its residual neuron runs sj_sew's
+kernels (``backend='fused'`` on CUDA), the last BN (in eval mode), the neuron and g run as one kernel call
+(:meth:`ResidualBlock.forward`).
 Module names follow SpikingJelly's zoo and torchvision (``conv1``, ``bn1``, ``sn1``, ..., ``downsample.0/1``,
 ``downsample_sn``), so their state dicts load with ``strict=True``. Add a family with :func:`register_family`.
 """
@@ -31,6 +34,9 @@ from spikingjelly.activation_based import layer
 
 from .connect import get_connect
 from .neurons import NeuronSpec, mlf_spec, ms_neuron_spec
+from .neurons import backend as neuron_backends
+from .neurons.fused import kernel_route
+from .neurons.ops import KERNEL_CONNECTS
 
 SHORTCUTS = ("conv", "avgpool")
 
@@ -96,7 +102,7 @@ def get_family(name: str | Family) -> Family:
 
 
 def _sew_output(block, h, x):
-    return block.connect.fn(block.residual_neuron(h), block.shortcut(x))
+    return block.connect(block.residual_neuron(h), block.shortcut(x))
 
 
 def _spiking_output(block, h, x):
@@ -205,13 +211,15 @@ class ResidualBlock(nn.Module):
     def last_bn(self) -> nn.Module:
         return getattr(self, f"bn{self.num_convs}")
 
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        """F(S), up to the last BN."""
+    def branch(self, x: torch.Tensor, last_bn: bool = True) -> torch.Tensor:
+        """F(S), up to the last BN (``last_bn=False``: up to the last conv)."""
         pre = self.kind.preactivation
         for i in range(1, self.num_convs + 1):
             if pre:
                 x = getattr(self, f"sn{i}")(x)
-            x = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(x))
+            x = getattr(self, f"conv{i}")(x)
+            if last_bn or i < self.num_convs:
+                x = getattr(self, f"bn{i}")(x)
             if not pre and i < self.num_convs:
                 x = getattr(self, f"sn{i}")(x)
         return x
@@ -224,7 +232,29 @@ class ResidualBlock(nn.Module):
         return self.downsample_sn(s) if self.kind.shortcut == "conv-bn-sn" else s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._runs_connect_kernel(x):
+            return self._connect_kernel_output(x)
         return self.kind.output(self, self.branch(x), x)
+
+    def _runs_connect_kernel(self, x: torch.Tensor) -> bool:
+        """Whether O = g(SN(F(S)), S') runs as one call of sj_sew's kernels: a family with that output, g with a
+        kernel, the residual neuron on its kernel route (:func:`~sj_sew.neurons.fused.kernel_route`) and no hook on
+        it but the spike mark (a hook, e.g. a firing-rate monitor, must see A: the block then runs unfused)."""
+        sn = self.residual_neuron
+        return (self.kind.output is _sew_output and self.connect.name in KERNEL_CONNECTS
+                and get_connect(self.connect.name) is self.connect and kernel_route(sn, x)
+                and not _runs_hooks(sn, transparent=(neuron_backends.mark_spikes,)))
+
+    def _connect_kernel_output(self, x: torch.Tensor) -> torch.Tensor:
+        """O = g(SN(BN(conv(...))), S') in one :func:`sj_sew.neurons.ops.multistep` call; the last BN fused into it
+        in eval mode (with running statistics, unhooked), else run as it is. The neuron's state is its own call's."""
+        bn = self.last_bn
+        fuse_bn = not bn.training and bn.running_mean is not None and not _runs_hooks(bn)
+        h = self.branch(x, last_bn=not fuse_bn)
+        shortcut = self.shortcut(x)
+        out = self.residual_neuron._kernel_forward(h, bn=bn if fuse_bn else None, shortcut=shortcut,
+                                                   connect=self.connect)
+        return self.connect.mark_output(out, shortcut)  # (A: 0/1 spikes by construction)
 
     @torch.no_grad()
     def zero_init_last(self) -> None:
@@ -237,6 +267,17 @@ class ResidualBlock(nn.Module):
 
     def extra_repr(self) -> str:
         return f"family={self.family}" + (f", connect={self.connect.name}" if self.family == "sew" else "")
+
+
+def _runs_hooks(module: nn.Module, transparent=()) -> bool:
+    """Whether calling ``module`` runs a hook (its own or a global one) other than those in ``transparent``: a
+    fused call, which skips the module's call, would skip it."""
+    own = (*module._forward_pre_hooks.values(), *module._forward_hooks.values(), *module._backward_hooks.values(),
+           *module._backward_pre_hooks.values())
+    global_hooks = torch.nn.modules.module  # (torch keeps these private; register_module_forward_hook fills them)
+    return (any(h not in transparent for h in own) or bool(global_hooks._global_forward_pre_hooks)
+            or bool(global_hooks._global_forward_hooks) or bool(global_hooks._global_backward_hooks)
+            or bool(global_hooks._global_backward_pre_hooks))
 
 
 class BasicBlock(ResidualBlock):

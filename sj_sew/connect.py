@@ -1,7 +1,9 @@
 """Element-wise connect functions g(A, S) of the SEW block (paper, Table 1), in a registry.
 
 ``A`` is the residual branch's spikes, ``S`` the block input (the shortcut). Identity at init:
-ADD and IAND need A == 0, AND needs A == 1 (see :func:`identity_spike`).
+ADD and IAND need A == 0, AND needs A == 1 (see :func:`identity_spike`). AND and IAND of two 0/1 tensors are
+0/1 (ADD's are sums): called through their :class:`Connect`, they mark such an output for compact storage
+(:func:`sj_sew.memory.mark_binary`) when both inputs carry that mark.
 """
 from __future__ import annotations
 
@@ -13,18 +15,36 @@ import torch
 
 @dataclass(frozen=True)
 class Connect:
-    """A registered g: the function and the residual spike value that makes the block an identity."""
+    """A registered g: the function, the residual spike value that makes the block an identity, and whether g
+    of two 0/1 tensors is 0/1 (``keeps_binary``). Calling it is g(A, S) with that mark (:meth:`mark_output`)."""
 
     name: str
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     identity_spike: float
+    keeps_binary: bool = False
+
+    def __call__(self, a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return self.mark_output(self.fn(a, s), a, s)
+
+    def mark_output(self, out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        """``out``, marked 0/1 for compact storage (:func:`sj_sew.memory.mark_binary`: packed without a value
+        check, no host sync on CUDA) where g keeps 0/1 and each of ``inputs`` (g's inputs that are not 0/1 by
+        construction) carries that mark; as mark_binary, only while autograd records."""
+        if not self.keeps_binary or torch.compiler.is_compiling() or not torch.is_grad_enabled():
+            return out
+        from .memory import packing  # (here: sj_sew.memory imports the neurons, which import this module)
+
+        if all(packing._marked_binary(t) for t in inputs):
+            packing.mark_binary(out)
+        return out
 
 
 _CONNECTS: dict[str, Connect] = {}
 
 
-def register_connect(name: str, fn: Callable, identity_spike: float) -> None:
-    """Register g under ``name`` (case-insensitive). ``identity_spike`` is the A with g(A, S) == S.
+def register_connect(name: str, fn: Callable, identity_spike: float, keeps_binary: bool = False) -> None:
+    """Register g under ``name`` (case-insensitive). ``identity_spike`` is the A with g(A, S) == S;
+    ``keeps_binary``: g(A, S) is 0 or 1 wherever A and S are (a promise, used to store such outputs as bits).
     Give a module-level function (not a lambda) if models using it are to be pickled."""
     if not isinstance(name, str) or not name.strip():
         raise TypeError(f"connect name must be a non-empty string, got {name!r}")
@@ -34,12 +54,13 @@ def register_connect(name: str, fn: Callable, identity_spike: float) -> None:
     if isinstance(identity_spike, bool) or identity_spike not in (0.0, 1.0):
         raise ValueError(f"identity_spike must be 0 or 1 (a neuron can only be held silent or firing), got "
                          f"{identity_spike!r}")
-    _check_connect_fn(key, fn)
-    _CONNECTS[key] = Connect(key, fn, float(identity_spike))
+    _check_connect_fn(key, fn, bool(keeps_binary))
+    _CONNECTS[key] = Connect(key, fn, float(identity_spike), bool(keeps_binary))
 
 
-def _check_connect_fn(key: str, fn) -> None:
-    """g must be callable and map two spike tensors to one of their shape; tried on a 2x3 pair."""
+def _check_connect_fn(key: str, fn, keeps_binary: bool) -> None:
+    """g must be callable and map two spike tensors to one of their shape (of 0/1 values with ``keeps_binary``);
+    tried on a 2x3 pair."""
     if not callable(fn):
         raise TypeError(f"connect function {key!r}: fn must be callable as fn(A, S) -> tensor, got {fn!r}")
     a, s = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 0.0]]), torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0]])
@@ -51,6 +72,9 @@ def _check_connect_fn(key: str, fn) -> None:
     if not isinstance(out, torch.Tensor) or out.shape != a.shape:
         got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
         raise TypeError(f"connect function {key!r}: fn(A, S) must return a tensor of A's shape (2, 3), got {got}")
+    if keeps_binary and not bool(((out == 0) | (out == 1)).all()):
+        raise ValueError(f"connect function {key!r}: keeps_binary=True, but fn(A, S) of two 0/1 tensors gave "
+                         f"{out.tolist()}")
 
 
 def list_connects() -> list[str]:
@@ -104,5 +128,5 @@ def iand(a: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 register_connect("ADD", add, identity_spike=0.0)
-register_connect("AND", and_, identity_spike=1.0)
-register_connect("IAND", iand, identity_spike=0.0)
+register_connect("AND", and_, identity_spike=1.0, keeps_binary=True)
+register_connect("IAND", iand, identity_spike=0.0, keeps_binary=True)

@@ -11,14 +11,15 @@ once a GPU measurement shows them faster and correct (none has been made yet). T
 - what a neuron's ``backend`` attribute is on a device (:func:`backend_attribute`, 0.0.0.0.14: ``'auto'``
   picks CuPy on a GPU where it can run) or which 2.x kernel a neuron pins (:func:`pinned_kernel`);
 - the hooks a new neuron carries (:func:`install_hooks`: the 2.x kernel scope, the CuPy dtype guard);
-- the per-device sync of a network's neurons (:func:`sync_neurons`; on CUDA it includes the hook that marks
-  their spikes 0/1 for :mod:`sj_sew.memory.packing`, :func:`set_spike_marks`).
+- the per-device sync of a network's neurons (:func:`sync_neurons`; on CUDA it includes the hooks that mark
+  their spikes, and max pooling of marked spikes, 0/1 for :mod:`sj_sew.memory.packing`, :func:`set_spike_marks`).
 
 :mod:`sj_sew._compat` supplies the facts about SpikingJelly it decides from.
 """
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
 from .. import _compat
 from ..memory import packing
@@ -199,19 +200,38 @@ def mark_spikes(module, args, kwargs, output) -> None:
         packing.mark_binary(output)
 
 
+#: The max pooling layers :func:`mark_pooled_spikes` hooks (SpikingJelly's multi-step ones are subclasses).
+MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+
+
+def mark_pooled_spikes(module, args, kwargs, output) -> None:
+    """Forward hook of a max pooling layer: the maximum over a window of marked 0/1 values (a window always holds
+    at least one of them; padding never wins) is 0/1, so an output of a marked input is marked too."""
+    if (len(args) == 1 and not kwargs and isinstance(output, torch.Tensor) and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling() and packing._marked_binary(args[0])):
+        packing.mark_binary(output)
+
+
 def set_spike_marks(modules, neuron_cls: type, enabled: bool) -> None:
-    """Give every neuron of ``neuron_cls`` among ``modules`` the :func:`mark_spikes` hook (once), or take it away;
-    only IF, LIF and PLIF (and their subclasses) take it."""
-    if ops.neuron_kind(neuron_cls) is None:
-        return
+    """Give every neuron of ``neuron_cls`` among ``modules`` the :func:`mark_spikes` hook and every max pooling
+    layer (:data:`MAX_POOLS`) the :func:`mark_pooled_spikes` hook (once each), or take them away; only IF, LIF
+    and PLIF (and their subclasses) mark their spikes."""
+    marks_spikes = ops.neuron_kind(neuron_cls) is not None
     for m in modules:
-        if isinstance(m, neuron_cls):
-            present = [key for key, hook in m._forward_hooks.items() if hook is mark_spikes]
-            if enabled and not present:
-                m.register_forward_hook(mark_spikes, with_kwargs=True)
-            elif not enabled:
-                for key in present:
-                    del m._forward_hooks[key]
+        if marks_spikes and isinstance(m, neuron_cls):
+            _set_hook(m, mark_spikes, enabled)
+        elif isinstance(m, MAX_POOLS):
+            _set_hook(m, mark_pooled_spikes, enabled)
+
+
+def _set_hook(module, hook, enabled: bool) -> None:
+    present = [key for key, h in module._forward_hooks.items() if h is hook]
+    if enabled and not present:
+        module.register_forward_hook(hook, with_kwargs=True)
+    elif not enabled:
+        for key in present:
+            del module._forward_hooks[key]
+            module._forward_hooks_with_kwargs.pop(key, None)
 
 
 def install_hooks(node, backend: str, neuron_cls: type) -> None:

@@ -4,7 +4,8 @@ T-sequence (identical spikes, equal gradients, faster and lighter than SpikingJe
 :class:`sj_sew.NeuronSpec` builds these by default, so every sj_sew model uses them. They take the fused
 path where :func:`fast_path_applies`: on CPU, and on a GPU with SpikingJelly 0.0.0.0.14 and
 ``backend='torch'``; elsewhere SpikingJelly's own kernels run (CuPy on 0.0.0.0.14, CUDA/Triton on 2.x), except
-with ``backend='fused'``: then IF, LIF and PLIF run sj_sew's own kernels on CUDA (:mod:`sj_sew.neurons.ops`).
+with ``backend='fused'``: then IF, LIF and PLIF run sj_sew's own kernels on CUDA (:mod:`sj_sew.neurons.ops`), the
+kernel route (:func:`kernel_route`; :func:`kernel_route_forced` takes it on every device, for tests).
 """
 from __future__ import annotations
 
@@ -113,6 +114,33 @@ def fast_path_applies(node, x_seq: torch.Tensor) -> bool:
     return not _compat.kernel_chosen_by_device() and getattr(node, "backend", None) == "torch"
 
 
+class _KernelRouteForced(threading.local):
+    on = False
+
+
+_kernel_route_forced = _KernelRouteForced()
+
+
+@contextmanager
+def kernel_route_forced():
+    """For tests: within this context the neurons built with ``backend='fused'`` take their kernel route on every
+    device, as on CUDA (off CUDA the ops run their reference), and so do the SEW blocks' fused outputs."""
+    before = _kernel_route_forced.on
+    _kernel_route_forced.on = True
+    try:
+        yield
+    finally:
+        _kernel_route_forced.on = before
+
+
+def kernel_route(node, x_seq: torch.Tensor) -> bool:
+    """Whether neuron ``node`` runs ``x_seq`` through sj_sew's kernels (:func:`ops.multistep`): a neuron built for
+    ``backend='fused'`` (:attr:`_FusedMultiStep.sj_sew_kernels`) in multi-step mode, on a CUDA input (on any
+    device within :func:`kernel_route_forced`)."""
+    return (getattr(node, "sj_sew_kernels", False) and node.step_mode == "m"
+            and (x_seq.is_cuda or _kernel_route_forced.on))
+
+
 class _FusedMultiStep:
     """Mixin: the multi-step forward of a SpikingJelly neuron through :class:`_MultiStepSpike` or, on CUDA with
     ``backend='fused'`` (:attr:`sj_sew_kernels`), through sj_sew's Triton kernels (:mod:`sj_sew.neurons.ops`)."""
@@ -127,7 +155,7 @@ class _FusedMultiStep:
         return None
 
     def multi_step_forward(self, x_seq: torch.Tensor, *args, **kwargs):
-        if not args and not kwargs and self.sj_sew_kernels and x_seq.is_cuda:
+        if not args and not kwargs and kernel_route(self, x_seq):
             return self._kernel_forward(x_seq)
         if args or kwargs or not fast_path_applies(self, x_seq):
             return super().multi_step_forward(x_seq, *args, **kwargs)
@@ -143,14 +171,18 @@ class _FusedMultiStep:
             return torch.full_like(x_seq[0], float(v))
         return v.expand(x_seq.shape[1:]) if v.shape != x_seq.shape[1:] else v
 
-    def _kernel_forward(self, x_seq):
+    def _kernel_forward(self, x_seq, *, bn=None, shortcut=None, connect=None):
+        """The spikes of ``x_seq`` through :func:`ops.multistep` (the state V[T-1] kept in :attr:`v`, as every
+        multi-step call does). With ``bn``, ``shortcut`` and ``connect``, what ops.multistep fuses beside the
+        neuron: the output is then O = connect(spikes of bn(x_seq), shortcut), the state that of the spikes."""
         cfg = ops.neuron_config(self)
         if cfg is None:
             raise ValueError(f"backend='fused': sj_sew's kernels do not cover this {type(self).__name__} "
                              f"({ops.refusal(type(self), self.surrogate_function) or 'its settings'}); "
                              "use backend='auto'")
-        spikes, self.v = ops.multistep(x_seq, self._initial_v(x_seq), self._inv_tau(), cfg)
-        return spikes
+        out, self.v = ops.multistep(x_seq, self._initial_v(x_seq), self._inv_tau(), cfg, bn=bn, shortcut=shortcut,
+                                    connect=connect)
+        return out
 
 
 class IFNode(_FusedMultiStep, neuron.IFNode):
