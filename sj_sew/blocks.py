@@ -238,11 +238,12 @@ class ResidualBlock(nn.Module):
 
     def _runs_connect_kernel(self, x: torch.Tensor) -> bool:
         """Whether O = g(SN(F(S)), S') runs as one call of sj_sew's kernels: a family with that output, g with a
-        kernel, the residual neuron on its kernel route (:func:`~sj_sew.neurons.fused.kernel_route`) and no hook on
-        it but the spike mark (a hook, e.g. a firing-rate monitor, must see A: the block then runs unfused)."""
+        kernel (the registered one of its name, or a copy of it: a deep-copied block holds a copy), the residual
+        neuron on its kernel route (:func:`~sj_sew.neurons.fused.kernel_route`) and no hook on it but the spike mark
+        (a hook, e.g. a firing-rate monitor, must see A: the block then runs unfused)."""
         sn = self.residual_neuron
         return (self.kind.output is _sew_output and self.connect.name in KERNEL_CONNECTS
-                and get_connect(self.connect.name) is self.connect and kernel_route(sn, x)
+                and get_connect(self.connect.name) == self.connect and kernel_route(sn, x)
                 and not _runs_hooks(sn, transparent=(neuron_backends.mark_spikes,)))
 
     def _connect_kernel_output(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,7 +254,7 @@ class ResidualBlock(nn.Module):
         h = self.branch(x, last_bn=not fuse_bn)
         shortcut = self.shortcut(x)
         out = self.residual_neuron._kernel_forward(h, bn=bn if fuse_bn else None, shortcut=shortcut,
-                                                   connect=self.connect)
+                                                   connect=self.connect.name)
         return self.connect.mark_output(out, shortcut)  # (A: 0/1 spikes by construction)
 
     @torch.no_grad()

@@ -713,3 +713,111 @@ def test_time_chunked_backward_on_cuda(backend):
     err = layerwise.grad_error(torch.cat([p.grad.flatten() for p in chunked.parameters()]).cpu(),
                                torch.cat([p.grad.flatten() for p in model.parameters()]).cpu())
     assert err < 1e-3, f"backend={backend!r}: gradient relative error {err:.2e}"
+
+
+#: SEW blocks through one kernel call on CUDA: (connect, neuron, last BN in eval mode -> fused)
+SEW_BLOCK_KERNEL_CASES = [("ADD", "if", True), ("AND", "lif", False), ("IAND", "plif", True)]
+
+
+def _sew_block_connect_call(device, connect, neuron, bn_eval, monkeypatch):
+    """A downsampling SEW block (backend='fused', 16 -> 32 channels, T = 4) run once on ``device`` with a gradient
+    back: what its one connect-fused kernel call got (input, shortcut, whether the BN was fused), what it gave
+    (O, the residual neuron's V[T-1]) and the gradients of its input, shortcut and parameters; and the block."""
+    from sj_sew.neurons import fused
+
+    torch.manual_seed(0)
+    block = sj_sew.BasicBlock(16, 32, 2, connect=connect, neuron=NeuronSpec(neuron, backend="fused"))
+    with torch.no_grad():
+        for m in block.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.normal_(0.0, 0.2), m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5), m.bias.normal_(1.0, 0.3)
+    block.train(not bn_eval).to(device)
+    calls, real = [], fused._FusedMultiStep._kernel_forward
+
+    def spy(node, x_seq, **fusion):
+        out = real(node, x_seq, **fusion)
+        if fusion.get("connect") is not None:
+            for t in (x_seq, fusion["shortcut"]):
+                t.retain_grad()
+            calls.append((x_seq, fusion["shortcut"], fusion.get("bn") is not None, out))
+        return out
+
+    monkeypatch.setattr(fused._FusedMultiStep, "_kernel_forward", spy)
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(4, 2, 16, 16, 16, generator=g) < 0.5).float().to(device)
+    out = block(x)
+    out.backward(torch.randn(out.shape, generator=g).to(device))
+    monkeypatch.undo()
+    assert len(calls) == 1 and calls[0][3] is out
+    return calls[0], block
+
+
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize("connect,neuron,bn_eval", SEW_BLOCK_KERNEL_CASES)
+def test_sew_block_kernel_call_on_cuda_equals_the_cpu_reference(connect, neuron, bn_eval, monkeypatch):
+    """On CUDA a SEW block with backend='fused' computes O = g(SN(BN(conv(...))), S') in one call of the Triton
+    kernels (its last BN fused in eval mode); that call against the ops' CPU reference on the same inputs (the
+    route forced on CPU): O and V[T-1] bit for bit, close gradients of its input, the shortcut and the neuron's
+    and the fused BN's parameters."""
+    _check_sew_block_kernel_call("cuda", connect, neuron, bn_eval, monkeypatch)
+
+
+def _check_sew_block_kernel_call(device, connect, neuron, bn_eval, monkeypatch):
+    from sj_sew.neurons import fused
+
+    (h, shortcut, bn_fused, out), block = _sew_block_connect_call(device, connect, neuron, bn_eval, monkeypatch)
+    assert bn_fused == bn_eval and 0.05 < float((out != 0).float().mean()) < 0.95
+    v_last = block.residual_neuron.v.detach().cpu()
+    functional.reset_net(block)
+    reference = copy.deepcopy(block).cpu()
+    for p in reference.parameters():
+        p.grad = None
+    node, bn = reference.residual_neuron, reference.last_bn
+    hc, sc = (t.detach().cpu().requires_grad_() for t in (h, shortcut))
+    with fused.kernel_route_forced():
+        want = node._kernel_forward(hc, bn=bn if bn_fused else None, shortcut=sc, connect=reference.connect.name)
+    g = torch.Generator().manual_seed(1)
+    torch.rand(4, 2, 16, 16, 16, generator=g)  # (the input's draw) then the gradient's, as on CUDA
+    want.backward(torch.randn(want.shape, generator=g))
+    assert torch.equal(out.detach().cpu(), want.detach()), f"{int((out.detach().cpu() != want).sum())} outputs differ"
+    assert torch.equal(v_last, node.v)
+    torch.testing.assert_close(h.grad.cpu(), hc.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shortcut.grad.cpu(), sc.grad, rtol=1e-5, atol=1e-5)
+    fused_params = [("sn2.w", block.residual_neuron, node)] * (neuron == "plif")
+    fused_params += [("bn2", block.last_bn, bn)] * bn_fused
+    for name, got, ref in fused_params:
+        for a, b in zip(got.parameters(), ref.parameters()):
+            torch.testing.assert_close(a.grad.cpu(), b.grad, rtol=1e-4, atol=1e-3, msg=name)
+
+
+@cuda
+@pytest.mark.cuda
+def test_sew_resnet_on_cuda_fuses_every_block(monkeypatch):
+    """A SEW ResNet-18 with backend='fused' on CUDA: each block's output from one connect-fused kernel call, with
+    its last BN fused in eval mode; a firing-rate monitor keeps them unfused; a training step runs."""
+    from sj_sew.neurons import fused
+
+    calls = []
+    real = fused._FusedMultiStep._kernel_forward
+
+    def spy(node, x_seq, **fusion):
+        calls.append((fusion.get("connect") is not None, fusion.get("bn") is not None))
+        return real(node, x_seq, **fusion)
+
+    monkeypatch.setattr(fused._FusedMultiStep, "_kernel_forward", spy)
+    model = sj_sew.create_model("sew_resnet18", connect="IAND", backend="fused", width=16, num_classes=5, T=2).cuda()
+    x = torch.rand(2, 3, 64, 64, device="cuda")
+    for training in (True, False):
+        calls.clear()
+        functional.reset_net(model.train(training))
+        out = model(x)
+        assert torch.isfinite(out).all()
+        assert sum(c for c, _ in calls) == 8 and sum(b for _, b in calls) == (0 if training else 8)
+    calls.clear()
+    functional.reset_net(model.train())
+    with sj_sew.analysis.FiringRateMonitor(model):
+        model(x).sum().backward()
+    assert not any(c for c, _ in calls)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)

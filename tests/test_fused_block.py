@@ -241,6 +241,7 @@ def test_route_decision():
     assert not fused_block._runs_connect_kernel(x)  # CPU
     with fused.kernel_route_forced():
         assert fused_block._runs_connect_kernel(x)
+        assert copy.deepcopy(fused_block)._runs_connect_kernel(x)  # (its g a copy of the registered one)
         assert not auto_block._runs_connect_kernel(x) and not spiking_block._runs_connect_kernel(x)
         handle = fused_block.residual_neuron.register_forward_pre_hook(lambda m, args: None)
         assert not fused_block._runs_connect_kernel(x)
