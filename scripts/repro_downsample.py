@@ -56,7 +56,8 @@ def main(argv=None):
     else:
         bound = downsample.measure_bound(out, study)
     print(downsample.format_table(study["rows"], bound))
-    print(f"wrote {out / 'downsample.json'} and {out / 'downsample.png'} ({study['meta']['seconds']} s)")
+    print(f"wrote {out / 'downsample.json'} and {out / 'downsample.png'} ({study['meta']['train_seconds_all_runs']} s "
+          f"of training in all)")
     return study["rows"]
 
 

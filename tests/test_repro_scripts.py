@@ -221,7 +221,7 @@ def test_studies_never_write_into_results_unless_told():
 RESULTS = SCRIPTS.parent / "results"
 
 
-@pytest.mark.parametrize("study", ["ablation", "degradation", "surrogate"])
+@pytest.mark.parametrize("study", ["ablation", "degradation", "surrogate", "downsample"])
 def test_report_only_rebuilds_the_committed_results_byte_for_byte(study, tmp_path):
     """--report-only on a copy of results/<study> (never on results/ itself) writes the committed JSON again,
     byte for byte, from the committed runs' summaries."""
@@ -254,11 +254,11 @@ def _new_config(flags: dict, seed: int, out: Path):
     return resolve_config(run_flags(flags, out, seed))
 
 
-@pytest.mark.parametrize("study", ["ablation", "degradation", "surrogate"])
+@pytest.mark.parametrize("study", ["ablation", "degradation", "surrogate", "downsample"])
 def test_studies_configure_the_committed_runs_exactly(study, tmp_path):
     """Every committed run's RunConfig, built from the study's RunConfig fields, equals the one its recorded
-    train.py flags give."""
-    from sj_sew.experiments import ablation, degradation, surrogate
+    train.py flags (or RunConfig fields) give."""
+    from sj_sew.experiments import ablation, degradation, downsample, surrogate
 
     meta = json.loads((RESULTS / study / f"{study}.json").read_text())["meta"]
     cells = {}
@@ -271,6 +271,12 @@ def test_studies_configure_the_committed_runs_exactly(study, tmp_path):
         for name, n, _ in degradation.jobs(degradation.FAMILIES, [2, 8, 16], [50], 1):
             cells[degradation.run_dir(RESULTS / study, name, n)] = degradation.cell_flags(
                 name, n, meta["dataset"], meta["width"], meta["epochs"], meta["per_class"])
+    elif study == "downsample":  # reported and tuning runs alike, as the surrogate study's
+        for net in downsample.NETWORKS:
+            for tuning in (False, True):
+                for lr in surrogate.LR_LADDER:
+                    cells[surrogate.cell_dir(RESULTS / study, net, lr, tuning)] = downsample.cell_flags(
+                        net, lr, meta["epochs"])
     else:  # reported and tuning runs alike (runs/<reported|tuning>/<cell>/lr<lr>/seed<k>)
         for sg in surrogate.SURROGATES:
             for net in surrogate.NETWORKS:
@@ -281,11 +287,14 @@ def test_studies_configure_the_committed_runs_exactly(study, tmp_path):
     checked = 0
     for run_dir, seed, summary in _committed_cells(study):
         out = tmp_path / f"seed{seed}"
-        assert _new_config(cells[run_dir], seed, out) == _old_config(summary["argv"], seed, out), run_dir
+        recorded = (_old_config(summary["argv"], seed, out) if "argv" in summary  # runs of train.py's flags
+                    else _new_config(summary["flags"], seed, out))  # runs of RunConfig fields (sweep.train_run)
+        assert _new_config(cells[run_dir], seed, out) == recorded, run_dir
         checked += 1
-    if study == "surrogate":  # each setting: its reported seeds and one tuning run per rate it tried
+    if study in ("surrogate", "downsample"):  # each setting: its reported seeds and one tuning run per rate tried
         table = json.loads((RESULTS / study / f"{study}.json").read_text())["table"]
-        assert checked == sum(len(r["seeds"]) + len(r["grid_val_acc"]) for r in table.values()) >= 6 * (5 + 4)
+        settings = 6 if study == "surrogate" else 2
+        assert checked == sum(len(r["seeds"]) + len(r["grid_val_acc"]) for r in table.values()) >= settings * (5 + 4)
     else:
         assert checked == {"ablation": 70, "degradation": 42}[study]
 

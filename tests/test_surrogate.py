@@ -151,3 +151,14 @@ def test_downsample_net_has_two_downsample_blocks():
     net = sj_sew.NotationNet(downsample.NET, family="sew", connect="ADD", in_channels=1, input_size=8)
     changes = [name for name, m in net.named_modules() if isinstance(m, BasicBlock) and m.changes_shape]
     assert changes == ["layers.6", "layers.9"]
+
+
+def test_reproduction_md_holds_the_digits_studies_tables():
+    """§5 and the downsample subsection of REPRODUCTION.md hold every row rendered from the committed results."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "REPRODUCTION.md").read_text()
+    for render in (tables.surrogate, tables.downsample):
+        rows = [line for line in render(root / "results") if line.startswith("| ")]
+        assert len(rows) > 4, render.__name__
+        missing = [row for row in rows if row not in text]
+        assert not missing, f"{render.__name__}: rows not in REPRODUCTION.md: {missing[:3]}"

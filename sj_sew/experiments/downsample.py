@@ -32,14 +32,14 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LR_GRID, report_o
               progress: bool = False, widen: bool = True, net: str = NET) -> dict:
     """Train (unless ``report_only``) and aggregate both networks under the tuning rule; ``{"meta", "table",
     "rows"}`` as :func:`.surrogate.run_study`."""
-    start, table = time.time(), {}
+    table = {}
     seeds_out = reported_seeds(seeds)
     for name in NETWORKS:
         row = tuned_cell(name, lambda lr, n=name: cell_flags(n, lr, epochs, net), out, seeds_out, lrs,
                          not report_only, progress, widen)
         if row is not None:
             table[name] = {**row, "family": NETWORKS[name]["family"]}
-    meta = study_meta(net, epochs, seeds_out, lrs, table, start, surrogate="ArcTan", zero_init=False,
+    meta = study_meta(net, epochs, seeds_out, lrs, table, surrogate="ArcTan", zero_init=False,
                       downsample_blocks="the first block of stages 2 and 3 (32->64 and 64->128 channels)")
     return {"meta": meta, "table": table, "rows": without_history(table)}
 

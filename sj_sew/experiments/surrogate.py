@@ -9,7 +9,6 @@ half-decade while the best rate sits at its edge, then trains the reported seeds
 live in ``<out>/runs/tuning/``, reported runs in ``<out>/runs/reported/``."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -105,8 +104,9 @@ def tuned_cell(key: str, flags_at: Callable[[float], dict], out: Path, seeds: li
             "history": [r["history"] for r in runs]}
 
 
-def study_meta(net: str, epochs: int, seeds: list[int], lrs, table: dict, start: float, **more) -> dict:
-    """What a tuned digits study records about itself: setting, rule and the compute used."""
+def study_meta(net: str, epochs: int, seeds: list[int], lrs, table: dict, **more) -> dict:
+    """What a tuned digits study records about itself: setting, rule and the compute used (the runs' wall times,
+    so that --report-only writes the same file)."""
     reported = sum(sum(r["seconds_per_run"]["values"]) for r in table.values())
     tuning = sum(r["tuning_seconds"] for r in table.values())
     return {"dataset": "digits (8x8)", "net": net, "T": 4, "epochs": epochs, "seeds": len(seeds),
@@ -114,8 +114,7 @@ def study_meta(net: str, epochs: int, seeds: list[int], lrs, table: dict, start:
             "optimizer": "adam, cosine schedule, batch 32", "selection": "best validation accuracy",
             "rule": RULE.format(seed=TUNING_SEED), **more,
             "train_seconds_reported": round(reported), "train_seconds_tuning": round(tuning),
-            "train_seconds_all_runs": round(reported + tuning), "compute": COMPUTE,
-            "seconds": round(time.time() - start)}
+            "train_seconds_all_runs": round(reported + tuning), "compute": COMPUTE}
 
 
 def without_history(table: dict) -> dict:
@@ -127,7 +126,7 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LR_GRID, report_o
     """Train (unless ``report_only``; ``progress``: each run's progress bars) and aggregate every surrogate x
     network under the tuning rule, reporting seeds ``0 .. seeds - 1``. Returns ``{"meta", "table", "rows"}``:
     ``table`` with each row's histories (for the figure), ``rows`` without them (the report)."""
-    start, table = time.time(), {}
+    table = {}
     seeds_out = reported_seeds(seeds)
     for sg_name in SURROGATES:
         for net_name in NETWORKS:
@@ -137,7 +136,7 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LR_GRID, report_o
             if row is not None:
                 table[key] = {**row, "zero_init": NETWORKS[net_name]["zero_init"],
                               "paper_cifar10": PAPER[(sg_name, net_name)]}
-    meta = study_meta(NET, epochs, seeds_out, lrs, table, start,
+    meta = study_meta(NET, epochs, seeds_out, lrs, table,
                       zero_init={name: flags["zero_init"] for name, flags in NETWORKS.items()})
     return {"meta": meta, "table": table, "rows": without_history(table)}
 
