@@ -90,10 +90,9 @@ def _run(model, x, forced: bool, calls: int = 2):
     functional.reset_net(model)
     model.zero_grad(set_to_none=True)
     xi = x.clone().requires_grad_()
-    with fused.kernel_route_forced() if forced else torch.enable_grad():
-        outs = [model(xi) for _ in range(calls)]
-    out = torch.stack(outs)
-    (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+    with fused.kernel_route_forced() if forced else torch.enable_grad():  # (a checkpoint's recomputation too)
+        out = torch.stack([model(xi) for _ in range(calls)])
+        (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
     states = {n: m.v.detach().clone() for n, m in model.named_modules() if isinstance(m, fused._FusedMultiStep)}
     grads = {n: p.grad for n, p in model.named_parameters()}
     buffers = {n: b.clone() for n, b in model.named_buffers()}
@@ -176,6 +175,25 @@ def test_sew_resnet_through_the_kernel_route_equals_the_normal_path(connect, neu
     forced = _run(net, x, forced=True, calls=1)
     blocks = sum(isinstance(m, sj_sew.ResidualBlock) for m in net.modules())
     assert blocks == 8 and calls.connect == blocks and calls.bn == (blocks if bn_eval else 0)
+    _assert_same(forced, normal)
+
+
+@pytest.mark.parametrize("budget", ["balanced", "memory"])
+def test_memory_saving_recomputes_the_fused_blocks_exactly(budget, monkeypatch):
+    """Under sj_sew.memory_saving the checkpointed segments recompute the fused blocks in backward (the route is
+    the same in forward and recomputation, as on CUDA): results as the normal path's without memory saving."""
+    torch.manual_seed(0)
+    net = sj_sew.create_model("sew_resnet18", connect="AND", neuron="lif", backend="fused", width=8,
+                              num_classes=5, T=2)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    _randomize_batchnorms(net, x)
+    net.train()
+    twin = copy.deepcopy(net)
+    sj_sew.memory_saving(net, budget=budget)
+    normal = _run(twin, x, forced=False, calls=1)
+    calls = _FusedCalls(monkeypatch)
+    forced = _run(net, x, forced=True, calls=1)
+    assert calls.connect > 8  # every block's forward, then the recomputed ones
     _assert_same(forced, normal)
 
 
