@@ -162,3 +162,28 @@ def test_reproduction_md_holds_the_digits_studies_tables():
         assert len(rows) > 4, render.__name__
         missing = [row for row in rows if row not in text]
         assert not missing, f"{render.__name__}: rows not in REPRODUCTION.md: {missing[:3]}"
+
+
+def test_reproduction_md_surrogate_prose_numbers_are_recomputed():
+    """The figures §5's prose quotes beside its tables: the last four epochs of Constant 1 SEW ADD's mean
+    validation accuracy, the ArcTan/Rectangular plateau from the 6th epoch, the best net's margin over the
+    readout."""
+    root = Path(__file__).resolve().parents[1]
+    text = " ".join((root / "REPRODUCTION.md").read_text().split())
+    reported = root / "results" / "surrogate" / "runs" / "reported"
+
+    def mean_val(cell):
+        histories = [json.loads(p.read_text())["history"]
+                     for p in sorted(reported.glob(f"{cell}/*/seed*/summary.json"))]
+        assert len(histories) == 5
+        return [100 * sum(h[e]["val_acc"] for h in histories) / 5 for e in range(10)]
+
+    last4 = ", ".join(f"{v:.1f}" for v in mean_val("Constant_1-SEW_ADD")[6:])
+    assert f"SEW ADD's mean validation accuracy went {last4} over the last four epochs" in text
+    tails = [mean_val(f"{sg}-{net}")[5:] for sg in ("ArcTan", "Rectangular") for net in ("SEW_ADD", "Spiking_ResNet")]
+    low, high = min(min(t) for t in tails), max(max(t) for t in tails)
+    moves = max(max(t) - min(t) for t in tails)
+    assert (f"stays between {low:.1f} and {high:.1f}% and moves by at most {moves:.1f} points") in text
+    rows = claims.load_study(root / "results", "surrogate")
+    best, d = claims.best_against_readout(rows, claims.study_readout(root / "results", "surrogate"))
+    assert best == "Rectangular | SEW ADD" and f"is {100 * d.mean:.1f} points above it" in text

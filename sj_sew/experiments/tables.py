@@ -67,7 +67,7 @@ def _tuned_heading(what: str, m: dict) -> str:
 def _rate_grid(table: dict, tuning_seed: int) -> list[str]:
     """Each row's validation accuracy over the rates its tuning seed tried (chosen in bold, '-' not tried)."""
     lrs = sorted({float(lr) for r in table.values() for lr in r["grid_val_acc"]})
-    rows = [[key, *("-" if f"{lr:g}" not in r["grid_val_acc"] else
+    rows = [[key.replace(" | ", ", "), *("-" if f"{lr:g}" not in r["grid_val_acc"] else
                     f"**{100 * r['grid_val_acc'][f'{lr:g}']:.1f}**" if lr == r["lr"] else
                     f"{100 * r['grid_val_acc'][f'{lr:g}']:.1f}" for lr in lrs)] for key, r in table.items()]
     return [f"Validation accuracy % of the tuning seed {tuning_seed} (never reported) over the rate grid "
