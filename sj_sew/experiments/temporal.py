@@ -55,6 +55,8 @@ TUNE_SEED = 100  # chooses the rate; never reported
 #: the rate grid every network chooses from (Adam), and the length of its probe runs
 LRS = (1e-3, 3e-3, 1e-2)
 TUNE_EPOCHS = 4
+#: the half-decade rates a grid is widened along when its choice sits at an edge
+LADDER = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 VAL_FRACTION = 1 / 3  # with the default 200 per class: 100 fit, 50 validate, 50 test per class
 BATCH = 16
 PER_CLASS = 200
@@ -65,6 +67,17 @@ def rate_cell(name: str) -> str:
     """The cell whose probe runs choose the rate of ``name``'s network: the network's T = 16 RTD cell."""
     net = CELLS[name].network
     return next(c for c, cell in CELLS.items() if cell.network == net and cell.T == 16 and cell.T_train)
+
+
+def edge_step(tried: list[float], choice: float) -> float | None:
+    """The next rate to probe when ``choice`` is the largest (or smallest) of the rates ``tried``: the
+    :data:`LADDER` rate above (below) it; None when the choice is inside, or the ladder ends."""
+    i = min(range(len(LADDER)), key=lambda j: abs(math.log(LADDER[j] / choice)))
+    if choice == max(tried) and i + 1 < len(LADDER):
+        return LADDER[i + 1]
+    if choice == min(tried) and i > 0:
+        return LADDER[i - 1]
+    return None
 
 
 def cell_flags(cell: str, lr: float, epochs: int, data_options: dict) -> dict:
@@ -113,6 +126,22 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
 
     grids: dict[str, dict] = {}  # rate cell -> {lr: probe run}
     chosen = {rate_cell(c): lrs[0] for c in cells} if len(lrs) == 1 else {}
+    tuned = list(dict.fromkeys(rate_cell(c) for c in cells))
+
+    def settle(cell: str, mine: bool) -> float | None:
+        """The cell's rate once its grid is finished, widened by :func:`edge_step` while the choice sits at an
+        edge (an extension probe belongs to shard ``tuned.index(cell) % n``); None while a probe is missing."""
+        grid = grids.get(cell, {})
+        while set(lrs) <= set(grid):
+            nxt = edge_step(sorted(grid), choose_lr(grid))
+            if nxt is None:
+                return choose_lr(grid)
+            r = get(cell, nxt, TUNE_SEED, mine, probe=True)
+            if r is None:
+                return None
+            grid[nxt] = r
+        return None
+
     runs: dict[str, list] = {c: [] for c in cells}
     for i, (kind, cell, lr, seed) in enumerate(units(cells, lrs, seeds)):
         mine = i % n == k
@@ -120,9 +149,10 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
             r = get(cell, lr, seed, mine, probe=True)
             if r is not None:
                 grids.setdefault(cell, {})[lr] = r
-            if len(grids.get(cell, {})) == len(lrs):
-                chosen[cell] = choose_lr(grids[cell])
             continue
+        if len(lrs) > 1 and not chosen:  # after the listed probes, once: every network's rate, edges widened
+            chosen = {c: lr for j, c in enumerate(tuned) if (lr := settle(c, j % n == k)) is not None}
+            chosen = chosen or {None: None}  # settled (some maybe pending): do not try again in this call
         lr = chosen.get(rate_cell(cell))
         if lr is None:  # its network's rate is not chosen yet: a later call runs it (gpu_sweep.sh reads the mark)
             if mine and not report_only:
@@ -136,7 +166,8 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
     table = {cell: _row(cell, chosen[rate_cell(cell)], grids.get(rate_cell(cell), {}), rs)
              for cell, rs in runs.items() if rs}
     selection = (f"per network: the best validation accuracy of {tune_epochs}-epoch probe runs of seed {TUNE_SEED} "
-                 "(not reported) on its T = 16 RTD cell, the smaller rate on a tie" if len(lrs) > 1
+                 "(not reported) on its T = 16 RTD cell, the smaller rate on a tie; a choice at an edge of the rates "
+                 f"tried adds the next rate of {list(LADDER)} beyond it" if len(lrs) > 1
                  else "rate fixed as given (no grid)")
     meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
             "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs,
