@@ -187,3 +187,16 @@ def test_reproduction_md_surrogate_prose_numbers_are_recomputed():
     rows = claims.load_study(root / "results", "surrogate")
     best, d = claims.best_against_readout(rows, claims.study_readout(root / "results", "surrogate"))
     assert best == "Rectangular | SEW ADD" and f"is {100 * d.mean:.1f} points above it" in text
+
+
+def test_reproduction_md_downsample_prose_numbers_are_recomputed():
+    """The bound figures the downsample subsection's prose quotes, from results/downsample/bound.json."""
+    root = Path(__file__).resolve().parents[1]
+    text = " ".join((root / "REPRODUCTION.md").read_text().split())
+    bound = json.loads((root / "results" / "downsample" / "bound.json").read_text())["networks"]
+    assert all(b["max"] <= 2 for when in ("init", "trained") for b in bound["SEW ADD"][when])
+    assert max(b["max"] for b in bound["SEW ADD"]["init"]) < 2
+    r = bound["SEW ADD, no downsample SN"]
+    init, trained = (" and ".join(f"{b['max']:.2f}" for b in r[w]) for w in ("init", "trained"))
+    above = " and ".join(f"{100 * b['fraction_above_2']:.1f}%" for b in r["trained"])
+    assert f"outputs reach {init} at init and {trained} trained, with {above} of the trained outputs above 2" in text
