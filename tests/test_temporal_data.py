@@ -86,13 +86,15 @@ def test_linear_readout_needs_time():
 
 
 def test_study_units_and_rate_choice():
-    runs = temporal.units(["T16", "T4", "Plain RTD"], [1e-3, 3e-3], 2)
-    # one rate per network, chosen on its T = 16 RTD cell: SEW ADD's cells share "T16 RTD"'s probes
-    assert runs[:4] == [("tune", "T16 RTD", 1e-3, temporal.TUNE_SEED), ("tune", "T16 RTD", 3e-3, temporal.TUNE_SEED),
-                        ("tune", "Plain RTD", 1e-3, temporal.TUNE_SEED), ("tune", "Plain RTD", 3e-3, temporal.TUNE_SEED)]
-    assert runs[4:] == [("report", c, None, s) for s in (0, 1) for c in ("T16", "T4", "Plain RTD")]
-    assert {temporal.rate_cell(c) for c in temporal.CELLS} == {f"{n} RTD" for n in ("T16", "SEW IAND", "SEW AND",
-                                                                                     "Spiking ResNet", "Plain")}
+    runs = temporal.units(["T16", "T4", "Plain RTD", "SEW ADD RTD"], [1e-3, 3e-3], 2)
+    # the T study runs at its fixed rate; each ablation cell probes its own
+    assert runs[:4] == [("tune", "Plain RTD", 1e-3, temporal.TUNE_SEED), ("tune", "Plain RTD", 3e-3, temporal.TUNE_SEED),
+                        ("tune", "SEW ADD RTD", 1e-3, temporal.TUNE_SEED),
+                        ("tune", "SEW ADD RTD", 3e-3, temporal.TUNE_SEED)]
+    assert runs[4:] == [("report", c, None, s) for s in (0, 1) for c in ("T16", "T4", "Plain RTD", "SEW ADD RTD")]
+    assert {temporal.rate_cell(c) for c in temporal.T_CELLS} == {None}
+    assert set(temporal.ABLATION_CELLS) == {f"{n} RTD" for n in ("SEW ADD", "SEW IAND", "SEW AND", "Spiking ResNet",
+                                                                "Plain")}
     assert temporal.units(["T4"], [1e-3], 1) == [("report", "T4", None, 0)]  # one rate: no tuning run
     # a choice at an edge of the rates tried widens the grid along the half-decade ladder, within its ends
     assert temporal.edge_step([1e-3, 3e-3, 1e-2], 1e-2) == 3e-2
