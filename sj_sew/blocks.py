@@ -131,13 +131,13 @@ def _zero_bias(block) -> float:
 
 
 register_family(Family("sew", _sew_output, "conv-bn-sn", _sew_identity_bias))
-register_family(Family("sew-conv-bn", _sew_output, "conv-bn", _sew_identity_bias))  # SEW without the shortcut SN
 # Spiking: O = SN(S) at zero init, an identity only for neurons that fire on one input spike from rest
 # (IF with Vth <= 1), not LIF/PLIF (paper, Sec. 3.2).
 register_family(Family("spiking", _spiking_output, "conv-bn", _zero_bias))
 register_family(Family("plain", _plain_output, None, None))
 register_family(Family("ms", _membrane_output, "conv-bn", _zero_bias, ms_neuron_spec, preactivation=True))
 register_family(Family("ds", _spike_count_output, "conv-bn-sn", _zero_bias, mlf_spec))
+register_family(Family("sew-conv-bn", _sew_output, "conv-bn", _sew_identity_bias))  # SEW without the shortcut SN
 
 
 # --------------------------------------------------------------------------------------------------
