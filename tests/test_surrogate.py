@@ -23,6 +23,7 @@ from test_repro_scripts import _assert_row_matches_its_runs, _report_only_reprod
     ([3e-4, 1e-3, 3e-3, 1e-2], 1e-2, [3e-4, 1e-3, 3e-3, 1e-2, 3e-2]),     # top edge: one half-decade up
     ([3e-4, 1e-3, 3e-3, 1e-2], 3e-4, [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]),     # bottom edge: one down
     ([3e-2, 1e-1], 1e-1, [3e-2, 1e-1]),                                   # the ladder's end: nothing to add
+    ([5e-3, 2e-2], 2e-2, [5e-3, 2e-2]),                                   # off the ladder: left as given
 ])
 def test_a_grid_widens_only_at_its_edge(grid, chosen, expected):
     assert surrogate.widened(grid, chosen) == expected

@@ -57,8 +57,10 @@ def cell_flags(surrogate: str, network: str, lr: float, epochs: int) -> dict:
 
 def widened(grid: list[float], chosen: float, ladder=LR_LADDER) -> list[float]:
     """``grid`` with the ladder's next rate beyond ``chosen`` added where ``chosen`` is the grid's smallest or
-    largest rate (and the ladder goes on); otherwise ``grid`` unchanged."""
+    largest rate (and the ladder goes on); otherwise, or for a rate off the ladder, ``grid`` unchanged."""
     grid = sorted(grid)
+    if chosen not in ladder:
+        return grid
     i = ladder.index(chosen)
     if chosen == grid[0] and i > 0:
         return [ladder[i - 1], *grid]
