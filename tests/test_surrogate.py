@@ -201,3 +201,23 @@ def test_reproduction_md_downsample_prose_numbers_are_recomputed():
     init, trained = (" and ".join(f"{b['max']:.2f}" for b in r[w]) for w in ("init", "trained"))
     above = " and ".join(f"{100 * b['fraction_above_2']:.1f}%" for b in r["trained"])
     assert f"outputs reach {init} at init and {trained} trained, with {above} of the trained outputs above 2" in text
+
+
+@pytest.mark.parametrize("connect", ["ADD", "IAND"])
+def test_sew_conv_bn_on_the_fused_kernel_route(connect):
+    """SEW's fused output (one kernel call with g, forced on CPU) takes the real-valued BN shortcut of sew-conv-bn
+    as the unfused composition does, in training and in eval mode (last BN fused)."""
+    from sj_sew.neurons import fused
+
+    torch.manual_seed(0)
+    block = BasicBlock(8, 16, 1, "sew-conv-bn", connect, NeuronSpec("if", "fused"))
+    x = (torch.rand(3, 2, 8, 5, 5) > 0.6).float()
+    for train in (True, False):
+        block.train(train)
+        functional.reset_net(block)
+        expected = block.kind.output(block, block.branch(x), x)
+        functional.reset_net(block)
+        with fused.kernel_route_forced():
+            assert block._runs_connect_kernel(x)
+            got = block(x)
+        assert torch.allclose(got, expected, atol=1e-5), (connect, train)
