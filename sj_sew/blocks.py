@@ -197,6 +197,11 @@ class ResidualBlock(nn.Module):
         return self.kind.name
 
     @property
+    def has_connect(self) -> bool:
+        """Whether the output is SEW's g(A, S') (families 'sew' and 'sew-conv-bn'), so the connect function matters."""
+        return self.kind.output is _sew_output
+
+    @property
     def changes_shape(self) -> bool:
         """Whether the output's shape differs from the input's (stride or channels)."""
         return self.stride != 1 or self.in_channels != self.out_channels
@@ -242,7 +247,7 @@ class ResidualBlock(nn.Module):
         neuron on its kernel route (:func:`~sj_sew.neurons.fused.kernel_route`) and no hook on it but the spike mark
         (a hook, e.g. a firing-rate monitor, must see A: the block then runs unfused)."""
         sn = self.residual_neuron
-        return (self.kind.output is _sew_output and self.connect.name in KERNEL_CONNECTS
+        return (self.has_connect and self.connect.name in KERNEL_CONNECTS
                 and get_connect(self.connect.name) == self.connect and kernel_route(sn, x)
                 and not _runs_hooks(sn, transparent=(neuron_backends.mark_spikes,)))
 
@@ -267,7 +272,7 @@ class ResidualBlock(nn.Module):
         self.last_bn.bias.fill_(self.kind.identity_bias(self))
 
     def extra_repr(self) -> str:
-        return f"family={self.family}" + (f", connect={self.connect.name}" if self.family == "sew" else "")
+        return f"family={self.family}" + (f", connect={self.connect.name}" if self.has_connect else "")
 
 
 def _runs_hooks(module: nn.Module, transparent=()) -> bool:

@@ -50,7 +50,7 @@ def architecture(model: nn.Module) -> dict[str, str]:
     return {
         "class": type(model).__name__,
         "families": ", ".join(sorted({b.family for b in blocks})),
-        "connect": ", ".join(sorted({b.connect.name for b in blocks if b.family == "sew"})),
+        "connect": ", ".join(sorted({b.connect.name for b in blocks if b.has_connect})),
         "neurons": "; ".join(sorted({neuron_entry(m) for m in neurons})),
         "T": repr(getattr(model, "T", None)),
         "in_channels": repr(getattr(model, "in_channels", None)),
