@@ -290,6 +290,17 @@ def markdown(data: dict) -> list[str]:
         lines.append(f"| {cell} | {row.get('network', 'SEW ADD')} | {frames} | "
                      f"{fmt(row['selected_test_acc'])} | {fmt(row['last_test_acc'])} | {fmt(row['last_train_acc'])} | "
                      f"{fmt(row['gap_train_test'])} | {fmt(row['final_train_loss'], 1, 3)} | {row['lr']:g} |")
+    tuned = {cell: row for cell, row in data["table"].items() if row.get("grid_val_acc")}
+    if tuned:
+        rates = sorted({float(lr) for row in tuned.values() for lr in row["grid_val_acc"]})
+        lines += ["", f"Validation accuracy % of the probe runs (seed {TUNE_SEED}, {data['meta'].get('tune_epochs')} "
+                      "epochs; chosen in bold, - not probed):", "",
+                  "| cell | " + " | ".join(f"{lr:g}" for lr in rates) + " |", "| --- |" + " --- |" * len(rates)]
+        for cell, row in tuned.items():
+            accs = {float(lr): acc for lr, acc in row["grid_val_acc"].items()}
+            marks = [("-" if lr not in accs else f"**{100 * accs[lr]:.1f}**" if lr == row["lr"]
+                      else f"{100 * accs[lr]:.1f}") for lr in rates]
+            lines.append(f"| {cell} | " + " | ".join(marks) + " |")
     lines += ["", *verdict_table("temporal", verdicts(data["table"], data.get("linear_readout")))]
     return lines
 
