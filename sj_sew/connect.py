@@ -3,7 +3,7 @@
 ``A`` is the residual branch's spikes, ``S`` the block input (the shortcut). Identity at init:
 ADD and IAND need A == 0, AND needs A == 1 (see :func:`identity_spike`). AND and IAND of two 0/1 tensors are
 0/1 (ADD's are sums): called through their :class:`Connect`, they mark such an output for compact storage
-(:func:`sj_sew.memory.mark_binary`) when both inputs carry that mark.
+(:func:`sj_sew.binary_marks.mark_binary`) when both inputs carry that mark.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
+from .binary_marks import is_marked_binary, mark_binary
 
 
 @dataclass(frozen=True)
@@ -27,15 +29,13 @@ class Connect:
         return self.mark_output(self.fn(a, s), a, s)
 
     def mark_output(self, out: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
-        """``out``, marked 0/1 for compact storage (:func:`sj_sew.memory.mark_binary`: packed without a value
+        """``out``, marked 0/1 for compact storage (:func:`sj_sew.binary_marks.mark_binary`: packed without a value
         check, no host sync on CUDA) where g keeps 0/1 and each of ``inputs`` (g's inputs that are not 0/1 by
         construction) carries that mark; as mark_binary, only while autograd records."""
         if not self.keeps_binary or torch.compiler.is_compiling() or not torch.is_grad_enabled():
             return out
-        from .memory import packing  # (here: sj_sew.memory imports the neurons, which import this module)
-
-        if all(packing._marked_binary(t) for t in inputs):
-            packing.mark_binary(out)
+        if all(is_marked_binary(t) for t in inputs):
+            mark_binary(out)
         return out
 
 

@@ -124,10 +124,12 @@ def test_fingerprints_tell_a_changed_network_apart():
 
 
 #: The layers of the package, lowest first: a module imports only from its own part or from lower layers.
-#: _compat knows SpikingJelly's lines (_version and progress, the bars' rule, stand beside it); neurons, connect and data stand on them side by side;
-#: memory stores and recomputes what neurons save; blocks are built from those; models from blocks; the rest
+#: _compat knows SpikingJelly's lines (_version, progress, the bars' rule, and binary_marks, the 0/1 tags on tensors,
+#: stand beside it); connect's g functions come next (the neuron kernels apply them); neurons and data stand on
+#: those side by side; memory stores and recomputes what neurons save; blocks are built from those; models from blocks; the rest
 #: (deploy, analysis, conversion, training, experiments, pretrained, the command) use models.
-LAYERS = [("_compat", "_version", "progress"), ("neurons", "connect", "data"), ("memory",), ("blocks",), ("models",)]
+LAYERS = [("_compat", "_version", "progress", "binary_marks"), ("connect",), ("neurons", "data"), ("memory",),
+          ("blocks",), ("models",)]
 
 
 def _layer(module: str) -> tuple[int, str]:
@@ -176,5 +178,5 @@ def test_the_layer_rule_catches_an_upward_import(tmp_path, monkeypatch):
     fake.parent.mkdir(parents=True)
     fake.write_text("from ..models import create_model\n")
     monkeypatch.setitem(MODULES, "sj_sew.neurons.upward", fake)
-    with pytest.raises(AssertionError, match="sj_sew.neurons.upward .layer 1. imports sj_sew.models"):
+    with pytest.raises(AssertionError, match="sj_sew.neurons.upward .layer 2. imports sj_sew.models"):
         test_imports_go_down_the_layers()

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .. import _compat
-from ..memory import packing
+from ..binary_marks import is_marked_binary, mark_binary
 from . import ops
 
 #: Every ``backend=`` name; which ones a SpikingJelly line offers is :func:`line_backends`.
@@ -194,10 +194,10 @@ class CupyDtypeGuard:
 def mark_spikes(module, args, kwargs, output) -> None:
     """Forward hook of an IF/LIF/PLIF neuron: called on its input alone (not on more arguments, e.g. a shortcut
     whose connect function could make sums) with a spiking surrogate (not its soft output), its output is 0/1
-    spikes, so :func:`sj_sew.memory.packing.mark_binary` declares it (packed unchecked, no host sync on CUDA)."""
+    spikes, so :func:`sj_sew.binary_marks.mark_binary` declares it (packed unchecked, no host sync on CUDA)."""
     if (len(args) == 1 and not kwargs and isinstance(output, torch.Tensor)
             and getattr(module.surrogate_function, "spiking", False)):
-        packing.mark_binary(output)
+        mark_binary(output)
 
 
 #: The max pooling layers :func:`mark_pooled_spikes` hooks (SpikingJelly's multi-step ones are subclasses).
@@ -208,8 +208,8 @@ def mark_pooled_spikes(module, args, kwargs, output) -> None:
     """Forward hook of a max pooling layer: the maximum over a window of marked 0/1 values (a window always holds
     at least one of them; padding never wins) is 0/1, so an output of a marked input is marked too."""
     if (len(args) == 1 and not kwargs and isinstance(output, torch.Tensor) and torch.is_grad_enabled()
-            and not torch.compiler.is_compiling() and packing._marked_binary(args[0])):
-        packing.mark_binary(output)
+            and not torch.compiler.is_compiling() and is_marked_binary(args[0])):
+        mark_binary(output)
 
 
 def set_spike_marks(modules, neuron_cls: type, enabled: bool) -> None:
