@@ -97,10 +97,12 @@ def test_study_units_and_rate_choice():
                                                                 "Plain")}
     assert temporal.units(["T4"], [1e-3], 1) == [("report", "T4", None, 0)]  # one rate: no tuning run
     # a choice at an edge of the rates tried widens the grid along the half-decade ladder, within its ends
-    assert temporal.edge_step([1e-3, 3e-3, 1e-2], 1e-2) == 3e-2
-    assert temporal.edge_step([1e-3, 3e-3, 1e-2], 1e-3) == 3e-4
-    assert temporal.edge_step([1e-3, 3e-3, 1e-2], 3e-3) is None
-    assert temporal.edge_step([1e-2, 3e-2, 1e-1], 1e-1) is None
+    from sj_sew.experiments.sweep import widen_step
+
+    assert widen_step([1e-3, 3e-3, 1e-2], 1e-2) == 3e-2
+    assert widen_step([1e-3, 3e-3, 1e-2], 1e-3) == 3e-4
+    assert widen_step([1e-3, 3e-3, 1e-2], 3e-3) is None
+    assert widen_step([1e-2, 3e-2, 1e-1], 1e-1) is None
     assert temporal.choose_lr({1e-3: {"selected_val_acc": 0.5}, 3e-3: {"selected_val_acc": 0.5}}) == 1e-3
     assert temporal.choose_lr({1e-3: {"selected_val_acc": 0.4}, 3e-3: {"selected_val_acc": 0.5}}) == 3e-3
     flags = temporal.cell_flags("T16 RTD", 1e-3, 3, {"per_class": 5, "sensor_size": 16})

@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import Callable
 
 from .claims import statistics_lines
-from .sweep import TUNING_SEED, choose_lr, fmt, reported_seeds, spread, train_run, write_study
+from .sweep import LR_LADDER, TUNING_SEED, choose_lr, fmt, reported_seeds, spread, train_run, widen_step, write_study
 
 SURROGATES = {"ArcTan": "atan", "Rectangular": "rectangular", "Constant 1": "constant"}
 #: name -> RunConfig fields; Spiking ResNet gets zero init (the paper's setting for it), SEW ADD none
 NETWORKS = {"SEW ADD": {"family": "sew", "connect": "ADD", "zero_init": False},
             "Spiking ResNet": {"family": "spiking", "zero_init": True}}
 NET = "c32k3s1-BN-IF-{{SEW Block(c32)}*2-MPk2s2}*3-FC10"
-#: the rates tried first (the earlier untuned 1e-3 inside) and the half-decade ladder a grid widens along
+#: the rates tried first (the earlier untuned 1e-3 inside; a grid widens along sweep.LR_LADDER)
 LR_GRID = (3e-4, 1e-3, 3e-3, 1e-2)
-LR_LADDER = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 #: Table 9 of the paper (CIFAR-10), for the side-by-side.
 PAPER = {("ArcTan", "SEW ADD"): 0.8263, ("ArcTan", "Spiking ResNet"): 0.7733,
          ("Rectangular", "SEW ADD"): 0.8256, ("Rectangular", "Spiking ResNet"): 0.6601,
@@ -56,17 +55,10 @@ def cell_flags(surrogate: str, network: str, lr: float, epochs: int) -> dict:
 
 
 def widened(grid: list[float], chosen: float, ladder=LR_LADDER) -> list[float]:
-    """``grid`` with the ladder's next rate beyond ``chosen`` added where ``chosen`` is the grid's smallest or
-    largest rate (and the ladder goes on); otherwise, or for a rate off the ladder, ``grid`` unchanged."""
-    grid = sorted(grid)
-    if chosen not in ladder:
-        return grid
-    i = ladder.index(chosen)
-    if chosen == grid[0] and i > 0:
-        return [ladder[i - 1], *grid]
-    if chosen == grid[-1] and i + 1 < len(ladder):
-        return [*grid, ladder[i + 1]]
-    return grid
+    """``grid`` (sorted) with :func:`~sj_sew.experiments.sweep.widen_step`'s next rate added where ``chosen``
+    sits at its edge; otherwise ``grid`` unchanged."""
+    nxt = widen_step(grid, chosen, ladder)
+    return sorted(grid) if nxt is None else sorted([*grid, nxt])
 
 
 def tuned_cell(key: str, flags_at: Callable[[float], dict], out: Path, seeds: list[int], lrs=LR_GRID,

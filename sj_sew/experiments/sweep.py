@@ -146,6 +146,23 @@ def choose_lr(grid: dict[float, dict]) -> float:
     return max(sorted(grid), key=lambda lr: (grid[lr]["selected_val_acc"], -lr))
 
 
+#: the half-decade learning rates a grid is widened along while its choice sits at an edge
+LR_LADDER = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+
+def widen_step(tried, choice: float, ladder=LR_LADDER) -> float | None:
+    """The rate to try next when ``choice`` is the largest (smallest) of the rates ``tried``: the ladder's rate
+    above (below) it; None when the choice is inside, off the ladder, or at the ladder's end."""
+    if choice not in ladder:
+        return None
+    i = ladder.index(choice)
+    if choice == max(tried) and i + 1 < len(ladder):
+        return ladder[i + 1]
+    if choice == min(tried) and i > 0:
+        return ladder[i - 1]
+    return None
+
+
 def reported_seeds(seeds: int, tuning_seed: int | None = TUNING_SEED) -> list[int]:
     """The seeds a study reports: ``0 .. seeds - 1``; the tuning seed (which chose the learning rate) is kept out.
     ``tuning_seed=None`` is the older rule (seed 0 both tunes and is reported)."""

@@ -10,8 +10,8 @@ readout finds in the frames summed over time and side by side, and the SEW paper
 
 A cell is one of :data:`CELLS` (a network at a T). The T study's cells run at :data:`T_LR`; each ablation cell's
 rate is chosen by short probe runs (:data:`TUNE_EPOCHS` epochs) of :data:`TUNE_SEED` (never reported) over the
-grid :data:`LRS`, widened along :data:`LADDER` while the choice sits at an edge; the reported seeds are
-0..seeds-1.
+grid :data:`LRS`, widened along :data:`~sj_sew.experiments.sweep.LR_LADDER` while the choice sits at an edge;
+the reported seeds are 0..seeds-1.
 ``scripts/repro_temporal.py`` is the command line and states the setting.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .ablation import NETWORKS
-from .sweep import choose_lr, fmt, spread, train_run, write_study
+from .sweep import LR_LADDER, choose_lr, fmt, spread, train_run, widen_step, write_study
 
 DATASET = "motion_events"
 #: the 7B-Net's layout with 16 channels and as many block+pool stages as the input allows (5 at 32x32)
@@ -57,8 +57,6 @@ TUNE_SEED = 100  # chooses the rate; never reported
 #: the rate grid every network of the ablation chooses from (Adam), and the length of its probe runs
 LRS = (1e-3, 3e-3, 1e-2)
 TUNE_EPOCHS = 4
-#: the half-decade rates a grid is widened along when its choice sits at an edge
-LADDER = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 #: the T study's rate and how it was chosen (the runs under results/temporal/probe/T8)
 T_LR = 3e-3
 T_LR_CHOICE = ("Adam 3e-3, chosen over 1e-2 by 4-epoch probes of the T8 cell on seed 100 (not reported): best "
@@ -73,17 +71,6 @@ def rate_cell(name: str) -> str | None:
     """The cell whose probe runs choose ``name``'s rate: itself for an ablation cell; None for a cell of the T
     study, which runs at :data:`T_LR`."""
     return name if name in ABLATION_CELLS else None
-
-
-def edge_step(tried: list[float], choice: float) -> float | None:
-    """The next rate to probe when ``choice`` is the largest (or smallest) of the rates ``tried``: the
-    :data:`LADDER` rate above (below) it; None when the choice is inside, or the ladder ends."""
-    i = min(range(len(LADDER)), key=lambda j: abs(math.log(LADDER[j] / choice)))
-    if choice == max(tried) and i + 1 < len(LADDER):
-        return LADDER[i + 1]
-    if choice == min(tried) and i > 0:
-        return LADDER[i - 1]
-    return None
 
 
 def cell_flags(cell: str, lr: float, epochs: int, data_options: dict) -> dict:
@@ -135,11 +122,11 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
     tuned = [c for c in dict.fromkeys(rate_cell(c) for c in cells) if c is not None]
 
     def settle(cell: str, mine: bool) -> float | None:
-        """The cell's rate once its grid is finished, widened by :func:`edge_step` while the choice sits at an
+        """The cell's rate once its grid is finished, widened by :func:`~sj_sew.experiments.sweep.widen_step` while the choice sits at an
         edge (an extension probe belongs to shard ``tuned.index(cell) % n``); None while a probe is missing."""
         grid = grids.get(cell, {})
         while set(lrs) <= set(grid):
-            nxt = edge_step(sorted(grid), choose_lr(grid))
+            nxt = widen_step(grid, choose_lr(grid))
             if nxt is None:
                 return choose_lr(grid)
             r = get(cell, nxt, TUNE_SEED, mine, probe=True)
@@ -174,7 +161,7 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
              for cell, rs in runs.items() if rs}
     selection = (f"the T study: {T_LR_CHOICE}; the ablation, per network: the best validation accuracy of "
                  f"{tune_epochs}-epoch probe runs of seed {TUNE_SEED} (not reported) on its cell, the smaller rate on a "
-                 f"tie, a choice at an edge of the rates tried adding the next rate of {list(LADDER)} beyond it"
+                 f"tie, a choice at an edge of the rates tried adding the next rate of {list(LR_LADDER)} beyond it"
                  if len(lrs) > 1 else "rate fixed as given (no grid)")
     meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
             "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs,
