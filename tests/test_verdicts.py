@@ -40,6 +40,9 @@ def test_paired_by_hand():
     # a loss: lower is better, so the difference is B - A
     loss = stats.paired([0.2, 0.3, 0.25], [0.5, 0.6, 0.55], higher_is_better=False)
     assert loss.mean == pytest.approx(0.3) and stats.verdict(loss) == stats.A_BETTER
+    # {seed: value}: only the seeds both have are paired, whatever their order
+    by_seed = stats.paired({2: 6.0, 0: 2.0, 1: 4.0, 4: 100.0}, {1: 2.0, 0: 1.0, 2: 3.0, 3: -50.0})
+    assert by_seed.diffs == (1.0, 2.0, 3.0)
 
 
 def test_verdict_rules():

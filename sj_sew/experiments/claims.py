@@ -78,11 +78,9 @@ def rows_from(study: str, table: dict) -> dict:
         return {key: {"acc": r["selected_test_acc"]["values"],
                       **({"loss": r["final_train_loss"]["values"]} if "final_train_loss" in r else {})}
                 for key, r in table.items()}
-    if study == "temporal":  # the seeds every cell has finished, in order: claims pair seed k of A with k of B
+    if study == "temporal":  # {seed: value}: each claim pairs the seeds its two cells share (stats.paired)
         metrics = {"acc": "selected_test_acc", "loss": "final_train_loss", "gap": "gap_train_test"}
-        common = sorted(set.intersection(*(set(r["seeds"]) for r in table.values()))) if table else []
-        return {cell: {name: [dict(zip(r["seeds"], r[key]["values"]))[seed] for seed in common]
-                       for name, key in metrics.items() if key in r}
+        return {cell: {name: dict(zip(r["seeds"], r[key]["values"])) for name, key in metrics.items() if key in r}
                 for cell, r in table.items()}
     raise ValueError(f"no rows of study {study!r} from a table")
 
@@ -299,8 +297,12 @@ def gate(study: str, rows: dict, linear: dict | None) -> str | None:
 
 def best_against_readout(rows: dict, linear: dict) -> tuple[str, stats.Paired]:
     """The row with the highest mean accuracy and its per-seed accuracy minus the readout's test accuracy."""
-    best = max(rows, key=lambda k: sum(rows[k]["acc"]) / len(rows[k]["acc"]))
-    return best, stats.paired(rows[best]["acc"], linear["test_acc"])
+    def values(k):  # per-seed accuracies, whether a list or {seed: value}
+        acc = rows[k]["acc"]
+        return list(acc.values()) if isinstance(acc, dict) else acc
+
+    best = max(rows, key=lambda k: sum(values(k)) / len(values(k)))
+    return best, stats.paired(values(best), linear["test_acc"])
 
 
 def evaluate_rows(study: str, rows: dict, linear: dict | None) -> list[Evaluated]:

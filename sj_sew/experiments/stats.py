@@ -57,7 +57,13 @@ def t_quantile(dof: int, level: float = LEVEL) -> float:
 def paired(a, b, higher_is_better: bool = True) -> Paired:
     """A - B over matched values (``a[i]`` and ``b[i]`` come from the same seed); a scalar ``b`` is a constant
     (e.g. a deterministic baseline). With ``higher_is_better=False`` (a loss) the differences are B - A, so that a
-    positive difference always means A is better."""
+    positive difference always means A is better. ``a`` and ``b`` may also be ``{seed: value}`` dicts: then the
+    seeds both have are paired, in order."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        common = sorted(set(a) & set(b))
+        a, b = [a[k] for k in common], [b[k] for k in common]
+    elif isinstance(a, dict):
+        a = [a[k] for k in sorted(a)]
     a = [float(v) for v in a]
     b = [float(b)] * len(a) if isinstance(b, (int, float)) else [float(v) for v in b]
     if len(a) != len(b):

@@ -218,7 +218,9 @@ def gates(results: Path) -> list[str]:
             continue
         best, d = claims.best_against_readout(found, linear)
         reaches = "yes" if stats.verdict(d) == stats.A_BETTER else "no: every claim is untestable here"
-        rows.append([study, f"{best.replace(' | ', ', ')} ({fmt(spread(found[best]['acc']))})",
+        acc = found[best]["acc"]
+        acc = list(acc.values()) if isinstance(acc, dict) else acc
+        rows.append([study, f"{best.replace(' | ', ', ')} ({fmt(spread(acc))})",
                      f"{linear['layout']} ({100 * linear['test_acc']:.1f})", d.text(100, 1), reaches])
     if not rows:
         return []
