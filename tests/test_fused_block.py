@@ -273,11 +273,15 @@ def test_route_decision():
             handle.remove()
         fused_block.last_bn.register_forward_hook(lambda m, args, out: None)  # a hooked BN still runs as a module
         assert fused_block._runs_connect_kernel(x)
-        if "XOR_TEST" not in sj_sew.list_connects():
-            register_connect("XOR_TEST", _xor, identity_spike=0.0, keeps_binary=True)
-        xor_block = sj_sew.BasicBlock(4, 4, connect="XOR_TEST", neuron=NeuronSpec("if", backend="fused"))
-        assert not xor_block._runs_connect_kernel(x)
-        assert xor_block(x).shape == x.shape
+        import sj_sew.connect as registry
+
+        register_connect("XOR_TEST", _xor, identity_spike=0.0, keeps_binary=True)
+        try:  # (the registry is global: the name must not outlive this test)
+            xor_block = sj_sew.BasicBlock(4, 4, connect="XOR_TEST", neuron=NeuronSpec("if", backend="fused"))
+            assert not xor_block._runs_connect_kernel(x)
+            assert xor_block(x).shape == x.shape
+        finally:
+            registry._CONNECTS.pop("XOR_TEST")
 
 
 def test_a_hooked_eval_bn_runs_as_a_module(monkeypatch):

@@ -89,9 +89,10 @@ STUDIES = {
     "degradation": Setting(_degradation(2), (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "SEW ADD, 6 layers (the shallowest)",
                            more={f"SEW ADD, {2 * n + 2} layers": _degradation(n) for n in (8, 16)}),
     "ablation": Setting(_ablation, ablation.LR_GRID, "SEW ADD (7B-Net layout, 16 channels)"),
-    "surrogate": Setting(lambda: surrogate.cell_flags("ArcTan", "SEW ADD", _defaults(surrogate.run_study)["epochs"]),
+    "surrogate": Setting(lambda: surrogate.cell_flags("ArcTan", "SEW ADD", 1e-3,  # (the twin's rate is its own)
+                                                      _defaults(surrogate.run_study)["epochs"]),
                          (3e-4, 1e-3, 3e-3, 1e-2), "SEW ADD (Table 9's net, 3 stages)"),
-    "systems": Setting(lambda: {**surrogate.cell_flags("ArcTan", "SEW ADD", 15), "batch_size": 64},
+    "systems": Setting(lambda: {**surrogate.cell_flags("ArcTan", "SEW ADD", 1e-3, 15), "batch_size": 64},
                        (3e-4, 1e-3, 3e-3, 1e-2), "SEW ADD (Table 9's net; the systems' own nets are not copied)",
                        data=_systems_splits),
 }

@@ -278,7 +278,9 @@ def study_readout(results: Path, study: str) -> dict | None:
 
 def readout_of_temporal(readout: dict | None) -> dict | None:
     """The stronger of the temporal benchmark's two readouts (:func:`sj_sew.experiments.temporal.linear_readout`)."""
-    return best_linear({"linear": {"summed": readout["summed"], "side by side": readout["frames"]}}) if readout else None
+    if readout is None:
+        return None
+    return best_linear({"linear": {"summed": readout["summed"], "side by side": readout["frames"]}})
 
 
 def gate(study: str, rows: dict, linear: dict | None) -> str | None:

@@ -122,8 +122,9 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
     tuned = [c for c in dict.fromkeys(rate_cell(c) for c in cells) if c is not None]
 
     def settle(cell: str, mine: bool) -> float | None:
-        """The cell's rate once its grid is finished, widened by :func:`~sj_sew.experiments.sweep.widen_step` while the choice sits at an
-        edge (an extension probe belongs to shard ``tuned.index(cell) % n``); None while a probe is missing."""
+        """The cell's rate once its grid is finished, widened by :func:`~sj_sew.experiments.sweep.widen_step`
+        while the choice sits at an edge (an extension probe belongs to shard ``tuned.index(cell) % n``); None
+        while a probe is missing."""
         grid = grids.get(cell, {})
         while set(lrs) <= set(grid):
             nxt = widen_step(grid, choose_lr(grid))
