@@ -31,6 +31,7 @@ from sj_sew.training import RunConfig, check_config, cli, loop
 from sj_sew.training.config import ConfigError
 
 import layerwise
+from cuda_graphs import check_training_step_in_a_cuda_graph
 from layerwise import Tolerance
 
 HAS_CUDA = torch.cuda.is_available()
@@ -317,41 +318,8 @@ def test_fused_backend_training_step_in_a_cuda_graph(monkeypatch):
     """A whole training step (reset, forward, loss, backward, SGD step) with sj_sew's kernels, captured once in
     a CUDA graph and replayed on new batches: the losses and weights of eager steps from the same state."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
-    model = _fused_model()
     # the input check leaves out its finiteness test (a read-back) while the stream captures: no patch needed
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    static_x, static_y = torch.rand(2, 3, 32, 32, device="cuda"), torch.tensor([1, 3], device="cuda")
-
-    def step(net, optimizer, x, y):
-        functional.reset_net(net)
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up: Triton compiles, cuDNN plans
-        for _ in range(2):
-            opt.zero_grad(set_to_none=True)
-            step(model, opt, static_x, static_y)
-    torch.cuda.current_stream().wait_stream(side)
-    twin = copy.deepcopy(model)
-    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.05)
-    graph = torch.cuda.CUDAGraph()
-    opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        static_loss = step(model, opt, static_x, static_y)
-    # capture recorded the step without running it: the model still holds the twin's weights
-    for _ in range(3):
-        x, y = torch.rand(2, 3, 32, 32, device="cuda"), torch.randint(0, 5, (2,), device="cuda")
-        static_x.copy_(x), static_y.copy_(y)
-        graph.replay()
-        twin_opt.zero_grad(set_to_none=True)
-        loss = step(twin, twin_opt, x, y)
-        torch.testing.assert_close(static_loss, loss, rtol=1e-4, atol=1e-5)
-    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
+    check_training_step_in_a_cuda_graph(_fused_model(), size=32)
 
 
 @cuda

@@ -14,12 +14,14 @@
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 
 import pytest
 import torch
 from spikingjelly.activation_based import functional, surrogate
 
 import sj_sew
+from cuda_graphs import check_training_step_in_a_cuda_graph
 from sj_sew.memory import packing, triton_pack
 from sj_sew.memory.packing import Packed, compact_saved_tensors, mark_binary, pack, unpack
 from sj_sew.memory.triton_pack import _from_bits, _to_bits, pack_bits, unpack_bits
@@ -321,27 +323,6 @@ def test_compact_training_step_in_a_cuda_graph(monkeypatch):
     model = sj_sew.create_model("sew_resnet18", width=8, num_classes=5, T=2, backend="fused").cuda()
     twin = copy.deepcopy(model)  # default storage
     sj_sew.memory_saving(model, budget="speed")
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    static_x, static_y = torch.rand(2, 3, 64, 64, device="cuda"), torch.tensor([1, 3], device="cuda")
-
-    def step(net, optimizer, x, y):
-        functional.reset_net(net)
-        loss = torch.nn.functional.cross_entropy(net(x), y)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up: Triton compiles, cuDNN plans
-        for _ in range(2):
-            opt.zero_grad(set_to_none=True)
-            step(model, opt, static_x, static_y)
-    torch.cuda.current_stream().wait_stream(side)
-    twin.load_state_dict(model.state_dict())
-    twin_opt = torch.optim.SGD(twin.parameters(), lr=0.05)
-    graph = torch.cuda.CUDAGraph()
-    opt.zero_grad(set_to_none=True)
     kinds, real = [], packing.pack
 
     def spy(t):
@@ -349,16 +330,10 @@ def test_compact_training_step_in_a_cuda_graph(monkeypatch):
         kinds.append(getattr(packed, "kind", None))
         return packed
 
-    monkeypatch.setattr(packing, "pack", spy)
-    with torch.cuda.graph(graph):
-        static_loss = step(model, opt, static_x, static_y)
+    @contextmanager
+    def spying():
+        monkeypatch.setattr(packing, "pack", spy)
+        yield
+
+    check_training_step_in_a_cuda_graph(model, size=64, twin=twin, capturing=spying)
     assert "bits" in kinds, "the marked spikes were packed inside the capture"
-    for _ in range(3):
-        x, y = torch.rand(2, 3, 64, 64, device="cuda"), torch.randint(0, 5, (2,), device="cuda")
-        static_x.copy_(x), static_y.copy_(y)
-        graph.replay()
-        twin_opt.zero_grad(set_to_none=True)
-        loss = step(twin, twin_opt, x, y)
-        torch.testing.assert_close(static_loss, loss, rtol=1e-4, atol=1e-5)
-    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=name)
