@@ -251,6 +251,7 @@ def sync_neurons(modules, backend: str, neuron_cls: type, surrogate_function, de
     check that a pinned 2.x kernel can run there (:func:`check_kernel`). On CUDA the neurons mark their spikes
     (:func:`set_spike_marks`: packed for backward without a host sync); elsewhere they do not (packing reads
     CPU values without a sync anyway)."""
+    modules = list(modules)  # (walked twice: a generator such as net.modules() would be spent by the first walk)
     on_cuda = torch.device(device).type == "cuda"
     kernel = pinned_kernel(backend, neuron_cls)
     if kernel is not None and on_cuda:
