@@ -330,7 +330,7 @@ def plot(figure: dict, path: Path, meta: dict):
         vals = [100 * v for v in r["selected_test_acc"]["values"]]
         c.bar(i, np.mean(vals), color="C0", alpha=0.4)
         c.plot([i] * len(vals), vals, "o", color="C0", alpha=0.7)
-    c.set_xticks(range(len(nets)), [name for name, _ in nets], rotation=20, fontsize=7)
+    c.set_xticks(range(len(nets)), [f"{name}\nlr {r['lr']:g}" for name, r in nets], fontsize=7)
     c.set_title("T = 16 with RTD (Table 4)", fontsize=8)
     for axis in (b, c):
         for key, style in (("frames", ":"), ("summed", "-.")):
