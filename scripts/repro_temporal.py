@@ -11,8 +11,9 @@ Networks and recipe (reduced for CPU, stated in the output): c16k3s1-BN-PLIF-{Bl
 7B-Net's layout with 16 channels), Adam, cosine schedule, batch 16, 10 epochs, no zero init. Cells: SEW ADD at
 T = 16 with RTD (T_train = 12, the paper's) and without, at T = 8 and 4 without RTD; SEW IAND, SEW AND, Spiking
 ResNet and the plain net at T = 16 with RTD. Each network's Adam rate is chosen from ``--lrs`` (default 1e-3,
-3e-3, 1e-2) by ``--tune-epochs``-epoch probe runs (default 4) of seed 100, never reported, on its T = 16 RTD
-cell; one rate is used as given. Reported: test accuracy at the validation-selected epoch and at the last, train
+3e-3, 1e-2) by probe runs of seed 100, never reported, on its T = 16 RTD cell, as long as the reported runs unless
+``--tune-epochs`` says otherwise (4-epoch probes chose rates that learn fast and then diverge); one rate is used
+as given. Reported: test accuracy at the validation-selected epoch and at the last, train
 accuracy (on the training pass, RTD applied) and the train/test gap at the last epoch, final train loss, mean ±
 std over seeds 0..seeds-1 (default 5), and every claim as a paired difference by seed.
 
@@ -21,14 +22,14 @@ side by side is measured on the same splits (``--no-readout`` skips it).
 
 Output: runs/temporal (untracked) unless --out says otherwise; the committed results are results/temporal:
 
-    python scripts/repro_temporal.py --out results/temporal                    # probes, then 8 cells x 5 seeds
+    python scripts/repro_temporal.py --out results/temporal                    # probes, then 9 cells x 5 seeds
     python scripts/repro_temporal.py --out results/temporal --shard 0/2 &      # or split over processes (call
     python scripts/repro_temporal.py --out results/temporal --shard 1/2        # again once the probes are done)
     python scripts/repro_temporal.py --out results/temporal --report-only      # aggregate the finished runs
     python scripts/repro_temporal.py --out results/temporal --report-only --markdown   # REPRODUCTION.md's tables
     python scripts/repro_temporal.py --quick            # 1 epoch, 1 seed, 6 samples/class, 16x16 (smoke)
     bash scripts/gpu_sweep.sh --script scripts/repro_temporal.py --shards 8 --budget-s 480 -- \\
-        --out results/temporal_gpu --seeds 10 --epochs 40 --tune-epochs 10   # the GPU extension
+        --out results/temporal_gpu --seeds 10 --epochs 40   # the GPU extension
 
 The logic is sj_sew.experiments.temporal.
 """
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lrs", type=float, nargs="+", default=list(temporal.LRS),
                    help="Adam rates: one is used as given; several are a grid each network chooses from by probe "
                         "runs of seed 100 on its T = 16 RTD cell")
-    p.add_argument("--tune-epochs", type=int, default=temporal.TUNE_EPOCHS, help="epochs of each probe run")
+    p.add_argument("--tune-epochs", type=int, default=None,
+                   help="epochs of each probe run (default: --epochs; probe runs of each length are kept apart)")
     p.add_argument("--cells", nargs="+", choices=list(temporal.CELLS), default=list(temporal.CELLS))
     p.add_argument("--per-class", type=int, default=temporal.PER_CLASS, help="samples per class (default 200)")
     p.add_argument("--sensor-size", type=int, default=32)
@@ -70,7 +72,7 @@ def main(argv=None):
         args.seeds, args.epochs, args.tune_epochs, args.per_class, args.sensor_size = 1, 1, 1, 6, 16
         args.lrs = args.lrs[:1]  # a smoke run: no probes
     for name in ("seeds", "epochs", "per_class", "tune_epochs"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise SystemExit(f"repro_temporal.py: --{name.replace('_', '-')} must be at least 1")
     data_options = {"per_class": args.per_class, "sensor_size": args.sensor_size}
     study = temporal.run_study(out, args.seeds, args.epochs, args.lrs, args.cells, data_options, args.shard,

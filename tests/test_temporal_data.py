@@ -113,6 +113,21 @@ def test_study_units_and_rate_choice():
     assert (plain["family"], plain["T_train"], "connect" in plain) == ("plain", 12, False)
 
 
+def test_a_saved_run_is_read_back_only_for_its_own_settings(tmp_path):
+    """A finished run answers the same flags again without training; other flags (a 4-epoch probe asked for as a
+    10-epoch one) raise instead of passing the old run off as the new, and probes of each length have their own
+    directory."""
+    from sj_sew.experiments.sweep import train_run
+
+    flags = temporal.cell_flags("T4", 1e-3, 1, SMALL)
+    first = train_run(flags, tmp_path, 0)
+    assert train_run(flags, tmp_path, 0, train=False)["history"] == first["history"]
+    with pytest.raises(ValueError, match=r"other settings \(epochs differ\)"):
+        train_run({**flags, "epochs": 2}, tmp_path, 0, train=False)
+    dirs = {temporal.run_dir(tmp_path, "Plain RTD", 1e-3, e) for e in (None, 4, 10)}
+    assert len(dirs) == 3 and temporal.run_dir(tmp_path, "Plain RTD", 1e-3, 4).parts[-3] == "probe_4ep"
+
+
 def test_verdicts_are_computed_and_gated_by_the_linear_readout():
     from sj_sew.experiments.sweep import spread
 

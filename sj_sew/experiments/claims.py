@@ -297,14 +297,16 @@ def gate(study: str, rows: dict, linear: dict | None) -> str | None:
     return None
 
 
+def accuracies(row: dict) -> list[float]:
+    """A row's per-seed test accuracies, whether :func:`rows_from` keeps them as a list or as {seed: value}."""
+    acc = row["acc"]
+    return list(acc.values()) if isinstance(acc, dict) else list(acc)
+
+
 def best_against_readout(rows: dict, linear: dict) -> tuple[str, stats.Paired]:
     """The row with the highest mean accuracy and its per-seed accuracy minus the readout's test accuracy."""
-    def values(k):  # per-seed accuracies, whether a list or {seed: value}
-        acc = rows[k]["acc"]
-        return list(acc.values()) if isinstance(acc, dict) else acc
-
-    best = max(rows, key=lambda k: sum(values(k)) / len(values(k)))
-    return best, stats.paired(values(best), linear["test_acc"])
+    best = max(rows, key=lambda k: sum(accuracies(rows[k])) / len(accuracies(rows[k])))
+    return best, stats.paired(accuracies(rows[best]), linear["test_acc"])
 
 
 def evaluate_rows(study: str, rows: dict, linear: dict | None) -> list[Evaluated]:

@@ -34,13 +34,20 @@ def run_flags(flags: dict, out: Path, seed: int, progress: bool = False) -> dict
 def train_run(flags: dict, out: Path, seed: int, train: bool = True, progress: bool = False) -> dict | None:
     """One run of the RunConfig fields ``flags`` in ``out/seed<seed>`` (or its saved result); the summary carries
     the history and the device it trained on. With ``train=False`` only a finished run is read back (None if there
-    is none)."""
+    is none). Raises ValueError when the saved run records other flags than ``flags`` (a sweep pointed at another
+    sweep's directory)."""
     from sj_sew.training import read_metrics, resolve_run, run
 
     out = Path(out) / f"seed{seed}"
     done = out / "summary.json"
     if done.exists():
-        return json.loads(done.read_text())
+        summary = json.loads(done.read_text())
+        saved, wanted = summary.get("flags"), json.loads(json.dumps(flags))
+        if saved is not None and saved != wanted:  # runs written before flags were recorded are read as they are
+            differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+            raise ValueError(f"{done} was trained with other settings ({', '.join(differ)} differ): move it away or "
+                             "write this sweep elsewhere")
+        return summary
     if not train:
         return None
     resume = "" if (out / "checkpoint.pt").exists() else None

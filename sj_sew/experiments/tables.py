@@ -218,9 +218,7 @@ def gates(results: Path) -> list[str]:
             continue
         best, d = claims.best_against_readout(found, linear)
         reaches = "yes" if stats.verdict(d) == stats.A_BETTER else "no: every claim is untestable here"
-        acc = found[best]["acc"]
-        acc = list(acc.values()) if isinstance(acc, dict) else acc
-        rows.append([study, f"{best.replace(' | ', ', ')} ({fmt(spread(acc))})",
+        rows.append([study, f"{best.replace(' | ', ', ')} ({fmt(spread(claims.accuracies(found[best])))})",
                      f"{linear['layout']} ({100 * linear['test_acc']:.1f})", d.text(100, 1), reaches])
     if not rows:
         return []

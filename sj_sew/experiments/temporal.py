@@ -9,7 +9,7 @@ readout finds in the frames summed over time and side by side, and the SEW paper
   net at T = 16 with RTD, the paper's setting.
 
 A cell is one of :data:`CELLS` (a network at a T). The T study's cells run at :data:`T_LR`; each ablation cell's
-rate is chosen by short probe runs (:data:`TUNE_EPOCHS` epochs) of :data:`TUNE_SEED` (never reported) over the
+rate is chosen by probe runs as long as the reported ones of :data:`TUNE_SEED` (never reported) over the
 grid :data:`LRS`, widened along :data:`~sj_sew.experiments.sweep.LR_LADDER` while the choice sits at an edge;
 the reported seeds are 0..seeds-1.
 ``scripts/repro_temporal.py`` is the command line and states the setting.
@@ -54,10 +54,10 @@ ABLATION_CELLS = {f"{net} RTD": Cell(net, 16, 12) for net in NETWORKS}
 CELLS = {**T_CELLS, **ABLATION_CELLS}
 READOUT_CELLS = {16: "T16", 8: "T8", 4: "T4"}
 TUNE_SEED = 100  # chooses the rate; never reported
-#: the rate grid every network of the ablation chooses from (Adam), and the length of its probe runs
+#: the rate grid every network of the ablation chooses from (Adam); its probe runs are as long as the reported
+#: ones by default, since 4-epoch probes chose rates that learn fast and then diverge (results/temporal/probe_4ep)
 LRS = (1e-3, 3e-3, 1e-2)
-TUNE_EPOCHS = 4
-#: the T study's rate and how it was chosen (the runs under results/temporal/probe/T8)
+#: the T study's rate and how it was chosen (the runs under results/temporal/probe_4ep/T8)
 T_LR = 3e-3
 T_LR_CHOICE = ("Adam 3e-3, chosen over 1e-2 by 4-epoch probes of the T8 cell on seed 100 (not reported): best "
                "validation accuracy 49.0 % for both, the smaller rate on a tie")
@@ -85,9 +85,11 @@ def cell_flags(cell: str, lr: float, epochs: int, data_options: dict) -> dict:
     return flags
 
 
-def run_dir(out: Path, cell: str, lr: float, probe: bool = False) -> Path:
-    """Where a cell's runs at rate ``lr`` live: ``<out>/runs/<cell>/lr<lr>``, probe runs under ``<out>/probe``."""
-    return Path(out) / ("probe" if probe else "runs") / cell.replace(" ", "_") / f"lr{lr:g}"
+def run_dir(out: Path, cell: str, lr: float, probe_epochs: int | None = None) -> Path:
+    """Where a cell's runs at rate ``lr`` live: ``<out>/runs/<cell>/lr<lr>``; probe runs of ``probe_epochs``
+    epochs under ``<out>/probe_<E>ep``, so probes of another length never read back as these."""
+    top = "runs" if probe_epochs is None else f"probe_{probe_epochs}ep"
+    return Path(out) / top / cell.replace(" ", "_") / f"lr{lr:g}"
 
 
 def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
@@ -101,25 +103,33 @@ def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
 
 def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(CELLS),
               data_options: dict | None = None, shard: tuple[int, int] = (0, 1), report_only: bool = False,
-              progress: bool = False, tune_epochs: int = TUNE_EPOCHS) -> dict:
+              progress: bool = False, tune_epochs: int | None = None) -> dict:
     """Train the runs of shard ``k`` of ``n`` (every n-th of :func:`units`; a report run whose network's rate is
     not chosen yet is left for a later call) or, with ``report_only``, only read back; aggregate what is finished.
     With one rate in ``lrs`` it is used as given; with several, each network's probe runs (``tune_epochs``
-    epochs of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it."""
+    epochs, by default ``epochs`` of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it."""
     data_options = {"per_class": PER_CLASS, **(data_options or {})}
+    tune_epochs = epochs if tune_epochs is None else tune_epochs
     lrs, (k, n), start = sorted(lrs), shard, time.time()
     finished: list[tuple[bool, dict]] = []  # (probe run?, summary)
 
     def get(cell, lr, seed, mine, probe=False):
         r = train_run(cell_flags(cell, lr, tune_epochs if probe else epochs, data_options),
-                      run_dir(out, cell, lr, probe), seed, train=mine and not report_only, progress=progress)
+                      run_dir(out, cell, lr, tune_epochs if probe else None), seed, train=mine and not report_only,
+                      progress=progress)
         if r is not None:
             finished.append((probe, r))
         return r
 
     grids: dict[str, dict] = {}  # rate cell -> {lr: probe run}
-    chosen = {rate_cell(c): lrs[0] for c in cells} if len(lrs) == 1 else {None: T_LR}
+    chosen: dict[str, float] = {}  # rate cell -> the rate its probes chose
     tuned = [c for c in dict.fromkeys(rate_cell(c) for c in cells) if c is not None]
+
+    def rate_of(cell: str) -> float | None:
+        """The one rate given; else the T study's :data:`T_LR`, or the network's choice (None until made)."""
+        if len(lrs) == 1:
+            return lrs[0]
+        return T_LR if rate_cell(cell) is None else chosen.get(rate_cell(cell))
 
     def settle(cell: str, mine: bool) -> float | None:
         """The cell's rate once its grid is finished, widened by :func:`~sj_sew.experiments.sweep.widen_step`
@@ -148,7 +158,7 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
         if len(lrs) > 1 and not settled:  # after the listed probes, once: every network's rate, edges widened
             chosen.update({c: lr for j, c in enumerate(tuned) if (lr := settle(c, j % n == k)) is not None})
             settled = True
-        lr = chosen.get(rate_cell(cell))
+        lr = rate_of(cell)
         if lr is None:  # its network's rate is not chosen yet: a later call runs it (gpu_sweep.sh reads the mark)
             if mine and not report_only:
                 print(f"pending: {cell}, seed {seed} waits for its network's probe runs", flush=True)
@@ -158,7 +168,7 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
         r = get(cell, lr, seed, mine)
         if r is not None:
             runs[cell].append((seed, r))
-    table = {cell: _row(cell, chosen[rate_cell(cell)], grids.get(rate_cell(cell), {}), rs)
+    table = {cell: _row(cell, rate_of(cell), grids.get(rate_cell(cell), {}), rs)
              for cell, rs in runs.items() if rs}
     selection = (f"the T study: {T_LR_CHOICE}; the ablation, per network: the best validation accuracy of "
                  f"{tune_epochs}-epoch probe runs of seed {TUNE_SEED} (not reported) on its cell, the smaller rate on a "
