@@ -19,6 +19,7 @@ import torch
 from spikingjelly.activation_based import functional
 
 import sj_sew
+from compiled import check_compiled_equals_eager
 from sj_sew.analysis import FiringRateMonitor
 from sj_sew.connect import get_connect, register_connect
 from sj_sew.memory import packing
@@ -209,19 +210,11 @@ def test_fused_blocks_compile_fullgraph():
     x = torch.rand(2, 3, 32, 32)
 
     def forward(x):
-        functional.reset_net(model)
-        return model(x)
+        out = model(x)
+        return (out * torch.linspace(-1, 1, 5)).sum(), out
 
-    results = []
-    torch._dynamo.reset()
     with fused.kernel_route_forced():
-        for fn in (forward, torch.compile(forward, fullgraph=True, backend="aot_eager")):
-            model.zero_grad(set_to_none=True)
-            out = fn(x)
-            (out * torch.linspace(-1, 1, 5)).sum().backward()
-            results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
-    assert torch.equal(results[1][0], results[0][0])
-    assert all(torch.equal(a, b) for a, b in zip(results[1][1], results[0][1]))
+        check_compiled_equals_eager(forward, list(model.parameters()), lambda: (x,), reset=model)
 
 
 def test_a_monitor_on_the_residual_neuron_keeps_the_block_unfused(monkeypatch):

@@ -21,6 +21,7 @@ import torch
 from spikingjelly.activation_based import functional, surrogate
 
 import sj_sew
+from compiled import check_compiled_equals_eager
 from cuda_graphs import check_training_step_in_a_cuda_graph
 from sj_sew.memory import packing, triton_pack
 from sj_sew.memory.packing import Packed, compact_saved_tensors, mark_binary, pack, unpack
@@ -215,19 +216,11 @@ def test_compiled_model_under_compact_storage_equals_eager():
     x = torch.rand(2, 3, 64, 64)
 
     def forward(x):
-        functional.reset_net(model)
-        return model(x)
+        out = model(x)
+        return (out * torch.linspace(-1, 1, 5)).sum(), out
 
-    results = []
-    torch._dynamo.reset()
-    for fn in (forward, torch.compile(forward, fullgraph=True, backend="aot_eager")):
-        model.zero_grad(set_to_none=True)
-        with compact_saved_tensors():
-            out = fn(x)
-        (out * torch.linspace(-1, 1, 5)).sum().backward()
-        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
-    assert torch.equal(results[1][0], results[0][0])
-    assert all(torch.equal(a, b) for a, b in zip(results[1][1], results[0][1]))
+    check_compiled_equals_eager(forward, list(model.parameters()), lambda: (x,), context=compact_saved_tensors,
+                                reset=model)
 
 
 def test_kernels_compile_for_sm90_without_a_gpu():
