@@ -38,6 +38,25 @@ def add_sweep_outputs(p: argparse.ArgumentParser, name: str) -> None:
                    help="progress bars of each training run (default: none; every run prints a line per epoch)")
 
 
+def study_parser(doc: str, name: str, *, seeds: int, epochs: int, quick: str, seeds_help: str | None = None,
+                 epochs_help: str | None = None, shard: str | None = None,
+                 report_only: str = "aggregate the finished runs, train nothing") -> argparse.ArgumentParser:
+    """The parser of a training study (``repro_<name>.py``) with the arguments they all share: ``--seeds`` and
+    ``--epochs`` (with the study's defaults), ``--shard K/N`` where its runs split over processes (``shard``: what
+    a share is), ``--report-only``, ``--quick`` (``quick``: its smoke setting), ``--out`` and ``--progress``; the
+    study adds its own after them."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, default=seeds, help=seeds_help or "reported seeds 0 .. SEEDS-1")
+    p.add_argument("--epochs", type=int, default=epochs, help=epochs_help)
+    if shard:
+        p.add_argument("--shard", type=parse_shard, default=(0, 1),
+                       help=f"K/N: run only {shard} from the K-th (N processes side by side)")
+    p.add_argument("--report-only", action="store_true", help=report_only)
+    p.add_argument("--quick", action="store_true", help=quick)
+    add_sweep_outputs(p, name)
+    return p
+
+
 def resolve_out(args) -> Path:
     """The study's directory: ``--out`` as given, else under runs/ (see :func:`sj_sew.experiments.sweep.output_dir`)."""
     args.out = output_dir(args.out, args.result_name, getattr(args, "quick", False))

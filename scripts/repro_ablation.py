@@ -36,17 +36,16 @@ from __future__ import annotations
 
 import argparse
 
-from _sweep import add_sweep_outputs, output_paths, parse_shard, resolve_out  # noqa: F401  (output_paths: tests)
+from _sweep import output_paths, resolve_out, study_parser  # noqa: F401  (output_paths: tests)
 from sj_sew.experiments import ablation
 from sj_sew.experiments.sweep import TUNING_SEED
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=3,
-                   help="reported seeds 0 .. SEEDS-1 at the chosen rate (without --tuning-seed, seed 0 is the "
-                        "grid's run)")
-    p.add_argument("--epochs", type=int, default=9, help="epochs per run (the cap, with --patience)")
+    p = study_parser(__doc__, "ablation", seeds=3, epochs=9, shard="every N-th setting",
+                     quick="1 epoch, 2 rates, 1 seed, 12 images per class",
+                     seeds_help="reported seeds 0 .. SEEDS-1 at the chosen rate (without --tuning-seed, seed 0 is "
+                                "the grid's run)", epochs_help="epochs per run (the cap, with --patience)")
     p.add_argument("--tuning-seed", type=int, default=None,
                    help=f"choose the rate on this seed's grid and keep it out of the report (issue 22 uses "
                         f"{TUNING_SEED}; default: seed 0 tunes and is reported, as the committed results)")
@@ -56,11 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=200, help="images per class (default 200)")
     p.add_argument("--lrs", type=float, nargs="+", default=list(ablation.LR_GRID))
     p.add_argument("--networks", nargs="+", choices=list(ablation.NETWORKS), default=list(ablation.NETWORKS))
-    p.add_argument("--shard", type=parse_shard, default=(0, 1),
-                   help="K/N: run only every N-th setting from the K-th (N processes side by side)")
-    p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
-    p.add_argument("--quick", action="store_true", help="1 epoch, 2 rates, 1 seed, 12 images per class")
-    add_sweep_outputs(p, "ablation")
     return p
 
 

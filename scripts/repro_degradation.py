@@ -25,27 +25,21 @@ from __future__ import annotations
 
 import argparse
 
-from _sweep import add_sweep_outputs, output_paths, parse_shard, resolve_out  # noqa: F401  (output_paths: tests)
+from _sweep import output_paths, resolve_out, study_parser  # noqa: F401  (output_paths: tests)
 from sj_sew.experiments import degradation
 from sj_sew.experiments.degradation import DEEP_ONLY, FAMILIES, STEMS, jobs, share  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = study_parser(__doc__, "degradation", seeds=3, epochs=10, shard="this process's share of the runs",
+                     quick="n = 1, 2; 1 seed; 1 epoch; 12 images per class")
     p.add_argument("--blocks", type=int, nargs="+", default=[2, 8, 16])
     p.add_argument("--deep-blocks", type=int, nargs="*", default=[50],
                    help=f"depths run only for {' and '.join(DEEP_ONLY)} (default 50: 102 layers)")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--dataset", default="fashion_events", choices=list(STEMS))
     p.add_argument("--per-class", type=int, default=300, help="images per class of fashion_events (default 300)")
     p.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
-    p.add_argument("--shard", type=parse_shard, default=(0, 1),
-                   help="K/N: run only this process's share of the runs (N processes side by side)")
-    p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
-    p.add_argument("--quick", action="store_true", help="n = 1, 2; 1 seed; 1 epoch; 12 images per class")
-    add_sweep_outputs(p, "degradation")
     return p
 
 

@@ -25,20 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from _sweep import add_sweep_outputs, output_paths, resolve_out  # noqa: F401  (output_paths: tests)
+from _sweep import output_paths, resolve_out, study_parser  # noqa: F401  (output_paths: tests)
 from sj_sew.experiments import downsample, surrogate
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=5, help="reported seeds 0 .. SEEDS-1 at each chosen rate")
-    p.add_argument("--epochs", type=int, default=10)
+    p = study_parser(__doc__, "downsample", seeds=5, epochs=10, quick="1 epoch, 2 rates, no widening, 1 seed",
+                     seeds_help="reported seeds 0 .. SEEDS-1 at each chosen rate", report_only="aggregate the finished runs, train and measure nothing (bound.json is read back)")
     p.add_argument("--lrs", type=float, nargs="+", default=list(surrogate.LR_GRID),
                    help="the grid tried first (rates of the half-decade ladder 3e-5 .. 0.1)")
-    p.add_argument("--report-only", action="store_true",
-                   help="aggregate the finished runs, train and measure nothing (bound.json is read back)")
-    p.add_argument("--quick", action="store_true", help="1 epoch, 2 rates, no widening, 1 seed")
-    add_sweep_outputs(p, "downsample")
     return p
 
 

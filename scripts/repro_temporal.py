@@ -37,14 +37,13 @@ from __future__ import annotations
 
 import argparse
 
-from _sweep import add_sweep_outputs, output_paths, parse_shard, resolve_out  # noqa: F401  (output_paths: tests)
+from _sweep import output_paths, resolve_out, study_parser  # noqa: F401  (output_paths: tests)
 from sj_sew.experiments import temporal
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, default=5, help="reported seeds 0..SEEDS-1 per cell")
-    p.add_argument("--epochs", type=int, default=10)
+    p = study_parser(__doc__, "temporal", seeds=5, epochs=10, shard="every N-th run",
+                     quick="1 epoch, 1 seed, one rate, 6 samples per class, 16x16 sensor")
     p.add_argument("--lrs", type=float, nargs="+", default=list(temporal.LRS),
                    help="Adam rates: one is used as given; several are a grid each network chooses from by probe "
                         "runs of seed 100 on its T = 16 RTD cell")
@@ -53,15 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", nargs="+", choices=list(temporal.CELLS), default=list(temporal.CELLS))
     p.add_argument("--per-class", type=int, default=temporal.PER_CLASS, help="samples per class (default 200)")
     p.add_argument("--sensor-size", type=int, default=32)
-    p.add_argument("--shard", type=parse_shard, default=(0, 1),
-                   help="K/N: run only every N-th run from the K-th (N processes side by side)")
-    p.add_argument("--report-only", action="store_true", help="aggregate the finished runs, train nothing")
     p.add_argument("--readout", action=argparse.BooleanOptionalAction, default=True,
                    help="measure the linear readout with the report (default: yes)")
     p.add_argument("--markdown", action="store_true",
                    help="with --report-only: print REPRODUCTION.md's tables, rendered from <out>/temporal.json")
-    p.add_argument("--quick", action="store_true", help="1 epoch, 1 seed, one rate, 6 samples per class, 16x16 sensor")
-    add_sweep_outputs(p, "temporal")
     return p
 
 
