@@ -9,7 +9,7 @@ readout finds in the frames summed over time and side by side, and the SEW paper
   net at T = 16 with RTD, the paper's setting.
 
 A cell is one of :data:`CELLS` (a network at a T). The T study's cells run at :data:`T_LR`; each ablation cell's
-rate is chosen by probe runs as long as the reported ones of :data:`TUNE_SEED` (never reported) over the
+rate is chosen by probe runs of :data:`TUNE_SEED` (never reported), as long as the reported ones, over the
 grid :data:`LRS`, widened along :data:`~sj_sew.experiments.sweep.LR_LADDER` while the choice sits at an edge;
 the reported seeds are 0..seeds-1.
 ``scripts/repro_temporal.py`` is the command line and states the setting.
@@ -107,7 +107,7 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
     """Train the runs of shard ``k`` of ``n`` (every n-th of :func:`units`; a report run whose network's rate is
     not chosen yet is left for a later call) or, with ``report_only``, only read back; aggregate what is finished.
     With one rate in ``lrs`` it is used as given; with several, each network's probe runs (``tune_epochs``
-    epochs, by default ``epochs`` of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it."""
+    epochs, by default ``epochs``, of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it."""
     data_options = {"per_class": PER_CLASS, **(data_options or {})}
     tune_epochs = epochs if tune_epochs is None else tune_epochs
     lrs, (k, n), start = sorted(lrs), shard, time.time()
