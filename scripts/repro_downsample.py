@@ -31,7 +31,8 @@ from sj_sew.experiments import downsample, surrogate
 
 def build_parser() -> argparse.ArgumentParser:
     p = study_parser(__doc__, "downsample", seeds=5, epochs=10, quick="1 epoch, 2 rates, no widening, 1 seed",
-                     seeds_help="reported seeds 0 .. SEEDS-1 at each chosen rate", report_only="aggregate the finished runs, train and measure nothing (bound.json is read back)")
+                     seeds_help="reported seeds 0 .. SEEDS-1 at each chosen rate",
+                     report_only="aggregate the finished runs, train and measure nothing (bound.json is read back)")
     p.add_argument("--lrs", type=float, nargs="+", default=list(surrogate.LR_GRID),
                    help="the grid tried first (rates of the half-decade ladder 3e-5 .. 0.1)")
     return p

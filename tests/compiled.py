@@ -12,9 +12,9 @@ def check_compiled_equals_eager(step, params, make_args, context=nullcontext, rt
     """Run ``step(*make_args())`` -> (loss, output) eagerly, then compiled in one graph (``aot_eager``: the traced
     graph without Inductor's code generation), each inside ``context`` with the grads of ``params`` cleared and the
     network ``reset`` (SpikingJelly's reset_net, eagerly, as a training loop calls it: traced, its module cache
-    becomes a guard that a later compile in the process trips over), and backpropagate the loss after leaving it. The outputs must be equal bit for bit; the losses and the gradients
-    (``params``, then every argument that requires grad) within ``rtol``/``atol`` (default: exactly). Returns the
-    eager output."""
+    becomes a guard that a later compile in the process trips over), and backpropagate the loss after leaving it.
+    The outputs must be equal bit for bit; the losses and the gradients (``params``, then every argument that
+    requires grad) within ``rtol``/``atol`` (default: exactly). Returns the eager output."""
     torch._dynamo.reset()
     results = []
     for fn in (step, torch.compile(step, fullgraph=True, backend="aot_eager")):

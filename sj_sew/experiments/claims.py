@@ -10,6 +10,7 @@ the data cannot carry (a stated reason), and one with fewer than two paired seed
 from __future__ import annotations
 
 import json
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -305,7 +306,7 @@ def accuracies(row: dict) -> list[float]:
 
 def best_against_readout(rows: dict, linear: dict) -> tuple[str, stats.Paired]:
     """The row with the highest mean accuracy and its per-seed accuracy minus the readout's test accuracy."""
-    best = max(rows, key=lambda k: sum(accuracies(rows[k])) / len(accuracies(rows[k])))
+    best = max(rows, key=lambda k: statistics.fmean(accuracies(rows[k])))
     return best, stats.paired(accuracies(rows[best]), linear["test_acc"])
 
 
