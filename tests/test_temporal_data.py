@@ -4,6 +4,8 @@ each sweep in the raw events, and the property the set exists for: a linear read
 sits near chance while the frames side by side carry the class (a small setting)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -113,6 +115,44 @@ def test_study_units_and_rate_choice():
     assert (plain["family"], plain["T_train"], "connect" in plain) == ("plain", 12, False)
 
 
+def test_depth_cells_are_the_degradation_stack_at_one_rate_per_family():
+    """Table 2's cells: the degradation study's families and zero init, 2n + 2 layers, each family at the rate its
+    18-layer probes choose (Spiking ResNet without zero init at Spiking ResNet's, zero init the one difference)."""
+    assert {c.layers for c in temporal.DEPTH_CELLS.values()} == {6, 18, 34}
+    assert {c.network for c in temporal.DEPTH_CELLS.values()} == {"SEW ADD", "Spiking ResNet",
+                                                                  "Spiking ResNet (no zero init)"}
+    deep = temporal.cell_flags("SEW ADD 34", 1e-2, 10, {"per_class": 200, "sensor_size": 32}, depth_epochs=30)
+    assert deep["notation"] == "c16k3s2-BN-IF-MPk2s2-{Block(c16)}*16-FC8"
+    assert (deep["family"], deep["connect"], deep["zero_init"], deep["neuron"], deep["T"], "T_train" in deep) == (
+        "sew", "ADD", True, "if", 16, False)
+    assert (deep["epochs"], deep["patience"]) == (30, temporal.DEPTH_PATIENCE)  # a plateau within its own cap
+    assert "patience" not in temporal.cell_flags("SEW ADD RTD", 1e-2, 10, {}, depth_epochs=30)
+    with_zi, without = (temporal.cell_flags(f"Spiking ResNet{s} 34", 1e-2, 10, {}) for s in ("", " (no zero init)"))
+    assert {k for k in with_zi.keys() | without.keys() if with_zi.get(k) != without.get(k)} == {"zero_init"}
+    assert temporal.rate_cell("Spiking ResNet (no zero init) 34") == temporal.rate_cell("Spiking ResNet 6") == (
+        "Spiking ResNet 18")
+    tuning = [u[1] for u in temporal.units(["SEW ADD 6", "SEW ADD 34"], [1e-3, 3e-3], 1) if u[0] == "tune"]
+    assert tuning == ["SEW ADD 18"] * 2
+    assert temporal.run_dir(Path("r"), "Spiking ResNet (no zero init) 34", 1e-2).parts[-2] == (
+        "Spiking_ResNet_no_zero_init_34")
+
+
+def test_the_depth_gap_is_paired_by_seed():
+    """TD6 (the SEW - Spiking gap at 34 layers minus the gap at 6) subtracts seed k from seed k, whatever order
+    the rows list their seeds in."""
+    from sj_sew.experiments.sweep import spread
+
+    def cell(accs, seeds=(0, 1, 2)):
+        return {"selected_test_acc": spread(accs), "seeds": list(seeds), "layers": 6}
+
+    table = {"SEW ADD 34": cell([0.9, 0.8, 0.7]), "Spiking ResNet 34": cell([0.6, 0.8, 0.5], seeds=(2, 1, 0)),
+             "SEW ADD 6": cell([0.5, 0.5, 0.5]), "Spiking ResNet 6": cell([0.5, 0.5, 0.5])}
+    found = {e.claim.id: e for e in temporal.verdicts(table, None)}
+    assert found["TD6"].diff.diffs == pytest.approx((0.4, 0.0, 0.1))  # seed 0: 0.9 - 0.5, seed 2: 0.7 - 0.6
+    assert found["TD5"].diff.diffs == pytest.approx((0.4, 0.0, 0.1))
+    assert found["TD6"].verdict == "untestable here"  # no readout yet
+
+
 def test_a_saved_run_is_read_back_only_for_its_own_settings(tmp_path):
     """A finished run answers the same flags again without training; other flags (a 4-epoch probe asked for as a
     10-epoch one) raise instead of passing the old run off as the new, and probes of each length have their own
@@ -154,7 +194,6 @@ def test_verdicts_are_computed_and_gated_by_the_linear_readout():
 def test_reproduction_section_is_the_committed_results():
     """REPRODUCTION.md's temporal section holds exactly the tables rendered from results/temporal/temporal.json."""
     import json
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     path = root / "results" / "temporal" / "temporal.json"

@@ -6,12 +6,17 @@ readout finds in the frames summed over time and side by side, and the SEW paper
   train/test gap;
 - accuracy against T (Table 6: 64.8 / 70.2 / 74.4 % at T = 4 / 8 / 16 on CIFAR10-DVS), SEW ADD without RTD;
 - the element-wise function ablation (Table 4 on DVS Gesture): SEW ADD / IAND / AND, Spiking ResNet and the plain
-  net at T = 16 with RTD, the paper's setting.
+  net at T = 16 with RTD, the paper's setting;
+- the degradation problem (Table 2, Fig. 3): SEW ADD and Spiking ResNet (zero init) at 6, 18 and 34 layers, and
+  Spiking ResNet without zero init at 34, the stack of :mod:`.degradation` on these frames (:data:`DEPTH_NET`)
+  with its IF neurons (the paper's Table 2 setting), T = 16 without RTD, trained to a validation plateau
+  (:data:`DEPTH_PATIENCE`) within :data:`DEPTH_EPOCHS` epochs.
 
-A cell is one of :data:`CELLS` (a network at a T). The T study's cells run at :data:`T_LR`; each ablation cell's
-rate is chosen by probe runs of :data:`TUNE_SEED` (never reported), as long as the reported ones, over the
-grid :data:`LRS`, widened along :data:`~sj_sew.experiments.sweep.LR_LADDER` while the choice sits at an edge;
-the reported seeds are 0..seeds-1.
+A cell is one of :data:`CELLS` (a network at a T, and a depth). The T study's cells run at :data:`T_LR`; each
+ablation cell's rate, and each depth family's (at :data:`DEPTH_RATE_BLOCKS`, then used at every depth, as the paper
+uses one recipe at every depth), is chosen by probe runs of :data:`TUNE_SEED` (never reported), as long as the
+reported ones, over the grid :data:`LRS`, widened along :data:`~sj_sew.experiments.sweep.LR_LADDER` while the
+choice sits at an edge; the reported seeds are 0..seeds-1.
 ``scripts/repro_temporal.py`` is the command line and states the setting.
 """
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .ablation import NETWORKS
+from .degradation import FAMILIES as DEPTH_FAMILIES
 from .sweep import LR_LADDER, choose_lr, fmt, spread, train_run, widen_step, write_study
 
 DATASET = "motion_events"
@@ -36,14 +42,27 @@ def network(sensor_size: int) -> str:
     return NET.format(stages=min(7, int(math.log2(sensor_size))))
 
 
+#: the degradation study's stack (:mod:`.degradation`) on these frames: a strided stem and a pool bring 32x32 to
+#: 8x8, then n residual blocks (2n + 2 layers). IF neurons, as in the paper's Table 2 and in :mod:`.degradation`:
+#: zero init makes a Spiking ResNet block an identity only for IF neurons (Sec. 3.2); with PLIF a zero-init
+#: Spiking ResNet of 18 layers stayed at chance
+DEPTH_NET = "c16k3s2-BN-IF-MPk2s2-{{Block(c16)}}*{blocks}-FC8"
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One setting of the study: a network of :data:`~sj_sew.experiments.ablation.NETWORKS` at T frames, trained
-    on ``T_train`` of them (random temporal delete) or on all (None)."""
+    """One setting of the study: a network at T frames, trained on ``T_train`` of them (random temporal delete) or
+    on all (None): one of :data:`~sj_sew.experiments.ablation.NETWORKS` in the 7B-Net layout, or with ``blocks`` one
+    of :data:`.degradation.FAMILIES` in :data:`DEPTH_NET`."""
 
     network: str
     T: int
     T_train: int | None = None
+    blocks: int | None = None  # None: the 7B-Net layout (:data:`NET`); n: :data:`DEPTH_NET` with n blocks
+
+    @property
+    def layers(self) -> int | None:
+        return None if self.blocks is None else 2 * self.blocks + 2
 
 
 #: The T study: SEW ADD at T = 16 with RTD and without, at T = 8 and 4 without RTD, at the fixed rate :data:`T_LR`.
@@ -51,7 +70,20 @@ T_CELLS = {"T16 RTD": Cell("SEW ADD", 16, 12), "T16": Cell("SEW ADD", 16), "T8":
            "T4": Cell("SEW ADD", 4)}
 #: Table 4's ablation: each network at T = 16 with RTD, at a rate its own probe runs choose.
 ABLATION_CELLS = {f"{net} RTD": Cell(net, 16, 12) for net in NETWORKS}
-CELLS = {**T_CELLS, **ABLATION_CELLS}
+#: Table 2's degradation: SEW ADD and Spiking ResNet (zero init) at 6, 18 and 34 layers and Spiking ResNet without
+#: zero init at 34 (the rows its claims compare), T = 16 without RTD. IF nets learn these frames more slowly than
+#: PLIF ones (10-epoch probes of SEW ADD at 18 layers reached 90 % validation accuracy, still rising), so they
+#: train to a validation plateau of DEPTH_PATIENCE epochs within a cap of DEPTH_EPOCHS
+DEPTH_BLOCKS = (2, 8, 16)
+DEPTH_EPOCHS, DEPTH_PATIENCE = 30, 5
+DEPTH_CELLS = {f"{net} {2 * n + 2}": Cell(net, 16, None, n)
+               for net in ("SEW ADD", "Spiking ResNet") for n in DEPTH_BLOCKS}
+DEPTH_CELLS["Spiking ResNet (no zero init) 34"] = Cell("Spiking ResNet (no zero init)", 16, None, 16)
+#: the depth at which each family's probe runs choose its rate; Spiking ResNet without zero init takes Spiking
+#: ResNet's, so that zero init is the one difference between the two
+DEPTH_RATE_BLOCKS = 8
+DEPTH_RATE_FAMILY = {"Spiking ResNet (no zero init)": "Spiking ResNet"}
+CELLS = {**T_CELLS, **ABLATION_CELLS, **DEPTH_CELLS}
 READOUT_CELLS = {16: "T16", 8: "T8", 4: "T4"}
 TUNE_SEED = 100  # chooses the rate; never reported
 #: the rate grid every network of the ablation chooses from (Adam); its probe runs are as long as the reported
@@ -68,20 +100,34 @@ PAPER = {"table6_cifar10_dvs": {4: 0.648, 8: 0.702, 16: 0.744}}
 
 
 def rate_cell(name: str) -> str | None:
-    """The cell whose probe runs choose ``name``'s rate: itself for an ablation cell; None for a cell of the T
-    study, which runs at :data:`T_LR`."""
-    return name if name in ABLATION_CELLS else None
+    """The cell whose probe runs choose ``name``'s rate: itself for an ablation cell; its family's cell at
+    :data:`DEPTH_RATE_BLOCKS` for a depth cell; None for a cell of the T study, which runs at :data:`T_LR`."""
+    if name in ABLATION_CELLS:
+        return name
+    if name in DEPTH_CELLS:
+        family = DEPTH_CELLS[name].network
+        return f"{DEPTH_RATE_FAMILY.get(family, family)} {2 * DEPTH_RATE_BLOCKS + 2}"
+    return None
 
 
-def cell_flags(cell: str, lr: float, epochs: int, data_options: dict) -> dict:
-    """RunConfig fields of one cell: its network with PLIF neurons, Adam, cosine schedule, batch 16."""
+def cell_flags(cell: str, lr: float, epochs: int, data_options: dict, depth_epochs: int = DEPTH_EPOCHS) -> dict:
+    """RunConfig fields of one cell: its network with PLIF neurons, Adam, cosine schedule, batch 16, ``epochs``, no
+    zero init; a depth cell with IF neurons, zero init for SEW and Spiking ResNet (:data:`.degradation.FAMILIES`,
+    the paper's Table 2 setting) and ``depth_epochs``, the cap of its validation plateau."""
     c = CELLS[cell]
-    flags = {"dataset": DATASET, "data_options": dict(data_options),
-             "notation": network(data_options.get("sensor_size", 32)), **NETWORKS[c.network][0],
-             "neuron": "plif", "T": c.T, "optimizer": "adam", "scheduler": "cosine",
-             "epochs": epochs, "batch_size": BATCH, "val_fraction": VAL_FRACTION, "zero_init": False, "lr": lr}
+    if c.blocks is None:
+        notation, neuron = network(data_options.get("sensor_size", 32)), "plif"
+        family = {**NETWORKS[c.network][0], "zero_init": False}
+    else:
+        notation, neuron = DEPTH_NET.format(blocks=c.blocks), "if"
+        family = {"zero_init": True, **DEPTH_FAMILIES[c.network]}
+    flags = {"dataset": DATASET, "data_options": dict(data_options), "notation": notation, **family,
+             "neuron": neuron, "T": c.T, "optimizer": "adam", "scheduler": "cosine",
+             "epochs": epochs, "batch_size": BATCH, "val_fraction": VAL_FRACTION, "lr": lr}
     if c.T_train is not None:
         flags["T_train"] = c.T_train
+    if c.blocks is not None:
+        flags.update(epochs=depth_epochs, patience=DEPTH_PATIENCE)
     return flags
 
 
@@ -89,7 +135,7 @@ def run_dir(out: Path, cell: str, lr: float, probe_epochs: int | None = None) ->
     """Where a cell's runs at rate ``lr`` live: ``<out>/runs/<cell>/lr<lr>``; probe runs of ``probe_epochs``
     epochs under ``<out>/probe_<E>ep``, so probes of another length never read back as these."""
     top = "runs" if probe_epochs is None else f"probe_{probe_epochs}ep"
-    return Path(out) / top / cell.replace(" ", "_") / f"lr{lr:g}"
+    return Path(out) / top / cell.replace(" ", "_").replace("(", "").replace(")", "") / f"lr{lr:g}"
 
 
 def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
@@ -103,20 +149,21 @@ def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
 
 def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(CELLS),
               data_options: dict | None = None, shard: tuple[int, int] = (0, 1), report_only: bool = False,
-              progress: bool = False, tune_epochs: int | None = None) -> dict:
+              progress: bool = False, tune_epochs: int | None = None, depth_epochs: int = DEPTH_EPOCHS) -> dict:
     """Train the runs of shard ``k`` of ``n`` (every n-th of :func:`units`; a report run whose network's rate is
     not chosen yet is left for a later call) or, with ``report_only``, only read back; aggregate what is finished.
     With one rate in ``lrs`` it is used as given; with several, each network's probe runs (``tune_epochs``
-    epochs, by default ``epochs``, of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it."""
+    epochs, by default ``epochs``, of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it. The depth cells train
+    for ``depth_epochs`` (their probes too) to their validation plateau."""
     data_options = {"per_class": PER_CLASS, **(data_options or {})}
     tune_epochs = epochs if tune_epochs is None else tune_epochs
     lrs, (k, n), start = sorted(lrs), shard, time.time()
     finished: list[tuple[bool, dict]] = []  # (probe run?, summary)
 
     def get(cell, lr, seed, mine, probe=False):
-        r = train_run(cell_flags(cell, lr, tune_epochs if probe else epochs, data_options),
-                      run_dir(out, cell, lr, tune_epochs if probe else None), seed, train=mine and not report_only,
-                      progress=progress)
+        flags = cell_flags(cell, lr, tune_epochs if probe else epochs, data_options, depth_epochs)
+        r = train_run(flags, run_dir(out, cell, lr, flags["epochs"] if probe else None), seed,
+                      train=mine and not report_only, progress=progress)
         if r is not None:
             finished.append((probe, r))
         return r
@@ -170,12 +217,16 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
             runs[cell].append((seed, r))
     table = {cell: _row(cell, rate_of(cell), grids.get(rate_cell(cell), {}), rs)
              for cell, rs in runs.items() if rs}
-    selection = (f"the T study: {T_LR_CHOICE}; the ablation, per network: the best validation accuracy of "
-                 f"{tune_epochs}-epoch probe runs of seed {TUNE_SEED} (not reported) on its cell, the smaller rate on a "
-                 f"tie, a choice at an edge of the rates tried adding the next rate of {list(LR_LADDER)} beyond it"
+    selection = (f"the T study: {T_LR_CHOICE}; the ablation and the degradation, per network: the best validation "
+                 f"accuracy of {tune_epochs}-epoch probe runs of seed {TUNE_SEED} (not reported) on its cell (a "
+                 f"degradation family: on its {2 * DEPTH_RATE_BLOCKS + 2}-layer cell, as long as its runs, used at "
+                 "every depth), the smaller "
+                 f"rate on a tie, a choice at an edge of the rates tried adding the next rate of {list(LR_LADDER)} "
+                 "beyond it"
                  if len(lrs) > 1 else "rate fixed as given (no grid)")
     meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
             "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs,
+            "depth_net": DEPTH_NET.format(blocks="n"), "depth_epochs": depth_epochs, "depth_patience": DEPTH_PATIENCE,
             "seeds": seeds, "batch": BATCH, "optimizer": "adam, cosine schedule", "val_fraction": VAL_FRACTION,
             "lr_grid": lrs, "tune_epochs": tune_epochs if len(lrs) > 1 else None, "selection": selection,
             "epoch": "validation-selected", "devices": sorted({r.get("device", "cpu (not recorded)") for _, r in finished}),
@@ -190,7 +241,7 @@ def _row(cell: str, lr: float, grid: dict, seeded: list[tuple[int, dict]]) -> di
     runs = [r for _, r in seeded]
     last = [r["history"][-1] for r in runs]
     c = CELLS[cell]
-    return {"network": c.network, "T": c.T, "T_train": c.T_train, "lr": lr,
+    return {"network": c.network, "T": c.T, "T_train": c.T_train, "layers": c.layers, "lr": lr,
             "grid_val_acc": {f"{g:g}": grid[g]["selected_val_acc"] for g in sorted(grid)},
             "selected_test_acc": spread([r["selected_test_acc"] for r in runs]),
             "last_test_acc": spread([r["last_test_acc"] for r in runs]),
@@ -204,11 +255,14 @@ def _row(cell: str, lr: float, grid: dict, seeded: list[tuple[int, dict]]) -> di
 
 
 def verdicts(table: dict, readout: dict | None) -> list:
-    """The temporal claims of :mod:`.claims` evaluated on the study's ``table`` (paired by seed, Student-t 95%
-    intervals) behind the one gate every study has: the best cell must beat the stronger linear readout."""
+    """The claims of :mod:`.claims`' two temporal studies (:data:`~.claims.TEMPORAL_STUDIES`: the T, RTD and ablation
+    cells; the depth cells) evaluated on the study's ``table`` (paired by seed, Student-t 95% intervals), each
+    behind the one gate every study has: its best cell must beat the stronger linear readout."""
     from . import claims
 
-    return claims.evaluate_rows("temporal", claims.rows_from("temporal", table), claims.readout_of_temporal(readout))
+    linear = claims.readout_of_temporal(readout)
+    return [e for study in claims.TEMPORAL_STUDIES if (rows := claims.rows_from(study, table))
+            for e in claims.evaluate_rows(study, rows, linear)]
 
 
 def linear_readout(T: int = 16, data_options: dict | None = None) -> dict:
@@ -283,38 +337,57 @@ def markdown(data: dict) -> list[str]:
         lines.append("")
     lines += ["| cell | network | T (T_train) | test % (val-selected) | test % (last) | train % (last) | train - test gap "
               "(points) | final train loss | lr |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    depth = {cell: row for cell, row in data["table"].items() if row.get("layers")}
     for cell, row in data["table"].items():
+        if cell in depth:
+            continue
         frames = f"{row['T']} ({row['T_train']})" if row["T_train"] else f"{row['T']}"
         lines.append(f"| {cell} | {row.get('network', 'SEW ADD')} | {frames} | "
                      f"{fmt(row['selected_test_acc'])} | {fmt(row['last_test_acc'])} | {fmt(row['last_train_acc'])} | "
                      f"{fmt(row['gap_train_test'])} | {fmt(row['final_train_loss'], 1, 3)} | {row['lr']:g} |")
-    tuned = {cell: row for cell, row in data["table"].items() if row.get("grid_val_acc")}
+    if depth:
+        lines += ["", f"Degradation (Table 2) on these frames: {DEPTH_NET.format(blocks='n')} (IF neurons), "
+                      "T = 16 without RTD, SEW ADD and Spiking ResNet with zero init unless noted:", "",
+                  "| network | layers | test % (val-selected) | test % (last) | train % (last) | final train loss "
+                  "| lr |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for row in depth.values():
+            lines.append(f"| {row['network']} | {row['layers']} | {fmt(row['selected_test_acc'])} | "
+                         f"{fmt(row['last_test_acc'])} | {fmt(row['last_train_acc'])} | "
+                         f"{fmt(row['final_train_loss'], 1, 3)} | {row['lr']:g} |")
+    tuned = {cell: row for cell, row in data["table"].items() if row.get("grid_val_acc") and rate_cell(cell) == cell}
     if tuned:
         rates = sorted({float(lr) for row in tuned.values() for lr in row["grid_val_acc"]})
-        lines += ["", f"Validation accuracy % of the probe runs (seed {TUNE_SEED}, {data['meta'].get('tune_epochs')} "
-                      "epochs; chosen in bold, - not probed):", "",
+        depth_epochs = data["meta"].get("depth_epochs")
+        lengths = f"{data['meta'].get('tune_epochs')} epochs" + (f", {depth_epochs} with a plateau stop for the "
+                                                                 "depth cells" if depth_epochs else "")
+        lines += ["", f"Validation accuracy % of the probe runs (seed {TUNE_SEED}, {lengths}; chosen in bold, - not "
+                      "probed):", "",
                   "| cell | " + " | ".join(f"{lr:g}" for lr in rates) + " |", "| --- |" + " --- |" * len(rates)]
         for cell, row in tuned.items():
             accs = {float(lr): acc for lr, acc in row["grid_val_acc"].items()}
             marks = [("-" if lr not in accs else f"**{100 * accs[lr]:.1f}**" if lr == row["lr"]
                       else f"{100 * accs[lr]:.1f}") for lr in rates]
             lines.append(f"| {cell} | " + " | ".join(marks) + " |")
-    lines += ["", *verdict_table("temporal", verdicts(data["table"], data.get("linear_readout")))]
+    found = verdicts(data["table"], data.get("linear_readout"))
+    for study in dict.fromkeys(e.claim.study for e in found):
+        lines += ["", *verdict_table(study, [e for e in found if e.claim.study == study])]
     return lines
 
 
 def plot(figure: dict, path: Path, meta: dict):
     """Left: train (dashed) and test (solid) accuracy per epoch at T = 16 with and without RTD (Fig. 10). Middle:
-    test accuracy at the validation-selected epoch against T, each seed and the mean (Table 6). Right: the same
-    for each network at T = 16 with RTD (Table 4). The linear readouts at T = 16 are the grey lines (``figure``:
-    the study's table with histories and the readout)."""
+    test accuracy at the validation-selected epoch against T, each seed and the mean (Table 6). Third: the same
+    for each network at T = 16 with RTD (Table 4). Right: the same against depth, one line per network (Table 2).
+    The linear readouts at T = 16 are the grey lines (``figure``: the study's table with histories and the
+    readout)."""
     table, readout = figure["table"], figure["readout"]
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig, (a, b, c, d) = plt.subplots(1, 4, figsize=(20, 3.8))
     for cell, color in (("T16 RTD", "C0"), ("T16", "C1")):
         if cell not in table:
             continue
@@ -326,23 +399,34 @@ def plot(figure: dict, path: Path, meta: dict):
     a.set_xlabel("epoch")
     a.set_ylabel("accuracy (%), seed mean")
     a.legend(fontsize=7)
-    Ts = sorted({r["T"] for c, r in table.items() if r["T_train"] is None})
+    t_rows = {r["T"]: r for r in table.values() if r["T_train"] is None and not r.get("layers")}
+    Ts = sorted(t_rows)
     for T in Ts:
-        r = next(r for r in table.values() if r["T"] == T and r["T_train"] is None)
+        r = t_rows[T]
         vals = [100 * v for v in r["selected_test_acc"]["values"]]
         b.plot([T] * len(vals), vals, "o", color="C1", alpha=0.5)
     if Ts:
-        means = [100 * next(r for r in table.values() if r["T"] == T and r["T_train"] is None)
-                 ["selected_test_acc"]["mean"] for T in Ts]
+        means = [100 * t_rows[T]["selected_test_acc"]["mean"] for T in Ts]
         b.plot(Ts, means, "-", color="C1", label="SEW ADD, no RTD")
-    nets = [(r["network"], r) for r in table.values() if r.get("network") and r["T"] == 16 and r["T_train"]]
+    nets = [(r["network"], r) for cell, r in table.items() if cell in ABLATION_CELLS]
     for i, (name, r) in enumerate(nets):
         vals = [100 * v for v in r["selected_test_acc"]["values"]]
         c.bar(i, np.mean(vals), color="C0", alpha=0.4)
         c.plot([i] * len(vals), vals, "o", color="C0", alpha=0.7)
     c.set_xticks(range(len(nets)), [f"{name}\nlr {r['lr']:g}" for name, r in nets], fontsize=7)
     c.set_title("T = 16 with RTD (Table 4)", fontsize=8)
-    for axis in (b, c):
+    by_network: dict[str, list] = {}
+    for r in table.values():
+        if r.get("layers"):
+            by_network.setdefault(r["network"], []).append(r)
+    for name, rows in by_network.items():
+        rows = sorted(rows, key=lambda r: r["layers"])
+        d.errorbar([r["layers"] for r in rows], [100 * r["selected_test_acc"]["mean"] for r in rows],
+                   yerr=[100 * r["selected_test_acc"]["std"] if r["selected_test_acc"]["n"] > 1 else 0 for r in rows],
+                   marker="o", capsize=3, label=name)
+    d.set_xlabel("layers")
+    d.set_title("T = 16, no RTD (Table 2)", fontsize=8)
+    for axis in (b, c, d):
         for key, style in (("frames", ":"), ("summed", "-.")):
             if readout:
                 axis.axhline(100 * readout[key]["test_acc"], color="gray", linestyle=style,
