@@ -8,18 +8,19 @@ classes are the directions of the three sweeps. 32x32 sensor, 2 polarities, 200 
 50 test; a third of train, 50 per class, validates and selects the epoch).
 
 Networks and recipe (reduced for CPU, stated in the output): c16k3s1-BN-PLIF-{Block(c16)-MPk2s2}*5-FC8 (the
-7B-Net's layout with 16 channels), Adam, cosine schedule, batch 16, 10 epochs, no zero init. Cells (--cells): SEW ADD at
-T = 16 with RTD (T_train = 12, the paper's) and without, at T = 8 and 4 without RTD; SEW IAND, SEW AND, Spiking
-ResNet and the plain net at T = 16 with RTD. Degradation: the stack of repro_degradation.py on these frames,
-c16k3s2-BN-IF-MPk2s2-{Block(c16)}*n-FC8 with n = 2, 8, 16 (6, 18, 34 layers) and its IF neurons, SEW ADD and
-Spiking ResNet (zero init) at each depth, Spiking ResNet without zero init at 34, T = 16 without RTD, each run
-stopped once validation accuracy has not improved for 5 epochs, within --depth-epochs (default 30). Each network's Adam rate is chosen from ``--lrs``
-(default 1e-3, 3e-3, 1e-2) by probe runs of seed 100, never reported, on its T = 16 RTD cell (the degradation
-families: on their 18-layer cell, and used at every depth; Spiking ResNet without zero init takes Spiking
-ResNet's), as long as the reported runs unless ``--tune-epochs`` says otherwise (4-epoch probes chose rates that
-learn fast and then diverge); one rate is used as given. Reported: test accuracy at the validation-selected epoch
-and at the last, train accuracy (on the training pass, RTD applied) and the train/test gap at the last epoch,
-final train loss, mean ± std over seeds 0..seeds-1 (default 5), and every claim as a paired difference by seed.
+7B-Net's layout with 16 channels), Adam, cosine schedule, batch 16, 10 epochs, no zero init. Cells (--cells):
+SEW ADD at T = 16 with RTD (T_train = 12, the paper's) and without, at T = 8 and 4 without RTD; SEW IAND, SEW AND,
+Spiking ResNet and the plain net at T = 16 with RTD. Degradation: the stack of repro_degradation.py on these
+frames, c16k3s2-BN-IF-MPk2s2-{Block(c16)}*n-FC8 with n = 2, 8, 16 (6, 18, 34 layers) and its IF neurons, SEW ADD
+and Spiking ResNet (zero init) at each depth, Spiking ResNet without zero init at 34, T = 16 without RTD, each run
+stopped once validation accuracy has not improved for 5 epochs, within --depth-epochs (default 30). Each
+network's Adam rate is chosen from ``--lrs`` (default 1e-3, 3e-3, 1e-2) by probe runs of seed 100, never reported,
+on its T = 16 RTD cell (the degradation families: on their 18-layer cell, and used at every depth; Spiking ResNet
+without zero init takes Spiking ResNet's), as long as the reported runs unless ``--tune-epochs`` says otherwise
+(4-epoch probes chose rates that learn fast and then diverge); one rate is used as given. Reported: test accuracy
+at the validation-selected epoch and at the last, train accuracy (on the training pass, RTD applied) and the
+train/test gap at the last epoch, final train loss, mean ± std over seeds 0..seeds-1 (default 5), and every claim
+as a paired difference by seed.
 
 The linear readout (a logistic regression, C chosen on the validation split) on the frames summed over time and
 side by side is measured on the same splits (``--no-readout`` skips it).

@@ -49,6 +49,16 @@ def network(sensor_size: int) -> str:
 DEPTH_NET = "c16k3s2-BN-IF-MPk2s2-{{Block(c16)}}*{blocks}-FC8"
 
 
+def depth_layers(blocks: int) -> int:
+    """The layers of :data:`DEPTH_NET` with ``blocks`` blocks: the stem, two per block and the classifier."""
+    return 2 * blocks + 2
+
+
+def depth_cell(network: str, blocks: int) -> str:
+    """A depth cell's name: '<network> <layers>', the row label the degradation claims read."""
+    return f"{network} {depth_layers(blocks)}"
+
+
 @dataclass(frozen=True)
 class Cell:
     """One setting of the study: a network at T frames, trained on ``T_train`` of them (random temporal delete) or
@@ -62,7 +72,7 @@ class Cell:
 
     @property
     def layers(self) -> int | None:
-        return None if self.blocks is None else 2 * self.blocks + 2
+        return None if self.blocks is None else depth_layers(self.blocks)
 
 
 #: The T study: SEW ADD at T = 16 with RTD and without, at T = 8 and 4 without RTD, at the fixed rate :data:`T_LR`.
@@ -76,9 +86,9 @@ ABLATION_CELLS = {f"{net} RTD": Cell(net, 16, 12) for net in NETWORKS}
 #: train to a validation plateau of DEPTH_PATIENCE epochs within a cap of DEPTH_EPOCHS
 DEPTH_BLOCKS = (2, 8, 16)
 DEPTH_EPOCHS, DEPTH_PATIENCE = 30, 5
-DEPTH_CELLS = {f"{net} {2 * n + 2}": Cell(net, 16, None, n)
+DEPTH_CELLS = {depth_cell(net, n): Cell(net, 16, None, n)
                for net in ("SEW ADD", "Spiking ResNet") for n in DEPTH_BLOCKS}
-DEPTH_CELLS["Spiking ResNet (no zero init) 34"] = Cell("Spiking ResNet (no zero init)", 16, None, 16)
+DEPTH_CELLS[depth_cell("Spiking ResNet (no zero init)", 16)] = Cell("Spiking ResNet (no zero init)", 16, None, 16)
 #: the depth at which each family's probe runs choose its rate; Spiking ResNet without zero init takes Spiking
 #: ResNet's, so that zero init is the one difference between the two
 DEPTH_RATE_BLOCKS = 8
@@ -106,7 +116,7 @@ def rate_cell(name: str) -> str | None:
         return name
     if name in DEPTH_CELLS:
         family = DEPTH_CELLS[name].network
-        return f"{DEPTH_RATE_FAMILY.get(family, family)} {2 * DEPTH_RATE_BLOCKS + 2}"
+        return depth_cell(DEPTH_RATE_FAMILY.get(family, family), DEPTH_RATE_BLOCKS)
     return None
 
 
@@ -219,10 +229,9 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
              for cell, rs in runs.items() if rs}
     selection = (f"the T study: {T_LR_CHOICE}; the ablation and the degradation, per network: the best validation "
                  f"accuracy of {tune_epochs}-epoch probe runs of seed {TUNE_SEED} (not reported) on its cell (a "
-                 f"degradation family: on its {2 * DEPTH_RATE_BLOCKS + 2}-layer cell, as long as its runs, used at "
-                 "every depth), the smaller "
-                 f"rate on a tie, a choice at an edge of the rates tried adding the next rate of {list(LR_LADDER)} "
-                 "beyond it"
+                 f"degradation family: on its {depth_layers(DEPTH_RATE_BLOCKS)}-layer cell, as long as its runs, used "
+                 f"at every depth), the smaller rate on a tie, a choice at an edge of the rates tried adding the next "
+                 f"rate of {list(LR_LADDER)} beyond it"
                  if len(lrs) > 1 else "rate fixed as given (no grid)")
     meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
             "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs,
