@@ -13,11 +13,12 @@ SEW ADD at T = 16 with RTD (T_train = 12, the paper's) and without, at T = 8 and
 Spiking ResNet and the plain net at T = 16 with RTD. Degradation: the stack of repro_degradation.py on these
 frames, c16k3s2-BN-IF-MPk2s2-{Block(c16)}*n-FC8 with n = 2, 8, 16 (6, 18, 34 layers) and its IF neurons, SEW ADD
 and Spiking ResNet (zero init) at each depth, Spiking ResNet without zero init at 34, T = 16 without RTD, each run
-stopped once validation accuracy has not improved for 5 epochs, within --depth-epochs (default 30). Each
-network's Adam rate is chosen from ``--lrs`` (default 1e-3, 3e-3, 1e-2) by probe runs of seed 100, never reported,
-on its T = 16 RTD cell (the degradation families: on their 18-layer cell, and used at every depth; Spiking ResNet
-without zero init takes Spiking ResNet's), as long as the reported runs unless ``--tune-epochs`` says otherwise
-(4-epoch probes chose rates that learn fast and then diverge); one rate is used as given. Reported: test accuracy
+stopped once validation accuracy has not improved for 5 epochs, within --depth-epochs (default 30). Each Adam
+rate is chosen from ``--lrs`` (default 1e-3, 3e-3, 1e-2) by probe runs of seed 100, never reported: the T study's
+one rate on its T = 8 cell, each ablation network's on its T = 16 RTD cell, each degradation family's on its
+18-layer cell, used at every depth (Spiking ResNet without zero init takes Spiking ResNet's); probes are as long as
+the reported runs unless ``--tune-epochs`` says otherwise (4-epoch probes chose rates that learn fast and then
+diverge); one rate is used as given. Reported: test accuracy
 at the validation-selected epoch and at the last, train accuracy (on the training pass, RTD applied) and the
 train/test gap at the last epoch, final train loss, mean ± std over seeds 0..seeds-1 (default 5), and every claim
 as a paired difference by seed.
@@ -50,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = study_parser(__doc__, "temporal", seeds=5, epochs=10, shard="every N-th run",
                      quick="1 epoch, 1 seed, one rate, 6 samples per class, 16x16 sensor")
     p.add_argument("--lrs", type=float, nargs="+", default=list(temporal.LRS),
-                   help="Adam rates: one is used as given; several are a grid each network chooses from by probe "
-                        "runs of seed 100 on its T = 16 RTD cell")
+                   help="Adam rates: one is used as given; several are a grid each rate is chosen from by probe "
+                        "runs of seed 100 (the T study's on T8, an ablation network's on its cell, a degradation "
+                        "family's on its 18-layer cell)")
     p.add_argument("--tune-epochs", type=int, default=None,
                    help="epochs of each probe run (default: --epochs; probe runs of each length are kept apart)")
     p.add_argument("--depth-epochs", type=int, default=temporal.DEPTH_EPOCHS,

@@ -13,6 +13,7 @@ from spikingjelly.activation_based import functional
 import sj_sew
 from sj_sew.blocks import BasicBlock, list_families
 from sj_sew.experiments import claims, surrogate, tables
+from sj_sew.experiments.sweep import tuned_grid, widen_step
 from sj_sew.neurons import NeuronSpec
 
 from test_repro_scripts import _assert_row_matches_its_runs, _report_only_reproduces, load, needs_default_line
@@ -26,7 +27,19 @@ from test_repro_scripts import _assert_row_matches_its_runs, _report_only_reprod
     ([5e-3, 2e-2], 2e-2, [5e-3, 2e-2]),                                   # off the ladder: left as given
 ])
 def test_a_grid_widens_only_at_its_edge(grid, chosen, expected):
-    assert surrogate.widened(grid, chosen) == expected
+    nxt = widen_step(grid, chosen)
+    assert sorted(grid + ([] if nxt is None else [nxt])) == expected
+
+
+def test_tuned_grid_widens_until_the_choice_is_inside_and_waits_for_missing_probes():
+    """Made-up probes peaking at 3e-2: from 1e-3..1e-2 the grid grows to 3e-2, then to 1e-1 (3e-2 at its edge), and
+    stops; a probe that is not finished (None) leaves the rate unchosen."""
+    peak = {1e-3: 0.4, 3e-3: 0.6, 1e-2: 0.8, 3e-2: 0.9, 1e-1: 0.5}
+    lr, grid = tuned_grid(lambda x: {"selected_val_acc": peak[x]}, [1e-2, 1e-3, 3e-3])
+    assert (lr, sorted(grid)) == (3e-2, [1e-3, 3e-3, 1e-2, 3e-2, 1e-1])
+    assert tuned_grid(lambda x: {"selected_val_acc": peak[x]}, [1e-3, 3e-3, 1e-2], ladder=())[0] == 1e-2
+    lr, grid = tuned_grid(lambda x: None if x == 3e-2 else {"selected_val_acc": peak[x]}, [1e-3, 3e-3, 1e-2])
+    assert (lr, sorted(grid)) == (None, [1e-3, 3e-3, 1e-2])
 
 
 def test_tuned_cell_keeps_the_tuning_seed_apart(tmp_path, monkeypatch):

@@ -89,30 +89,39 @@ def test_linear_readout_needs_time():
 
 def test_study_units_and_rate_choice():
     runs = temporal.units(["T16", "T4", "Plain RTD", "SEW ADD RTD"], [1e-3, 3e-3], 2)
-    # the T study runs at its fixed rate; each ablation cell probes its own
-    assert runs[:4] == [("tune", "Plain RTD", 1e-3, temporal.TUNE_SEED), ("tune", "Plain RTD", 3e-3, temporal.TUNE_SEED),
-                        ("tune", "SEW ADD RTD", 1e-3, temporal.TUNE_SEED),
-                        ("tune", "SEW ADD RTD", 3e-3, temporal.TUNE_SEED)]
-    assert runs[4:] == [("report", c, None, s) for s in (0, 1) for c in ("T16", "T4", "Plain RTD", "SEW ADD RTD")]
-    assert {temporal.rate_cell(c) for c in temporal.T_CELLS} == {None}
+    # the T study's one rate is probed on T8 (not itself a listed cell here); each ablation cell probes its own
+    assert runs[:6] == [("tune", c, lr, temporal.TUNE_SEED) for c in ("T8", "Plain RTD", "SEW ADD RTD")
+                        for lr in (1e-3, 3e-3)]
+    assert runs[6:] == [("report", c, None, s) for s in (0, 1) for c in ("T16", "T4", "Plain RTD", "SEW ADD RTD")]
+    assert {temporal.rate_cell(c) for c in temporal.T_CELLS} == {temporal.T_RATE_CELL} == {"T8"}
     assert set(temporal.ABLATION_CELLS) == {f"{n} RTD" for n in ("SEW ADD", "SEW IAND", "SEW AND", "Spiking ResNet",
                                                                 "Plain")}
     assert temporal.units(["T4"], [1e-3], 1) == [("report", "T4", None, 0)]  # one rate: no tuning run
     # a choice at an edge of the rates tried widens the grid along the half-decade ladder, within its ends
-    from sj_sew.experiments.sweep import widen_step
+    from sj_sew.experiments.sweep import choose_lr, widen_step
 
     assert widen_step([1e-3, 3e-3, 1e-2], 1e-2) == 3e-2
     assert widen_step([1e-3, 3e-3, 1e-2], 1e-3) == 3e-4
     assert widen_step([1e-3, 3e-3, 1e-2], 3e-3) is None
     assert widen_step([1e-2, 3e-2, 1e-1], 1e-1) is None
-    assert temporal.choose_lr({1e-3: {"selected_val_acc": 0.5}, 3e-3: {"selected_val_acc": 0.5}}) == 1e-3
-    assert temporal.choose_lr({1e-3: {"selected_val_acc": 0.4}, 3e-3: {"selected_val_acc": 0.5}}) == 3e-3
+    assert choose_lr({1e-3: {"selected_val_acc": 0.5}, 3e-3: {"selected_val_acc": 0.5}}) == 1e-3
+    assert choose_lr({1e-3: {"selected_val_acc": 0.4}, 3e-3: {"selected_val_acc": 0.5}}) == 3e-3
     flags = temporal.cell_flags("T16 RTD", 1e-3, 3, {"per_class": 5, "sensor_size": 16})
     assert (flags["T"], flags["T_train"], flags["dataset"]) == (16, 12, "motion_events")
     assert flags["notation"].endswith("*4-FC8") and "T_train" not in temporal.cell_flags("T8", 1e-3, 3, {})
     assert (flags["family"], flags["connect"]) == ("sew", "ADD")
     plain = temporal.cell_flags("Plain RTD", 1e-3, 3, {})
     assert (plain["family"], plain["T_train"], "connect" in plain) == ("plain", 12, False)
+
+
+def test_a_setting_two_cells_share_is_trained_once():
+    """T16 RTD and SEW ADD RTD are one setting: both read the ablation cell's directory; every other cell is its
+    own. Probe lengths and rates do not change which cell owns a setting."""
+    options = {"per_class": 200, "sensor_size": 32}
+    owners = {c: temporal.same_run(c, 1e-2, 10, options) for c in temporal.CELLS}
+    assert {c: o for c, o in owners.items() if c != o} == {"T16 RTD": "SEW ADD RTD"}
+    assert temporal.same_run("T16 RTD", 3e-3, 4, options) == "SEW ADD RTD"
+    assert temporal.cell_flags("T16 RTD", 1e-2, 10, options) == temporal.cell_flags("SEW ADD RTD", 1e-2, 10, options)
 
 
 def test_depth_cells_are_the_degradation_stack_at_one_rate_per_family():

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from .claims import statistics_lines
-from .sweep import LR_LADDER, TUNING_SEED, choose_lr, fmt, reported_seeds, spread, train_run, widen_step, write_study
+from .sweep import LR_LADDER, TUNING_SEED, fmt, reported_seeds, spread, train_run, tuned_grid, write_study
 
 SURROGATES = {"ArcTan": "atan", "Rectangular": "rectangular", "Constant 1": "constant"}
 #: name -> RunConfig fields; Spiking ResNet gets zero init (the paper's setting for it), SEW ADD none
@@ -54,13 +54,6 @@ def cell_flags(surrogate: str, network: str, lr: float, epochs: int) -> dict:
     return {**recipe(epochs), "notation": NET, **NETWORKS[network], "surrogate": SURROGATES[surrogate], "lr": lr}
 
 
-def widened(grid: list[float], chosen: float, ladder=LR_LADDER) -> list[float]:
-    """``grid`` (sorted) with :func:`~sj_sew.experiments.sweep.widen_step`'s next rate added where ``chosen``
-    sits at its edge; otherwise ``grid`` unchanged."""
-    nxt = widen_step(grid, chosen, ladder)
-    return sorted(grid) if nxt is None else sorted([*grid, nxt])
-
-
 def tuned_cell(key: str, flags_at: Callable[[float], dict], out: Path, seeds: list[int], lrs=LR_GRID,
                train: bool = True, progress: bool = False, widen: bool = True) -> dict | None:
     """One setting under the tuning rule: the tuning seed over ``lrs`` (widened at an edge when ``widen``), then
@@ -72,23 +65,14 @@ def tuned_cell(key: str, flags_at: Callable[[float], dict], out: Path, seeds: li
             print(f"== {key}, lr {lr:g}, {'tuning ' if tuning else ''}seed {seed}", flush=True)
         return train_run(flags_at(lr), cell_dir(out, key, lr, tuning), seed, train=train, progress=progress)
 
-    grid, lrs = {}, sorted(lrs)
-    while True:
-        for lr in lrs:
-            if lr not in grid and (r := run(lr, TUNING_SEED, True)) is not None:
-                grid[lr] = r
-        if len(grid) < len(lrs):
-            return None  # the grid is not finished: no rate can be chosen yet
-        lr = choose_lr(grid)
-        more = widened(lrs, lr) if widen else lrs
-        if more == lrs:
-            break
-        lrs = more
+    lr, grid = tuned_grid(lambda x: run(x, TUNING_SEED, True), lrs, LR_LADDER if widen else ())
+    if lr is None:
+        return None  # the grid is not finished: no rate can be chosen yet
     done = {seed: r for seed in seeds if (r := run(lr, seed, False)) is not None}
     if not done:
         return None
     runs = list(done.values())
-    return {"lr": lr, "grid_val_acc": {f"{g:g}": grid[g]["selected_val_acc"] for g in lrs},
+    return {"lr": lr, "grid_val_acc": {f"{g:g}": grid[g]["selected_val_acc"] for g in sorted(grid)},
             "seeds": list(done),
             "selected_test_acc": spread([r["selected_test_acc"] for r in runs]),
             "last_test_acc": spread([r["last_test_acc"] for r in runs]),

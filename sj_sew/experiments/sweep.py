@@ -10,6 +10,7 @@ import json
 import math
 import statistics
 from pathlib import Path
+from typing import Callable
 
 #: Where a study writes unless told otherwise (untracked): ``runs/<study>``, ``runs/quick/<study>`` for a smoke
 #: run. The committed results (``results/<study>``) are written only when ``out`` names them explicitly.
@@ -168,6 +169,23 @@ def widen_step(tried, choice: float, ladder=LR_LADDER) -> float | None:
     if choice == min(tried) and i > 0:
         return ladder[i - 1]
     return None
+
+
+def tuned_grid(probe: Callable[[float], dict | None], lrs, ladder=LR_LADDER) -> tuple[float | None, dict]:
+    """The rate chosen by probe runs (:func:`choose_lr`) over ``lrs``, widened by :func:`widen_step` while the
+    choice sits at an edge, and the grid ``{lr: probe run}``; ``probe(lr)`` is a finished run's summary or None
+    (not run yet, or another process's). The rate is None while a probe is missing."""
+    grid, tried = {}, sorted(lrs)
+    while True:
+        for lr in tried:
+            if lr not in grid and (r := probe(lr)) is not None:
+                grid[lr] = r
+        if len(grid) < len(tried):
+            return None, grid
+        nxt = widen_step(tried, choose_lr(grid), ladder)
+        if nxt is None:
+            return choose_lr(grid), grid
+        tried = sorted([*tried, nxt])
 
 
 def reported_seeds(seeds: int, tuning_seed: int | None = TUNING_SEED) -> list[int]:

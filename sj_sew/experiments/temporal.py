@@ -12,9 +12,9 @@ readout finds in the frames summed over time and side by side, and the SEW paper
   with its IF neurons (the paper's Table 2 setting), T = 16 without RTD, trained to a validation plateau
   (:data:`DEPTH_PATIENCE`) within :data:`DEPTH_EPOCHS` epochs.
 
-A cell is one of :data:`CELLS` (a network at a T, and a depth). The T study's cells run at :data:`T_LR`; each
-ablation cell's rate, and each depth family's (at :data:`DEPTH_RATE_BLOCKS`, then used at every depth, as the paper
-uses one recipe at every depth), is chosen by probe runs of :data:`TUNE_SEED` (never reported), as long as the
+A cell is one of :data:`CELLS` (a network at a T, and a depth). Each rate is chosen by probe runs: the T study's (one
+rate for every T) on :data:`T_RATE_CELL`, each ablation cell's on itself, each depth family's on its cell at
+:data:`DEPTH_RATE_BLOCKS` (then used at every depth, as the paper uses one recipe at every depth); probe runs of :data:`TUNE_SEED` (never reported), as long as the
 reported ones, over the grid :data:`LRS`, widened along :data:`~sj_sew.experiments.sweep.LR_LADDER` while the
 choice sits at an edge; the reported seeds are 0..seeds-1.
 ``scripts/repro_temporal.py`` is the command line and states the setting.
@@ -30,7 +30,7 @@ import numpy as np
 
 from .ablation import NETWORKS
 from .degradation import FAMILIES as DEPTH_FAMILIES
-from .sweep import LR_LADDER, choose_lr, fmt, spread, train_run, widen_step, write_study
+from .sweep import LR_LADDER, fmt, spread, train_run, tuned_grid, write_study
 
 DATASET = "motion_events"
 #: the 7B-Net's layout with 16 channels and as many block+pool stages as the input allows (5 at 32x32)
@@ -75,7 +75,8 @@ class Cell:
         return None if self.blocks is None else depth_layers(self.blocks)
 
 
-#: The T study: SEW ADD at T = 16 with RTD and without, at T = 8 and 4 without RTD, at the fixed rate :data:`T_LR`.
+#: The T study: SEW ADD at T = 16 with RTD and without, at T = 8 and 4 without RTD, all at the rate chosen on
+#: :data:`T_RATE_CELL`, the middle T.
 T_CELLS = {"T16 RTD": Cell("SEW ADD", 16, 12), "T16": Cell("SEW ADD", 16), "T8": Cell("SEW ADD", 8),
            "T4": Cell("SEW ADD", 4)}
 #: Table 4's ablation: each network at T = 16 with RTD, at a rate its own probe runs choose.
@@ -96,28 +97,26 @@ DEPTH_RATE_FAMILY = {"Spiking ResNet (no zero init)": "Spiking ResNet"}
 CELLS = {**T_CELLS, **ABLATION_CELLS, **DEPTH_CELLS}
 READOUT_CELLS = {16: "T16", 8: "T8", 4: "T4"}
 TUNE_SEED = 100  # chooses the rate; never reported
-#: the rate grid every network of the ablation chooses from (Adam); its probe runs are as long as the reported
-#: ones by default, since 4-epoch probes chose rates that learn fast and then diverge (results/temporal/probe_4ep)
+#: the rate grid every probed cell starts from (Adam); its probe runs are as long as the reported ones by default,
+#: since 4-epoch probes chose rates that learn fast and then diverge (results/temporal/probe_4ep)
 LRS = (1e-3, 3e-3, 1e-2)
-#: the T study's rate and how it was chosen (the runs under results/temporal/probe_4ep/T8)
-T_LR = 3e-3
-T_LR_CHOICE = ("Adam 3e-3, chosen over 1e-2 by 4-epoch probes of the T8 cell on seed 100 (not reported): best "
-               "validation accuracy 49.0 % for both, the smaller rate on a tie")
+#: the T study's one rate is chosen on its middle T
+T_RATE_CELL = "T8"
 VAL_FRACTION = 1 / 3  # with the default 200 per class: 100 fit, 50 validate, 50 test per class
 BATCH = 16
 PER_CLASS = 200
 PAPER = {"table6_cifar10_dvs": {4: 0.648, 8: 0.702, 16: 0.744}}
 
 
-def rate_cell(name: str) -> str | None:
-    """The cell whose probe runs choose ``name``'s rate: itself for an ablation cell; its family's cell at
-    :data:`DEPTH_RATE_BLOCKS` for a depth cell; None for a cell of the T study, which runs at :data:`T_LR`."""
+def rate_cell(name: str) -> str:
+    """The cell whose probe runs choose ``name``'s rate: :data:`T_RATE_CELL` for a cell of the T study; itself for
+    an ablation cell; its family's cell at :data:`DEPTH_RATE_BLOCKS` for a depth cell."""
+    if name in T_CELLS:
+        return T_RATE_CELL
     if name in ABLATION_CELLS:
         return name
-    if name in DEPTH_CELLS:
-        family = DEPTH_CELLS[name].network
-        return depth_cell(DEPTH_RATE_FAMILY.get(family, family), DEPTH_RATE_BLOCKS)
-    return None
+    family = DEPTH_CELLS[name].network
+    return depth_cell(DEPTH_RATE_FAMILY.get(family, family), DEPTH_RATE_BLOCKS)
 
 
 def cell_flags(cell: str, lr: float, epochs: int, data_options: dict, depth_epochs: int = DEPTH_EPOCHS) -> dict:
@@ -141,6 +140,14 @@ def cell_flags(cell: str, lr: float, epochs: int, data_options: dict, depth_epoc
     return flags
 
 
+def same_run(cell: str, lr: float, epochs: int, data_options: dict, depth_epochs: int = DEPTH_EPOCHS) -> str:
+    """The cell whose directory holds ``cell``'s runs at ``lr``: the first of :data:`CELLS`, ablation cells first,
+    with the same :func:`cell_flags`: the T study's T16 RTD is the ablation's SEW ADD RTD (the same network, T and
+    RTD), so at a rate both use its runs are trained once."""
+    flags = cell_flags(cell, lr, epochs, data_options, depth_epochs)
+    return next(c for c in (*ABLATION_CELLS, *CELLS) if cell_flags(c, lr, epochs, data_options, depth_epochs) == flags)
+
+
 def run_dir(out: Path, cell: str, lr: float, probe_epochs: int | None = None) -> Path:
     """Where a cell's runs at rate ``lr`` live: ``<out>/runs/<cell>/lr<lr>``; probe runs of ``probe_epochs``
     epochs under ``<out>/probe_<E>ep``, so probes of another length never read back as these."""
@@ -152,7 +159,7 @@ def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
     """Every run of the study in order: ('tune', rate cell, lr, TUNE_SEED) for each rate of each network's
     :func:`rate_cell` (none with one rate), then ('report', cell, None, seed): its rate is its network's choice,
     known once that network's probe runs finished."""
-    tuned = [c for c in dict.fromkeys(rate_cell(c) for c in cells) if c is not None]
+    tuned = list(dict.fromkeys(rate_cell(c) for c in cells))
     tune = [("tune", c, lr, TUNE_SEED) for c in tuned for lr in lrs] if len(lrs) > 1 else []
     return tune + [("report", c, None, s) for s in range(seeds) for c in cells]  # seed-major: all cells early
 
@@ -168,40 +175,35 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
     data_options = {"per_class": PER_CLASS, **(data_options or {})}
     tune_epochs = epochs if tune_epochs is None else tune_epochs
     lrs, (k, n), start = sorted(lrs), shard, time.time()
-    finished: list[tuple[bool, dict]] = []  # (probe run?, summary)
+    finished: dict[str, tuple[bool, dict]] = {}  # run directory -> (probe run?, summary), each run counted once
 
     def get(cell, lr, seed, mine, probe=False):
-        flags = cell_flags(cell, lr, tune_epochs if probe else epochs, data_options, depth_epochs)
-        r = train_run(flags, run_dir(out, cell, lr, flags["epochs"] if probe else None), seed,
-                      train=mine and not report_only, progress=progress)
+        length = tune_epochs if probe else epochs
+        flags = cell_flags(cell, lr, length, data_options, depth_epochs)
+        where = run_dir(out, same_run(cell, lr, length, data_options, depth_epochs), lr,
+                        flags["epochs"] if probe else None)
+        r = train_run(flags, where, seed, train=mine and not report_only, progress=progress)
         if r is not None:
-            finished.append((probe, r))
+            finished[r["out"]] = (probe, r)
         return r
 
     grids: dict[str, dict] = {}  # rate cell -> {lr: probe run}
     chosen: dict[str, float] = {}  # rate cell -> the rate its probes chose
-    tuned = [c for c in dict.fromkeys(rate_cell(c) for c in cells) if c is not None]
+    tuned = list(dict.fromkeys(rate_cell(c) for c in cells))
 
     def rate_of(cell: str) -> float | None:
-        """The one rate given; else the T study's :data:`T_LR`, or the network's choice (None until made)."""
-        if len(lrs) == 1:
-            return lrs[0]
-        return T_LR if rate_cell(cell) is None else chosen.get(rate_cell(cell))
+        """The one rate given, or the choice of the cell's probe runs (None until made)."""
+        return lrs[0] if len(lrs) == 1 else chosen.get(rate_cell(cell))
 
     def settle(cell: str, mine: bool) -> float | None:
-        """The cell's rate once its grid is finished, widened by :func:`~sj_sew.experiments.sweep.widen_step`
+        """The cell's rate once its listed probes are finished, widened by :func:`~sj_sew.experiments.sweep.tuned_grid`
         while the choice sits at an edge (an extension probe belongs to shard ``tuned.index(cell) % n``); None
         while a probe is missing."""
         grid = grids.get(cell, {})
-        while set(lrs) <= set(grid):
-            nxt = widen_step(grid, choose_lr(grid))
-            if nxt is None:
-                return choose_lr(grid)
-            r = get(cell, nxt, TUNE_SEED, mine, probe=True)
-            if r is None:
-                return None
-            grid[nxt] = r
-        return None
+        if not set(lrs) <= set(grid):
+            return None
+        lr, grids[cell] = tuned_grid(lambda x: grid.get(x) or get(cell, x, TUNE_SEED, mine, probe=True), lrs)
+        return lr
 
     runs: dict[str, list] = {c: [] for c in cells}
     settled = False
@@ -227,21 +229,22 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
             runs[cell].append((seed, r))
     table = {cell: _row(cell, rate_of(cell), grids.get(rate_cell(cell), {}), rs)
              for cell, rs in runs.items() if rs}
-    selection = (f"the T study: {T_LR_CHOICE}; the ablation and the degradation, per network: the best validation "
-                 f"accuracy of {tune_epochs}-epoch probe runs of seed {TUNE_SEED} (not reported) on its cell (a "
-                 f"degradation family: on its {depth_layers(DEPTH_RATE_BLOCKS)}-layer cell, as long as its runs, used "
-                 f"at every depth), the smaller rate on a tie, a choice at an edge of the rates tried adding the next "
-                 f"rate of {list(LR_LADDER)} beyond it"
+    selection = (f"the best validation accuracy of probe runs of seed {TUNE_SEED} (not reported), as long as the "
+                 f"reported runs ({tune_epochs} epochs; a depth cell's to its plateau within {depth_epochs}): the T "
+                 f"study's on {T_RATE_CELL}, used at every T; each ablation network's on its cell; each degradation "
+                 f"family's on its {depth_layers(DEPTH_RATE_BLOCKS)}-layer cell, used at every depth; the smaller "
+                 f"rate on a tie, a choice at an edge of the rates tried adding the next rate of {list(LR_LADDER)} "
+                 f"beyond it"
                  if len(lrs) > 1 else "rate fixed as given (no grid)")
     meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
             "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs,
             "depth_net": DEPTH_NET.format(blocks="n"), "depth_epochs": depth_epochs, "depth_patience": DEPTH_PATIENCE,
             "seeds": seeds, "batch": BATCH, "optimizer": "adam, cosine schedule", "val_fraction": VAL_FRACTION,
             "lr_grid": lrs, "tune_epochs": tune_epochs if len(lrs) > 1 else None, "selection": selection,
-            "epoch": "validation-selected", "devices": sorted({r.get("device", "cpu (not recorded)") for _, r in finished}),
+            "epoch": "validation-selected", "devices": sorted({r.get("device", "cpu (not recorded)") for _, r in finished.values()}),
             "complete": all(len(runs[c]) == seeds for c in cells), "seconds": round(time.time() - start),
-            "train_seconds_all_runs": round(sum(r["wall_time_s"] for probe, r in finished if not probe)),
-            "probe_seconds": round(sum(r["wall_time_s"] for probe, r in finished if probe)),
+            "train_seconds_all_runs": round(sum(r["wall_time_s"] for probe, r in finished.values() if not probe)),
+            "probe_seconds": round(sum(r["wall_time_s"] for probe, r in finished.values() if probe)),
             "paper": PAPER}
     return {"meta": meta, "table": table}
 
