@@ -233,9 +233,9 @@ def test_report_only_rebuilds_the_committed_results_byte_for_byte(study, tmp_pat
     assert (copy / f"{study}.json").read_bytes() == (RESULTS / study / f"{study}.json").read_bytes()
 
 
-def _committed_cells(study: str):
-    """(run directory, seed, summary) of every committed run of a study."""
-    for summary in sorted((RESULTS / study / "runs").rglob("summary.json")):
+def _committed_cells(study: str, top: str = "runs"):
+    """(run directory, seed, summary) of every committed run of a study (under ``top``: its runs or probes)."""
+    for summary in sorted((RESULTS / study / top).rglob("summary.json")):
         yield summary.parent.parent, int(summary.parent.name.removeprefix("seed")), json.loads(summary.read_text())
 
 
@@ -254,7 +254,7 @@ def _new_config(flags: dict, seed: int, out: Path):
     return resolve_config(run_flags(flags, out, seed))
 
 
-@pytest.mark.parametrize("study", ["ablation", "degradation", "surrogate", "downsample"])
+@pytest.mark.parametrize("study", ["ablation", "degradation", "degradation_digits", "surrogate", "downsample"])
 def test_studies_configure_the_committed_runs_exactly(study, tmp_path):
     """Every committed run's RunConfig, built from the study's RunConfig fields, equals the one its recorded
     train.py flags (or RunConfig fields) give."""
@@ -271,6 +271,17 @@ def test_studies_configure_the_committed_runs_exactly(study, tmp_path):
         for name, n, _ in degradation.jobs(degradation.FAMILIES, [2, 8, 16], [50], 1):
             cells[degradation.run_dir(RESULTS / study, name, n)] = degradation.cell_flags(
                 name, n, meta["dataset"], meta["width"], meta["epochs"], meta["per_class"])
+    elif study == "degradation_digits":  # reported runs at their family's chosen rate, and every probe run
+        setting = degradation.SETTINGS["digits"]
+        for name, n, _ in degradation.jobs(setting["families"], setting["blocks"], setting["deep_blocks"], 1):
+            rate = meta["rates"][degradation.RATE_FAMILY.get(name, name)]["lr"]
+            cells[degradation.run_dir(RESULTS / study, name, n)] = degradation.cell_flags(
+                name, n, "digits", meta["width"], meta["epochs"], 0, rate, meta["patience"], meta["val_fraction"])
+        for family, r in meta["rates"].items():
+            for lr in r["grid_val_acc"]:
+                cells[degradation.probe_dir(RESULTS / study, family, meta["rate_blocks"]) / f"lr{lr}"] = \
+                    degradation.cell_flags(family, meta["rate_blocks"], "digits", meta["width"], meta["epochs"], 0,
+                                           float(lr), meta["patience"], meta["val_fraction"])
     elif study == "downsample":  # reported and tuning runs alike, as the surrogate study's
         for net in downsample.NETWORKS:
             for tuning in (False, True):
@@ -285,7 +296,7 @@ def test_studies_configure_the_committed_runs_exactly(study, tmp_path):
                         cells[surrogate.cell_dir(RESULTS / study, surrogate.key_of(sg, net), lr, tuning)] = \
                             surrogate.cell_flags(sg, net, lr, meta["epochs"])
     checked = 0
-    for run_dir, seed, summary in _committed_cells(study):
+    for run_dir, seed, summary in [*_committed_cells(study), *_committed_cells(study, "probes")]:
         out = tmp_path / f"seed{seed}"
         recorded = (_old_config(summary["argv"], seed, out) if "argv" in summary  # runs of train.py's flags
                     else _new_config(summary["flags"], seed, out))  # runs of RunConfig fields (sweep.train_run)
@@ -295,6 +306,8 @@ def test_studies_configure_the_committed_runs_exactly(study, tmp_path):
         table = json.loads((RESULTS / study / f"{study}.json").read_text())["table"]
         settings = 6 if study == "surrogate" else 2
         assert checked == sum(len(r["seeds"]) + len(r["grid_val_acc"]) for r in table.values()) >= settings * (5 + 4)
+    elif study == "degradation_digits":  # 8 cells x 5 seeds, and one probe per rate each family tried
+        assert checked == 8 * 5 + sum(len(r["grid_val_acc"]) for r in meta["rates"].values())
     else:
         assert checked == {"ablation": 70, "degradation": 42}[study]
 

@@ -72,10 +72,11 @@ def _defaults(run_study) -> dict:
     return {k: p.default for k, p in inspect.signature(run_study).parameters.items() if p.default is not p.empty}
 
 
-def _degradation(blocks: int) -> Callable[[], dict]:
+def _degradation(blocks: int, dataset: str = "fashion_events") -> Callable[[], dict]:
     def flags():
-        d = _defaults(degradation.run_study)
-        return degradation.cell_flags("SEW ADD", blocks, d["dataset"], d["width"], d["epochs"], d["per_class"])
+        d = {**_defaults(degradation.run_study), **degradation.SETTINGS[dataset]}
+        return degradation.cell_flags("SEW ADD", blocks, dataset, d["width"], d["epochs"], d["per_class"],
+                                      d["lrs"][0], d["patience"], d["val_fraction"])
     return flags
 
 
@@ -88,6 +89,9 @@ def _ablation() -> dict:
 STUDIES = {
     "degradation": Setting(_degradation(2), (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "SEW ADD, 6 layers (the shallowest)",
                            more={f"SEW ADD, {2 * n + 2} layers": _degradation(n) for n in (8, 16)}),
+    "degradation_digits": Setting(_degradation(2, "digits"), (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+                                  "SEW ADD, 6 layers (the shallowest)",
+                                  more={f"SEW ADD, {2 * n + 2} layers": _degradation(n, "digits") for n in (16, 32)}),
     "ablation": Setting(_ablation, ablation.LR_GRID, "SEW ADD (7B-Net layout, 16 channels)"),
     "surrogate": Setting(lambda: surrogate.cell_flags("ArcTan", "SEW ADD", 1e-3,  # (the twin's rate is its own)
                                                       _defaults(surrogate.run_study)["epochs"]),

@@ -71,7 +71,7 @@ def rows_from(study: str, table: dict) -> dict:
     loss (where recorded)}} from a study's ``table`` as its JSON holds it (degradation, ablation, surrogate,
     downsample).
     Degradation rows are '<network> <layers>'."""
-    if study == "degradation":
+    if study in DEGRADATION_STUDIES:
         return {f"{name} {r['layers']}": {"acc": r["selected_test_acc"]["values"],
                                           "loss": r["final_train_loss"]["values"]}
                 for name, rows in table.items() for r in rows.values()}
@@ -93,7 +93,7 @@ def load_study(results: Path, study: str) -> dict | None:
     with per seed log10 of the first and last block's gradient norm and log10(first / last) within the identity-mapping
     areas (each the mean over the seed's batches); rows of the batch-16 run start with 'b16 '."""
     results = Path(results)
-    if study in ("degradation", "ablation", "surrogate", "downsample", *TEMPORAL_STUDIES):
+    if study in (*DEGRADATION_STUDIES, "ablation", "surrogate", "downsample", *TEMPORAL_STUDIES):
         name = "temporal" if study in TEMPORAL_STUDIES else study
         data = _json(results / name / f"{name}.json")
         return (rows_from(study, data["table"]) or None) if data else None
@@ -137,6 +137,8 @@ def _gap(a: str, b: str) -> Values:
 #: behind its own gate: its T, RTD and ablation cells (7B-Net layout, PLIF), and its degradation cells (rows with
 #: ``layers``; IF neurons), whose best network must beat the readout by itself.
 TEMPORAL_STUDIES = ("temporal", "temporal_depth")
+#: Table 2's degradation on fashion_events (3 seeds, one rate) and on the digits (:func:`.degradation.study_name`)
+DEGRADATION_STUDIES = ("degradation", "degradation_digits")
 
 _NO_TIME = ("fashion_events is made from static images: time carries only the saccade direction, and no run "
             "over-fits, so RTD's regularisation has nothing to act on")
@@ -250,6 +252,7 @@ def _temporal_claims():
 #: Every verdict of REPRODUCTION.md, in its order.
 CLAIMS = (
     *_degradation_claims("D", "degradation", shallow=6, mid=34, deep=102, zero_init_at=34),
+    *_degradation_claims("DG", "degradation_digits", shallow=6, mid=34, deep=66, zero_init_at=34),
     *_g_claims("A", "ablation", lambda net: f"{net} RTD"),
     Claim("A10", "ablation", "RTD helps SEW ADD", "used for every Table 4 number (Fig. 10: less over-fitting)",
           "SEW ADD RTD", "SEW ADD", _v("SEW ADD RTD"), _v("SEW ADD"), untestable=_NO_TIME),
@@ -285,7 +288,7 @@ def best_linear(entry: dict) -> dict | None:
 
 
 #: studies with trained networks (the linear-readout gate applies); the others have no accuracy to gate
-GATED = ("degradation", "ablation", "surrogate", "downsample", "systems", *TEMPORAL_STUDIES)
+GATED = (*DEGRADATION_STUDIES, "ablation", "surrogate", "downsample", "systems", *TEMPORAL_STUDIES)
 #: studies run on another study's data and split, whose baselines (results/baselines/<that study>.json) they share
 SAME_DATA_AS = {"downsample": "surrogate"}
 

@@ -21,20 +21,37 @@ def _table(header, rows) -> list[str]:
     return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)]
 
 
-def degradation(results: Path) -> list[str]:
-    data = _load(results / "degradation" / "degradation.json")
+def degradation(results: Path, study: str = "degradation") -> list[str]:
+    """Table 2's study ``study`` (:data:`~sj_sew.experiments.claims.DEGRADATION_STUDIES`): a row per network and
+    depth; where each family's rate was chosen by probes, the rate, the epochs run and the probes' grid."""
+    data = _load(results / study / f"{study}.json")
     if data is None:
         return []
+    m, tuned = data["meta"], "rates" in data["meta"]
     rows = []
     for name, by_depth in data["table"].items():
         for r in by_depth.values():
             rows.append([name, r["layers"], fmt(r["final_train_loss"], 1, 3), fmt(r["selected_test_acc"]),
-                         fmt(r["last_test_acc"]), f"{r['seconds_per_run']['mean']:.0f}"])
-    m = data["meta"]
-    return [f"Degradation ({m['dataset']}, {m.get('per_class')} images/class, {m['epochs']} epochs, "
-            f"{m['train_seconds_all_runs']} s of training in all):", "",
-            *_table(["network", "layers", "final train loss", "test acc % (val-selected)", "test acc % (last)",
-                     "s per run"], rows)]
+                         fmt(r["last_test_acc"]), *([f"{r['lr']:g}", fmt(r["epochs_run"], 1, 1)] if tuned else []),
+                         f"{r['seconds_per_run']['mean']:.0f}"])
+    header = ["network", "layers", "final train loss", "test acc % (val-selected)", "test acc % (last)",
+              *(["lr", "epochs run"] if tuned else []), "s per run"]
+    if not tuned:
+        return [f"Degradation ({m['dataset']}, {m.get('per_class')} images/class, {m['epochs']} epochs, "
+                f"{m['train_seconds_all_runs']} s of training in all):", "", *_table(header, rows)]
+    lrs = sorted({float(lr) for r in m["rates"].values() for lr in r["grid_val_acc"]})
+    grid = [[family, *("-" if f"{lr:g}" not in r["grid_val_acc"] else
+                       f"**{100 * r['grid_val_acc'][f'{lr:g}']:.1f}**" if lr == r["lr"] else
+                       f"{100 * r['grid_val_acc'][f'{lr:g}']:.1f}" for lr in lrs)] for family, r in m["rates"].items()]
+    return [f"Degradation ({m['dataset']}, {m['notation']}, T = {m['T']}, seeds 0-{m['seeds'] - 1}, {m['selection']}; "
+            f"{m['train_seconds_all_runs']} s of reported training and {m['probe_seconds']} s of probes):", "",
+            *_table(header, rows), "",
+            f"Validation accuracy % of the probe runs (seed {m['tune_seed']}, {2 * m['rate_blocks'] + 2} layers; "
+            "chosen in bold, - not tried):", "", *_table(["family", *(f"{lr:g}" for lr in lrs)], grid)]
+
+
+def degradation_digits(results: Path) -> list[str]:
+    return degradation(results, "degradation_digits")
 
 
 def ablation(results: Path) -> list[str]:
@@ -229,7 +246,7 @@ def gates(results: Path) -> list[str]:
 
 
 #: Every study's tables, in REPRODUCTION.md's order: (results renderer, study name for baselines and verdicts)
-RENDERERS = ((degradation, "degradation"), (ablation, "ablation"), (firing_trained, None),
+RENDERERS = ((degradation, "degradation"), (degradation_digits, "degradation_digits"), (ablation, "ablation"), (firing_trained, None),
              (None, "gradients"), (surrogate, "surrogate"), (downsample, "downsample"), (energy, None),
              (systems, "systems"))
 
