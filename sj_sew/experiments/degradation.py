@@ -197,7 +197,9 @@ def plot(table, path: Path, meta: dict):
     for ax in axes:
         ax.set_xlabel("layers")
     axes[0].legend()
-    fig.suptitle(f"Degradation on {meta['dataset']} (T=4, {meta['epochs']} epochs, {meta['seeds']} seeds; "
+    epochs = (f"a {meta['patience']}-epoch plateau within {meta['epochs']} epochs" if meta.get("patience")
+              else f"{meta['epochs']} epochs")
+    fig.suptitle(f"Degradation on {meta['dataset']} (T=4, {epochs}, {meta['seeds']} seeds; "
                  "SEW and Spiking ResNet with zero init unless noted)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
