@@ -49,6 +49,7 @@ def run_dir(out: Path, name: str, blocks: int) -> Path:
 
 
 def probe_dir(out: Path, name: str, blocks: int) -> Path:
+    """Where the rate probes of a family at ``blocks`` blocks live: ``<out>/probes/<family>-b<blocks>``."""
     return Path(out) / "probes" / run_dir(out, name, blocks).name
 
 

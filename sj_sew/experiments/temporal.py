@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .ablation import NETWORKS
-from .degradation import FAMILIES as DEPTH_FAMILIES
+from .degradation import FAMILIES as DEPTH_FAMILIES, RATE_FAMILY as DEPTH_RATE_FAMILY
 from .sweep import LR_LADDER, fmt, spread, train_run, tuned_grid, write_study
 
 DATASET = "motion_events"
@@ -93,7 +93,6 @@ DEPTH_CELLS[depth_cell("Spiking ResNet (no zero init)", 16)] = Cell("Spiking Res
 #: the depth at which each family's probe runs choose its rate; Spiking ResNet without zero init takes Spiking
 #: ResNet's, so that zero init is the one difference between the two
 DEPTH_RATE_BLOCKS = 8
-DEPTH_RATE_FAMILY = {"Spiking ResNet (no zero init)": "Spiking ResNet"}
 CELLS = {**T_CELLS, **ABLATION_CELLS, **DEPTH_CELLS}
 READOUT_CELLS = {16: "T16", 8: "T8", 4: "T4"}
 TUNE_SEED = 100  # chooses the rate; never reported
