@@ -39,15 +39,9 @@ def degradation(results: Path, study: str = "degradation") -> list[str]:
     if not tuned:
         return [f"Degradation ({m['dataset']}, {m.get('per_class')} images/class, {m['epochs']} epochs, "
                 f"{m['train_seconds_all_runs']} s of training in all):", "", *_table(header, rows)]
-    lrs = sorted({float(lr) for r in m["rates"].values() for lr in r["grid_val_acc"]})
-    grid = [[family, *("-" if f"{lr:g}" not in r["grid_val_acc"] else
-                       f"**{100 * r['grid_val_acc'][f'{lr:g}']:.1f}**" if lr == r["lr"] else
-                       f"{100 * r['grid_val_acc'][f'{lr:g}']:.1f}" for lr in lrs)] for family, r in m["rates"].items()]
-    return [f"Degradation ({m['dataset']}, {m['notation']}, T = {m['T']}, seeds 0-{m['seeds'] - 1}, {m['selection']}; "
-            f"{m['train_seconds_all_runs']} s of reported training and {m['probe_seconds']} s of probes):", "",
-            *_table(header, rows), "",
-            f"Validation accuracy % of the probe runs (seed {m['tune_seed']}, {2 * m['rate_blocks'] + 2} layers; "
-            "chosen in bold, - not tried):", "", *_table(["family", *(f"{lr:g}" for lr in lrs)], grid)]
+    return [f"Degradation ({m['dataset']}, {m['notation']}, T = {m['T']}, seeds 0-{m['seeds'] - 1}, "
+            f"{m['selection']}; {m['train_seconds_all_runs']} s of reported training and {m['probe_seconds']} s of "
+            "probes):", "", *_table(header, rows), "", *_rate_grid(m["rates"], m["tune_seed"])]
 
 
 def degradation_digits(results: Path) -> list[str]:
@@ -246,9 +240,9 @@ def gates(results: Path) -> list[str]:
 
 
 #: Every study's tables, in REPRODUCTION.md's order: (results renderer, study name for baselines and verdicts)
-RENDERERS = ((degradation, "degradation"), (degradation_digits, "degradation_digits"), (ablation, "ablation"), (firing_trained, None),
-             (None, "gradients"), (surrogate, "surrogate"), (downsample, "downsample"), (energy, None),
-             (systems, "systems"))
+RENDERERS = ((degradation, "degradation"), (degradation_digits, "degradation_digits"), (ablation, "ablation"),
+             (firing_trained, None), (None, "gradients"), (surrogate, "surrogate"), (downsample, "downsample"),
+             (energy, None), (systems, "systems"))
 
 
 def render_all(results: Path) -> str:

@@ -12,11 +12,11 @@ readout finds in the frames summed over time and side by side, and the SEW paper
   with its IF neurons (the paper's Table 2 setting), T = 16 without RTD, trained to a validation plateau
   (:data:`DEPTH_PATIENCE`) within :data:`DEPTH_EPOCHS` epochs.
 
-A cell is one of :data:`CELLS` (a network at a T, and a depth). Each rate is chosen by probe runs: the T study's (one
-rate for every T) on :data:`T_RATE_CELL`, each ablation cell's on itself, each depth family's on its cell at
-:data:`DEPTH_RATE_BLOCKS` (then used at every depth, as the paper uses one recipe at every depth); probe runs of :data:`TUNE_SEED` (never reported), as long as the
-reported ones, over the grid :data:`LRS`, widened along :data:`~sj_sew.experiments.sweep.LR_LADDER` while the
-choice sits at an edge; the reported seeds are 0..seeds-1.
+A cell is one of :data:`CELLS` (a network at a T, and a depth). Each rate is chosen by probe runs: the T study's
+(one rate for every T) on :data:`T_RATE_CELL`, each ablation cell's on itself, each depth family's on its cell at
+:data:`DEPTH_RATE_BLOCKS` (then used at every depth, as the paper uses one recipe at every depth); probe runs of
+:data:`TUNE_SEED` (never reported), as long as the reported ones, over the grid :data:`LRS`, widened along
+:data:`~sj_sew.experiments.sweep.LR_LADDER` while the choice sits at an edge; the reported seeds are 0..seeds-1.
 ``scripts/repro_temporal.py`` is the command line and states the setting.
 """
 from __future__ import annotations
@@ -144,7 +144,8 @@ def same_run(cell: str, lr: float, epochs: int, data_options: dict, depth_epochs
     with the same :func:`cell_flags`: the T study's T16 RTD is the ablation's SEW ADD RTD (the same network, T and
     RTD), so at a rate both use its runs are trained once."""
     flags = cell_flags(cell, lr, epochs, data_options, depth_epochs)
-    return next(c for c in (*ABLATION_CELLS, *CELLS) if cell_flags(c, lr, epochs, data_options, depth_epochs) == flags)
+    return next(c for c in (*ABLATION_CELLS, *CELLS)
+                if cell_flags(c, lr, epochs, data_options, depth_epochs) == flags)
 
 
 def run_dir(out: Path, cell: str, lr: float, probe_epochs: int | None = None) -> Path:
@@ -195,9 +196,9 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
         return lrs[0] if len(lrs) == 1 else chosen.get(rate_cell(cell))
 
     def settle(cell: str, mine: bool) -> float | None:
-        """The cell's rate once its listed probes are finished, widened by :func:`~sj_sew.experiments.sweep.tuned_grid`
-        while the choice sits at an edge (an extension probe belongs to shard ``tuned.index(cell) % n``); None
-        while a probe is missing."""
+        """The cell's rate once its listed probes are finished, widened by
+        :func:`~sj_sew.experiments.sweep.tuned_grid` while the choice sits at an edge (an extension probe belongs to
+        shard ``tuned.index(cell) % n``); None while a probe is missing."""
         grid = grids.get(cell, {})
         if not set(lrs) <= set(grid):
             return None
@@ -240,7 +241,8 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
             "depth_net": DEPTH_NET.format(blocks="n"), "depth_epochs": depth_epochs, "depth_patience": DEPTH_PATIENCE,
             "seeds": seeds, "batch": BATCH, "optimizer": "adam, cosine schedule", "val_fraction": VAL_FRACTION,
             "lr_grid": lrs, "tune_epochs": tune_epochs if len(lrs) > 1 else None, "selection": selection,
-            "epoch": "validation-selected", "devices": sorted({r.get("device", "cpu (not recorded)") for _, r in finished.values()}),
+            "epoch": "validation-selected",
+            "devices": sorted({r.get("device", "cpu (not recorded)") for _, r in finished.values()}),
             "complete": all(len(runs[c]) == seeds for c in cells), "seconds": round(time.time() - start),
             "train_seconds_all_runs": round(sum(r["wall_time_s"] for probe, r in finished.values() if not probe)),
             "probe_seconds": round(sum(r["wall_time_s"] for probe, r in finished.values() if probe)),
