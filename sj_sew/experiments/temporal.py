@@ -9,8 +9,10 @@ readout finds in the frames summed over time and side by side, and the SEW paper
   net at T = 16 with RTD, the paper's setting;
 - the degradation problem (Table 2, Fig. 3): SEW ADD and Spiking ResNet (zero init) at 6, 18 and 34 layers, and
   Spiking ResNet without zero init at 34, the stack of :mod:`.degradation` on these frames (:data:`DEPTH_NET`)
-  with its IF neurons (the paper's Table 2 setting), T = 16 without RTD, trained to a validation plateau
-  (:data:`DEPTH_PATIENCE`) within :data:`DEPTH_EPOCHS` epochs.
+  with its IF neurons (the paper's Table 2 setting), T = 16 without RTD.
+
+The cells of the T study and of the degradation study (:data:`PLATEAU_CELLS`) train to a validation plateau of
+:data:`PLATEAU_PATIENCE` epochs within :data:`PLATEAU_EPOCHS`; the ablation's cells for a fixed number of epochs.
 
 A cell is one of :data:`CELLS` (a network at a T, and a depth). Each rate is chosen by probe runs: the T study's
 (one rate for every T) on :data:`T_RATE_CELL`, each ablation cell's on itself, each depth family's on its cell at
@@ -84,9 +86,8 @@ ABLATION_CELLS = {f"{net} RTD": Cell(net, 16, 12) for net in NETWORKS}
 #: Table 2's degradation: SEW ADD and Spiking ResNet (zero init) at 6, 18 and 34 layers and Spiking ResNet without
 #: zero init at 34 (the rows its claims compare), T = 16 without RTD. IF nets learn these frames more slowly than
 #: PLIF ones (10-epoch probes of SEW ADD at 18 layers reached 90 % validation accuracy, still rising), so they
-#: train to a validation plateau of DEPTH_PATIENCE epochs within a cap of DEPTH_EPOCHS
+#: train to a validation plateau (PLATEAU_CELLS)
 DEPTH_BLOCKS = (2, 8, 16)
-DEPTH_EPOCHS, DEPTH_PATIENCE = 30, 5
 DEPTH_CELLS = {depth_cell(net, n): Cell(net, 16, None, n)
                for net in ("SEW ADD", "Spiking ResNet") for n in DEPTH_BLOCKS}
 DEPTH_CELLS[depth_cell("Spiking ResNet (no zero init)", 16)] = Cell("Spiking ResNet (no zero init)", 16, None, 16)
@@ -94,6 +95,10 @@ DEPTH_CELLS[depth_cell("Spiking ResNet (no zero init)", 16)] = Cell("Spiking Res
 #: ResNet's, so that zero init is the one difference between the two
 DEPTH_RATE_BLOCKS = 8
 CELLS = {**T_CELLS, **ABLATION_CELLS, **DEPTH_CELLS}
+#: the cells that train to a validation plateau of PLATEAU_PATIENCE epochs within a cap of PLATEAU_EPOCHS: the T
+#: study's (at 10 fixed epochs T = 8 and 4 were still rising at the last epoch on most seeds) and the degradation's
+PLATEAU_CELLS = (*T_CELLS, *DEPTH_CELLS)
+PLATEAU_EPOCHS, PLATEAU_PATIENCE = 30, 5
 READOUT_CELLS = {16: "T16", 8: "T8", 4: "T4"}
 TUNE_SEED = 100  # chooses the rate; never reported
 #: the rate grid every probed cell starts from (Adam); its probe runs are as long as the reported ones by default,
@@ -118,10 +123,11 @@ def rate_cell(name: str) -> str:
     return depth_cell(DEPTH_RATE_FAMILY.get(family, family), DEPTH_RATE_BLOCKS)
 
 
-def cell_flags(cell: str, lr: float, epochs: int, data_options: dict, depth_epochs: int = DEPTH_EPOCHS) -> dict:
+def cell_flags(cell: str, lr: float, epochs: int, data_options: dict, plateau_epochs: int = PLATEAU_EPOCHS) -> dict:
     """RunConfig fields of one cell: its network with PLIF neurons, Adam, cosine schedule, batch 16, ``epochs``, no
-    zero init; a depth cell with IF neurons, zero init for SEW and Spiking ResNet (:data:`.degradation.FAMILIES`,
-    the paper's Table 2 setting) and ``depth_epochs``, the cap of its validation plateau."""
+    zero init; a depth cell with IF neurons and zero init for SEW and Spiking ResNet (:data:`.degradation.FAMILIES`,
+    the paper's Table 2 setting). A cell of :data:`PLATEAU_CELLS` trains over ``plateau_epochs`` instead, the cap
+    of its validation plateau."""
     c = CELLS[cell]
     if c.blocks is None:
         notation, neuron = network(data_options.get("sensor_size", 32)), "plif"
@@ -134,18 +140,9 @@ def cell_flags(cell: str, lr: float, epochs: int, data_options: dict, depth_epoc
              "epochs": epochs, "batch_size": BATCH, "val_fraction": VAL_FRACTION, "lr": lr}
     if c.T_train is not None:
         flags["T_train"] = c.T_train
-    if c.blocks is not None:
-        flags.update(epochs=depth_epochs, patience=DEPTH_PATIENCE)
+    if cell in PLATEAU_CELLS:
+        flags.update(epochs=plateau_epochs, patience=PLATEAU_PATIENCE)
     return flags
-
-
-def same_run(cell: str, lr: float, epochs: int, data_options: dict, depth_epochs: int = DEPTH_EPOCHS) -> str:
-    """The cell whose directory holds ``cell``'s runs at ``lr``: the first of :data:`CELLS`, ablation cells first,
-    with the same :func:`cell_flags`: the T study's T16 RTD is the ablation's SEW ADD RTD (the same network, T and
-    RTD), so at a rate both use its runs are trained once."""
-    flags = cell_flags(cell, lr, epochs, data_options, depth_epochs)
-    return next(c for c in (*ABLATION_CELLS, *CELLS)
-                if cell_flags(c, lr, epochs, data_options, depth_epochs) == flags)
 
 
 def run_dir(out: Path, cell: str, lr: float, probe_epochs: int | None = None) -> Path:
@@ -166,12 +163,12 @@ def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
 
 def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(CELLS),
               data_options: dict | None = None, shard: tuple[int, int] = (0, 1), report_only: bool = False,
-              progress: bool = False, tune_epochs: int | None = None, depth_epochs: int = DEPTH_EPOCHS) -> dict:
+              progress: bool = False, tune_epochs: int | None = None, plateau_epochs: int = PLATEAU_EPOCHS) -> dict:
     """Train the runs of shard ``k`` of ``n`` (every n-th of :func:`units`; a report run whose network's rate is
     not chosen yet is left for a later call) or, with ``report_only``, only read back; aggregate what is finished.
     With one rate in ``lrs`` it is used as given; with several, each network's probe runs (``tune_epochs``
-    epochs, by default ``epochs``, of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it. The depth cells train
-    for ``depth_epochs`` (their probes too) to their validation plateau."""
+    epochs, by default ``epochs``, of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it. The cells of
+    :data:`PLATEAU_CELLS` (their probes too) train to their validation plateau within ``plateau_epochs``."""
     data_options = {"per_class": PER_CLASS, **(data_options or {})}
     tune_epochs = epochs if tune_epochs is None else tune_epochs
     lrs, (k, n), start = sorted(lrs), shard, time.time()
@@ -179,8 +176,8 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
 
     def get(cell, lr, seed, mine, probe=False):
         length = tune_epochs if probe else epochs
-        flags = cell_flags(cell, lr, length, data_options, depth_epochs)
-        where = run_dir(out, same_run(cell, lr, length, data_options, depth_epochs), lr,
+        flags = cell_flags(cell, lr, length, data_options, plateau_epochs)
+        where = run_dir(out, cell, lr,
                         flags["epochs"] if probe else None)
         r = train_run(flags, where, seed, train=mine and not report_only, progress=progress)
         if r is not None:
@@ -230,7 +227,7 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
     table = {cell: _row(cell, rate_of(cell), grids.get(rate_cell(cell), {}), rs)
              for cell, rs in runs.items() if rs}
     selection = (f"the best validation accuracy of probe runs of seed {TUNE_SEED} (not reported), as long as the "
-                 f"reported runs ({tune_epochs} epochs; a depth cell's to its plateau within {depth_epochs}): the T "
+                 f"reported runs ({tune_epochs} epochs; a T or depth cell's to its plateau within {plateau_epochs}): the T "
                  f"study's on {T_RATE_CELL}, used at every T; each ablation network's on its cell; each degradation "
                  f"family's on its {depth_layers(DEPTH_RATE_BLOCKS)}-layer cell, used at every depth; the smaller "
                  f"rate on a tie, a choice at an edge of the rates tried adding the next rate of {list(LR_LADDER)} "
@@ -238,7 +235,8 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
                  if len(lrs) > 1 else "rate fixed as given (no grid)")
     meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
             "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs,
-            "depth_net": DEPTH_NET.format(blocks="n"), "depth_epochs": depth_epochs, "depth_patience": DEPTH_PATIENCE,
+            "depth_net": DEPTH_NET.format(blocks="n"), "plateau_epochs": plateau_epochs,
+            "plateau_patience": PLATEAU_PATIENCE, "plateau_cells": list(PLATEAU_CELLS),
             "seeds": seeds, "batch": BATCH, "optimizer": "adam, cosine schedule", "val_fraction": VAL_FRACTION,
             "lr_grid": lrs, "tune_epochs": tune_epochs if len(lrs) > 1 else None, "selection": selection,
             "epoch": "validation-selected",
@@ -371,9 +369,9 @@ def markdown(data: dict) -> list[str]:
     tuned = {cell: row for cell, row in data["table"].items() if row.get("grid_val_acc") and rate_cell(cell) == cell}
     if tuned:
         rates = sorted({float(lr) for row in tuned.values() for lr in row["grid_val_acc"]})
-        depth_epochs = data["meta"].get("depth_epochs")
-        lengths = f"{data['meta'].get('tune_epochs')} epochs" + (f", {depth_epochs} with a plateau stop for the "
-                                                                 "depth cells" if depth_epochs else "")
+        cap = data["meta"].get("plateau_epochs")
+        lengths = f"{data['meta'].get('tune_epochs')} epochs" + (f", {cap} with a plateau stop for the "
+                                                                 "T and depth cells" if cap else "")
         lines += ["", f"Validation accuracy % of the probe runs (seed {TUNE_SEED}, {lengths}; chosen in bold, - not "
                       "probed):", "",
                   "| cell | " + " | ".join(f"{lr:g}" for lr in rates) + " |", "| --- |" + " --- |" * len(rates)]
