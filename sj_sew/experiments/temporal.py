@@ -227,11 +227,11 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
     table = {cell: _row(cell, rate_of(cell), grids.get(rate_cell(cell), {}), rs)
              for cell, rs in runs.items() if rs}
     selection = (f"the best validation accuracy of probe runs of seed {TUNE_SEED} (not reported), as long as the "
-                 f"reported runs ({tune_epochs} epochs; a T or depth cell's to its plateau within {plateau_epochs}): the T "
-                 f"study's on {T_RATE_CELL}, used at every T; each ablation network's on its cell; each degradation "
-                 f"family's on its {depth_layers(DEPTH_RATE_BLOCKS)}-layer cell, used at every depth; the smaller "
-                 f"rate on a tie, a choice at an edge of the rates tried adding the next rate of {list(LR_LADDER)} "
-                 f"beyond it"
+                 f"reported runs ({tune_epochs} epochs; a T or depth cell's to its plateau within {plateau_epochs}): "
+                 f"the T study's on {T_RATE_CELL}, used at every T; each ablation network's on its cell; each "
+                 f"degradation family's on its {depth_layers(DEPTH_RATE_BLOCKS)}-layer cell, used at every depth; the "
+                 f"smaller rate on a tie, a choice at an edge of the rates tried adding the next rate of "
+                 f"{list(LR_LADDER)} beyond it"
                  if len(lrs) > 1 else "rate fixed as given (no grid)")
     meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
             "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs,
