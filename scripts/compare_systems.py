@@ -12,14 +12,15 @@ epochs within --epochs (20); 40 % of each class of the training split validates 
 Reported are the test accuracy at the epoch with the best validation accuracy and at the last epoch; the test
 split selects nothing.
 
-    python scripts/compare_systems.py --out results/systems.json      # the committed results (~45 min, 1 core)
+    python scripts/compare_systems.py --out results/systems.json      # the committed results (~40 min, 1 core)
     python scripts/compare_systems.py --quick                         # 2 epochs, 2 rates, 1 seed (smoke test)
     python scripts/compare_systems.py --dataset fashion_mnist --train-size 5000 --test-size 1000 --epochs 5
 
 Each run's record is kept beside the report (<out stem>_runs/<tuning|reported>/<network>/lr<lr>/seed<k>.json), so
-an interrupted call resumes, and processes can share the networks: e.g. one with --ms-depths 56 20 --skip mlf
-conversion, one with --ms-depths 8 --skip conversion, then the full call, which trains nothing more and writes the
-whole report (--report-only: read the finished runs, train nothing). Writes --out (default
+an interrupted call resumes, and processes can share the networks. The committed results were made so: one process
+with --ms-depths 56 8 --ds-levels 1 --skip conversion, one with --ms-depths 20 --ds-levels 3 --skip conversion, then
+the full call, which reads their runs back, runs only the conversion and writes the whole report (--report-only:
+read the finished runs, train nothing). Writes --out (default
 runs/compare_systems-<date>-<time>/systems.json, never a committed file) and, with the conversion, <out
 stem>_conversion.png beside it. Every number is stored next to its exact setting (data, sizes, epochs, T, seed,
 optimizer, rate). The logic is sj_sew.experiments.systems.
