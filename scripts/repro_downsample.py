@@ -2,8 +2,9 @@
 
 SEW ADD with the SN in its downsample shortcut (family sew) against the same net without it (family
 sew-conv-bn: SEW's output, the conv1x1-BN shortcut of Spiking ResNet), on the surrogate study's data and recipe:
-scikit-learn digits (8x8), IF neurons with ArcTan, T = 4, Adam with a cosine schedule, 10 epochs, batch 32, no
-zero init. The net is the surrogate study's with its channels doubled at the first block of stages 2 and 3
+scikit-learn digits (8x8), IF neurons with ArcTan, T = 4, Adam with a cosine schedule over 20 epochs, batch 32,
+stopped on a validation plateau of 5 epochs, 40 % of each class validating, no zero init. The net is the surrogate
+study's with its channels doubled at the first block of stages 2 and 3
 (c32k3s1-BN-IF-{SEW Block(c32)}*2-MPk2s2-{SEW Block(c64)}*2-MPk2s2-{SEW Block(c128)}*2-MPk2s2-FC10): those two
 blocks change the shape and so carry the downsample shortcut (the notation has no strided block; max pooling
 halves the side as in the surrogate study).
@@ -30,7 +31,8 @@ from sj_sew.experiments import downsample, surrogate
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = study_parser(__doc__, "downsample", seeds=5, epochs=10, quick="1 epoch, 2 rates, no widening, 1 seed",
+    p = study_parser(__doc__, "downsample", seeds=5, epochs=surrogate.EPOCHS,
+                     quick="1 epoch, 2 rates, no widening, 1 seed",
                      seeds_help="reported seeds 0 .. SEEDS-1 at each chosen rate",
                      report_only="aggregate the finished runs, train and measure nothing (bound.json is read back)")
     p.add_argument("--lrs", type=float, nargs="+", default=list(surrogate.LR_GRID),

@@ -3,9 +3,10 @@ SEW ADD vs Spiking ResNet, in the paper's lightweight net with IF neurons, each 
 
 Reduced setting for CPU (stated in the output): scikit-learn digits (8x8) instead of CIFAR-10, so the
 net keeps Table 9's structure with 3 instead of 5 {{Block}*2-MP} stages
-(c32k3s1-BN-IF-{{SEW Block(c32)}*2-MPk2s2}*3-FC10), T = 4, Adam with a cosine schedule, 10 epochs, batch 32.
-Spiking ResNet gets zero init (the paper's setting for it); SEW ADD none. 10 % of each class of the training
-split is held out to validate.
+(c32k3s1-BN-IF-{{SEW Block(c32)}*2-MPk2s2}*3-FC10), T = 4, Adam with a cosine schedule over 20 epochs, batch 32,
+every run stopped on a validation plateau of 5 epochs. Spiking ResNet gets zero init (the paper's setting for
+it); SEW ADD none. 40 % of each class of the training split is held out to validate (809 fit / 538 validate / 450
+test).
 
 Rule (issue 22): every (surrogate, network) setting chooses its Adam rate from the grid 3e-4, 1e-3, 3e-3, 1e-2
 (widened by a half-decade while the choice sits at an edge) by the best validation accuracy of the tuning seed
@@ -14,7 +15,7 @@ Rule (issue 22): every (surrogate, network) setting chooses its Adam rate from t
 
 Output: runs/surrogate (untracked) unless --out says otherwise; the committed results are results/surrogate:
 
-    python scripts/repro_surrogate.py --out results/surrogate   # 6 settings x (grid + 5 seeds), 10 epochs
+    python scripts/repro_surrogate.py --out results/surrogate   # 6 settings x (grid + 5 seeds), 20 epochs at most
     python scripts/repro_surrogate.py --out results/surrogate --report-only   # aggregate the finished runs
     python scripts/repro_surrogate.py --quick      # 1 epoch, 2 rates, no widening, 1 seed (smoke test)
 
@@ -30,7 +31,8 @@ from sj_sew.experiments.surrogate import PAPER, SURROGATES  # noqa: F401
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = study_parser(__doc__, "surrogate", seeds=5, epochs=10, quick="1 epoch, 2 rates, no widening, 1 seed",
+    p = study_parser(__doc__, "surrogate", seeds=5, epochs=surrogate.EPOCHS,
+                     quick="1 epoch, 2 rates, no widening, 1 seed",
                      seeds_help="reported seeds 0 .. SEEDS-1 at each chosen rate")
     p.add_argument("--lrs", type=float, nargs="+", default=list(surrogate.LR_GRID),
                    help="the grid tried first (rates of the half-decade ladder 3e-5 .. 0.1)")

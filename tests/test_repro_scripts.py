@@ -135,16 +135,42 @@ def test_repro_ablation_and_energy_quick(tmp_path):
                                      for key, row in rows.items())
 
 
-def test_compare_systems_selects_on_validation(tmp_path):
+def test_compare_systems_tunes_on_a_seed_it_does_not_report_and_selects_on_validation(tmp_path):
+    from sj_sew.experiments.sweep import TUNING_SEED
+
     out = tmp_path / "systems.json"
-    load("compare_systems").main(["--epochs", "2", "--ms-depths", "8", "--skip", "mlf", "conversion",
-                                  "--train-size", "300", "--test-size", "100", "--out", str(out)])
-    (run,) = json.loads(out.read_text())["ms_resnet_depth"]
-    assert run["train_size"] + run["val_size"] == 300 and 25 <= run["val_size"] <= 35  # 10 % of each class
-    assert "best_test_accuracy" not in run
-    epoch = max(range(2), key=lambda e: (run["val_accuracy_per_epoch"][e], -e))
+    argv = ["--quick", "--ms-depths", "8", "--skip", "mlf", "conversion", "--train-size", "300", "--test-size", "100",
+            "--out", str(out)]
+    load("compare_systems").main(argv)
+    report = json.loads(out.read_text())
+    (run,) = report["ms_resnet_depth"]
+    assert run["train_size"] + run["val_size"] == 300 and 115 <= run["val_size"] <= 125  # 40 % of each class
+    epoch = max(range(run["epochs_run"]), key=lambda e: (run["val_accuracy_per_epoch"][e], -e))
     assert run["selected_epoch"] == epoch
     assert run["selected_test_accuracy"] == run["test_accuracy_per_epoch"][epoch]
+    tuning = report["tuning"]["MS-ResNet, 8 layers"]
+    assert run["seed"] == 0 != TUNING_SEED and set(tuning["grid_val_acc"]) == {"0.001", "0.003"}
+    assert run["lr"] == tuning["lr"] == max((0.001, 0.003), key=lambda lr: (tuning["grid_val_acc"][f"{lr:g}"], -lr))
+    runs = tmp_path / "systems_runs"
+    assert len(list((runs / "tuning").rglob("seed1000.json"))) == 2 and len(list(runs.rglob("seed0.json"))) == 1
+
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
+    out.write_text(json.dumps({**report, "conversion": {"kept": True}}))
+    load("compare_systems").main([*argv, "--report-only"])  # reads every run back, trains nothing
+    again = json.loads(out.read_text())
+    assert again["ms_resnet_depth"] == [run] and again["conversion"] == {"kept": True}
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")} == before
+
+
+def test_compare_systems_refuses_a_run_of_another_setting(tmp_path):
+    from sj_sew.experiments import systems
+
+    path = systems.run_path(tmp_path, "MS-ResNet, 8 layers", 1e-3, 0, tuning=False)
+    systems.cached_run(path, {"lr": 1e-3}, True, lambda: {"seconds": 1.0})
+    assert systems.cached_run(path, {"lr": 1e-3}, False, None)["seconds"] == 1.0
+    with pytest.raises(ValueError, match="another setting"):
+        systems.cached_run(path, {"lr": 3e-3}, True, lambda: {"seconds": 2.0})
+    assert systems.cached_run(tmp_path / "none.json", {}, False, None) is None
 
 
 @needs_default_line

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import ablation, degradation, surrogate
+from . import ablation, degradation, surrogate, systems
 
 #: inverse L2 strengths of the linear readout (scikit-learn's C), weakest regularisation last
 LINEAR_C = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -56,13 +56,13 @@ def run_splits(flags: dict) -> dict:
 
 
 def _systems_splits(flags: dict) -> dict:
-    """The data of scripts/compare_systems.py (digits via ``load_tensors``, 10% of each class validates)."""
+    """The data of scripts/compare_systems.py (digits via ``load_tensors``, ``systems.VAL_FRACTION`` of each class
+    validates)."""
     from ..data.split import validation_split
     from .conversion import load_tensors
-    from .systems import VAL_FRACTION
 
     x_tr, y_tr, x_te, y_te = load_tensors("digits", None, None, seed=0)
-    train, val = validation_split(torch.utils.data.TensorDataset(x_tr, y_tr), VAL_FRACTION)
+    train, val = validation_split(torch.utils.data.TensorDataset(x_tr, y_tr), systems.VAL_FRACTION)
     return {"train": (x_tr[train.indices], y_tr[train.indices]), "val": (x_tr[val.indices], y_tr[val.indices]),
             "test": (x_te, y_te)}
 
@@ -95,9 +95,9 @@ STUDIES = {
     "ablation": Setting(_ablation, ablation.LR_GRID, "SEW ADD (7B-Net layout, 16 channels)"),
     "surrogate": Setting(lambda: surrogate.cell_flags("ArcTan", "SEW ADD", 1e-3,  # (the twin's rate is its own)
                                                       _defaults(surrogate.run_study)["epochs"]),
-                         (3e-4, 1e-3, 3e-3, 1e-2), "SEW ADD (Table 9's net, 3 stages)"),
-    "systems": Setting(lambda: {**surrogate.cell_flags("ArcTan", "SEW ADD", 1e-3, 15), "batch_size": 64},
-                       (3e-4, 1e-3, 3e-3, 1e-2), "SEW ADD (Table 9's net; the systems' own nets are not copied)",
+                         (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "SEW ADD (Table 9's net, 3 stages)"),
+    "systems": Setting(lambda: {**surrogate.cell_flags("ArcTan", "SEW ADD", 1e-3, systems.EPOCHS), "batch_size": 64},
+                       (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "SEW ADD (Table 9's net; the systems' own nets are not copied)",
                        data=_systems_splits),
 }
 

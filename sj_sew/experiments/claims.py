@@ -39,6 +39,12 @@ class Claim:
     untestable: str | None = None
     scale: float = 100.0  # the printed difference: times 100 (accuracy in points), 1 for losses and norms
 
+    @property
+    def versus(self) -> str:
+        """'A vs B', saying where the difference is B - A (a loss or a spread: lower is better), so that a positive
+        difference always favours A."""
+        return f"{self.a} vs {self.b}" + ("" if self.higher_is_better else " (B - A: lower is better)")
+
     def describe(self, d: stats.Paired) -> str:
         """``d`` in this claim's unit: points of accuracy, or the loss or norm itself."""
         return d.text(self.scale, 1 if self.scale == 100 else 3)
@@ -390,7 +396,7 @@ def statistics_lines(study: str, table: dict) -> list[str]:
             d = stats.paired(c.value_a(rows), c.value_b(rows), c.higher_is_better)
         except (KeyError, ValueError):
             continue
-        lines.append(f"{c.id} {c.text}: {c.a} vs {c.b}: {c.describe(d)}; {stats.verdict(d, c.untestable)}")
+        lines.append(f"{c.id} {c.text}: {c.versus}: {c.describe(d)}; {stats.verdict(d, c.untestable)}")
     if lines:
         lines.insert(0, "Claims (A - B over matched seeds, 95% interval; verdicts against the paper and the "
                         "baselines: scripts/repro_tables.py):")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .claims import statistics_lines
-from .surrogate import LR_GRID, plot_curves, recipe, study_meta, tuned_cell, without_history
+from .surrogate import EPOCHS, LR_GRID, plot_curves, recipe, study_meta, tuned_cell, without_history
 from .sweep import fmt, reported_seeds, write_json, write_study
 
 #: name -> RunConfig fields; no zero init, as SEW ADD in the surrogate study
@@ -28,7 +28,7 @@ def cell_flags(network: str, lr: float, epochs: int, net: str = NET) -> dict:
     return {**recipe(epochs), "notation": net, **NETWORKS[network], "surrogate": SURROGATE, "lr": lr}
 
 
-def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LR_GRID, report_only: bool = False,
+def run_study(out: Path, seeds: int = 5, epochs: int = EPOCHS, lrs=LR_GRID, report_only: bool = False,
               progress: bool = False, widen: bool = True, net: str = NET) -> dict:
     """Train (unless ``report_only``) and aggregate both networks under the tuning rule; ``{"meta", "table",
     "rows"}`` as :func:`.surrogate.run_study`."""

@@ -69,7 +69,9 @@ def ablation(results: Path) -> list[str]:
 
 def _tuned_heading(what: str, m: dict) -> str:
     """The opening line of a study under the tuning rule of :func:`sj_sew.experiments.surrogate.tuned_cell`."""
-    return (f"{what} ({m['dataset']}, {m['net']}, T = {m['T']}, {m['epochs']} epochs, seeds "
+    stop = (f"to a validation plateau of {m['patience']} epochs within {m['epochs']}, {100 * m['val_fraction']:.0f}% "
+            "of each class validating" if m.get("patience") else f"{m['epochs']} epochs")
+    return (f"{what} ({m['dataset']}, {m['net']}, T = {m['T']}, {stop}, seeds "
             f"{', '.join(map(str, m['reported_seeds']))} at each chosen rate; {m['train_seconds_all_runs']} s of "
             f"training in all, {m['train_seconds_reported']} reported + {m['train_seconds_tuning']} tuning, "
             f"{m['compute']}):")
@@ -120,21 +122,35 @@ def downsample(results: Path) -> list[str]:
 
 
 def systems(results: Path) -> list[str]:
+    """The competing systems: a row per network at its chosen rate (where the report records the tuning rule) and
+    the tuning seed's grid."""
+    from .systems import label
+
     data = _load(results / "systems.json")
     if data is None:
         return []
     groups = {}
-    for section, label in (("ms_resnet_depth", lambda r: f"MS-ResNet, {r['depth']} layers"),
-                           ("ds_resnet_mlf", lambda r: f"DS-ResNet-{r['kwargs']['depth']}, K = {r['kwargs']['levels']}")):
+    for section in ("ms_resnet_depth", "ds_resnet_mlf"):
         for r in data.get(section, []):
-            groups.setdefault(label(r), []).append(r)
+            groups.setdefault(label(section, r["kwargs"]), []).append(r)
+    tuning, s = data.get("tuning", {}), data["setting"]
     rows = []
     for name, runs in groups.items():
-        rows.append([name, f"{runs[0]['params']:,}", fmt(spread([r["selected_test_accuracy"] for r in runs])),
+        rate = [f"{tuning[name]['lr']:g}", fmt(spread([len(r["val_accuracy_per_epoch"]) for r in runs]), 1, 1)] \
+            if name in tuning else []
+        rows.append([name, f"{runs[0]['params']:,}", *rate, fmt(spread([r["selected_test_accuracy"] for r in runs])),
                      fmt(spread([r["final_test_accuracy"] for r in runs])),
                      f"{sum(r['seconds'] for r in runs) / len(runs):.0f}"])
-    return ["Competing systems (" + data["setting"]["dataset"] + "):", "",
-            *_table(["network", "parameters", "test acc % (val-selected)", "test acc % (last)", "s per run"], rows)]
+    header = ["network", "parameters", *(["chosen lr", "epochs run"] if tuning else []), "test acc % (val-selected)",
+              "test acc % (last)", "s per run"]
+    if not tuning:
+        return ["Competing systems (" + s["dataset"] + "):", "", *_table(header, rows)]
+    seeds = sorted({r["seed"] for runs in groups.values() for r in runs})
+    return [f"Competing systems ({s['dataset']}, T = {s['T']}, {s['stop']}, seeds {', '.join(map(str, seeds))} "
+            f"at each chosen rate; {data['train_seconds_reported'] + data['train_seconds_tuning']} s of training in "
+            f"all, {data['train_seconds_reported']} reported + {data['train_seconds_tuning']} tuning, {s['compute']}):",
+            "",
+            *_table(header, rows), "", *_rate_grid(tuning, s["tuning_seed"])]
 
 
 def energy(results: Path) -> list[str]:
@@ -211,7 +227,7 @@ def verdict_table(study: str, found) -> list[str]:
     if not found:
         return []
     gate = found[0].gate
-    rows = [[c.claim.id, c.claim.text, c.claim.paper, f"{c.claim.a} vs {c.claim.b}: {c.diff_text}",
+    rows = [[c.claim.id, c.claim.text, c.claim.paper, f"{c.claim.versus}: {c.diff_text}",
              c.measured, c.verdict] for c in found]
     return [f"Verdicts of {study}, computed from results/ ({gate}):", "",
             *_table(["id", "claim", "paper", "here: A - B, 95% interval", "measured", "verdict"], rows)]
