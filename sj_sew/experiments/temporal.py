@@ -329,7 +329,7 @@ def format_rows(study: dict, readout: dict | None) -> str:
                      f"{fmt(r['last_train_acc']):>16} {fmt(r['gap_train_test']):>16} "
                      f"{fmt(r['final_train_loss'], 1, 3):>16}")
     for e in verdicts(study["table"], readout):
-        lines.append(f"{e.claim.id} {e.claim.text}: {e.claim.a} vs {e.claim.b}: {e.diff_text}; statistics: "
+        lines.append(f"{e.claim.id} {e.claim.text}: {e.claim.versus}: {e.diff_text}; statistics: "
                      f"{e.measured}; against the paper: {e.verdict}")
     return "\n".join(lines)
 
