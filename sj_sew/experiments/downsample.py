@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .claims import statistics_lines
-from .surrogate import EPOCHS, LR_GRID, plot_curves, recipe, study_meta, tuned_cell, without_history
+from .surrogate import EPOCHS, LR_GRID, plot_curves, stop_text, recipe, study_meta, tuned_cell, without_history
 from .sweep import fmt, reported_seeds, write_json, write_study
 
 #: name -> RunConfig fields; no zero init, as SEW ADD in the surrogate study
@@ -131,8 +131,8 @@ def plot(table, path: Path, meta: dict):
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     plot_curves(ax, table)
-    ax.set_title(f"Downsample shortcut SN on {meta['dataset']}, ArcTan, T=4, {meta['epochs']} epochs, "
-                 f"{meta['seeds']} seed(s)", fontsize=9)
+    ax.set_title(f"Downsample shortcut SN on {meta['dataset']}, ArcTan, T=4,\n{stop_text(meta)}, {meta['seeds']} "
+                 "seed(s)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -160,11 +160,18 @@ def plot(table, path: Path, meta: dict):
     bars.set_ylabel("test accuracy (%), validation-selected epoch")
     bars.legend()
     plot_curves(curves, table)
-    fig.suptitle(f"Surrogate study on {meta['dataset']}, T=4, {meta['epochs']} epochs, {meta['seeds']} seed(s) at "
-                 f"each chosen rate", fontsize=9)
+    fig.suptitle(f"Surrogate study on {meta['dataset']}, T=4, {stop_text(meta)}, {meta['seeds']} seed(s) at each "
+                 "chosen rate; a curve ends with its setting's shortest run", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def stop_text(meta: dict) -> str:
+    """How long a study's runs trained, for a figure's title: its cap, and its plateau where it has one."""
+    if meta.get("patience"):
+        return f"to a {meta['patience']}-epoch validation plateau within {meta['epochs']} epochs"
+    return f"{meta['epochs']} epochs"
 
 
 def plot_curves(ax, table: dict) -> None:

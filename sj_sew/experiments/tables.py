@@ -69,8 +69,9 @@ def ablation(results: Path) -> list[str]:
 
 def _tuned_heading(what: str, m: dict) -> str:
     """The opening line of a study under the tuning rule of :func:`sj_sew.experiments.surrogate.tuned_cell`."""
-    stop = (f"to a validation plateau of {m['patience']} epochs within {m['epochs']}, {100 * m['val_fraction']:.0f}% "
-            "of each class validating" if m.get("patience") else f"{m['epochs']} epochs")
+    from .surrogate import stop_text
+
+    stop = stop_text(m) + (f", {100 * m['val_fraction']:.0f}% of each class validating" if m.get("val_fraction") else "")
     return (f"{what} ({m['dataset']}, {m['net']}, T = {m['T']}, {stop}, seeds "
             f"{', '.join(map(str, m['reported_seeds']))} at each chosen rate; {m['train_seconds_all_runs']} s of "
             f"training in all, {m['train_seconds_reported']} reported + {m['train_seconds_tuning']} tuning, "
