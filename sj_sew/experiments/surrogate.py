@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from .claims import statistics_lines
-from .sweep import LR_LADDER, TUNING_SEED, fmt, reported_seeds, spread, train_run, tuned_grid, write_study
+from .sweep import (LR_LADDER, TUNING_SEED, fmt, grid_val_acc, reported_seeds, spread, train_run, tuned_seeds,
+                    write_study)
 
 SURROGATES = {"ArcTan": "atan", "Rectangular": "rectangular", "Constant 1": "constant"}
 #: name -> RunConfig fields; Spiking ResNet gets zero init (the paper's setting for it), SEW ADD none
@@ -69,14 +70,12 @@ def tuned_cell(key: str, flags_at: Callable[[float], dict], out: Path, seeds: li
             print(f"== {key}, lr {lr:g}, {'tuning ' if tuning else ''}seed {seed}", flush=True)
         return train_run(flags_at(lr), cell_dir(out, key, lr, tuning), seed, train=train, progress=progress)
 
-    lr, grid = tuned_grid(lambda x: run(x, TUNING_SEED, True), lrs, LR_LADDER if widen else ())
-    if lr is None:
-        return None  # the grid is not finished: no rate can be chosen yet
-    done = {seed: r for seed in seeds if (r := run(lr, seed, False)) is not None}
-    if not done:
-        return None
+    tuned = tuned_seeds(run, lrs, seeds, widen)
+    if tuned is None or not tuned[2]:
+        return None  # the grid is not finished (no rate can be chosen yet), or no reported seed is
+    lr, grid, done = tuned
     runs = list(done.values())
-    return {"lr": lr, "grid_val_acc": {f"{g:g}": grid[g]["selected_val_acc"] for g in sorted(grid)},
+    return {"lr": lr, "grid_val_acc": grid_val_acc(grid),
             "seeds": list(done),
             "selected_test_acc": spread([r["selected_test_acc"] for r in runs]),
             "last_test_acc": spread([r["last_test_acc"] for r in runs]),

@@ -188,6 +188,22 @@ def tuned_grid(probe: Callable[[float], dict | None], lrs, ladder=LR_LADDER) -> 
         tried = sorted([*tried, nxt])
 
 
+def tuned_seeds(run: Callable[[float, int, bool], dict | None], lrs, seeds, widen: bool = True):
+    """The tuning rule on one setting: ``run(lr, seed, tuning)`` is a finished run's summary or None; the tuning
+    seed :data:`TUNING_SEED` over ``lrs`` (:func:`tuned_grid`, widened along :data:`LR_LADDER` when ``widen``),
+    then ``seeds`` at the chosen rate. None while the grid is unfinished; else ``(lr, grid, {seed: run})`` with
+    the seeds that have finished."""
+    lr, grid = tuned_grid(lambda x: run(x, TUNING_SEED, True), lrs, LR_LADDER if widen else ())
+    if lr is None:
+        return None
+    return lr, grid, {seed: r for seed in seeds if (r := run(lr, seed, False)) is not None}
+
+
+def grid_val_acc(grid: dict[float, dict]) -> dict[str, float]:
+    """``{'<lr>': validation accuracy at the selected epoch}`` of a grid ``{lr: probe run}``, as reports keep it."""
+    return {f"{lr:g}": grid[lr]["selected_val_acc"] for lr in sorted(grid)}
+
+
 def reported_seeds(seeds: int, tuning_seed: int | None = TUNING_SEED) -> list[int]:
     """The seeds a study reports: ``0 .. seeds - 1``; the tuning seed (which chose the learning rate) is kept out.
     ``tuning_seed=None`` is the older rule (seed 0 both tunes and is reported)."""

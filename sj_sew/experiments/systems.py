@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..progress import progress_bar
 from .surrogate import COMPUTE
-from .sweep import LR_LADDER, TUNING_SEED, tuned_grid, write_json
+from .sweep import TUNING_SEED, grid_val_acc, tuned_seeds, write_json
 
 #: fraction of each class of the training split held out to select the epoch and the rate (the same for every
 #: seed): 538 of the digits' 1347 training images, 50+ per class
@@ -122,12 +122,12 @@ def tuned_network(name: str, net: dict, data, runs: Path, seeds: list[int], comm
                           lambda: train_snn(net["model"], net["kwargs"], data, lr=lr, seed=seed, label=tag,
                                             progress=progress, **common))
 
-    lr, grid = tuned_grid(lambda x: run(x, TUNING_SEED, True), lrs, LR_LADDER if widen else ())
-    if lr is None:
+    tuned = tuned_seeds(run, lrs, seeds, widen)
+    if tuned is None:
         return None
-    done = [r for seed in seeds if (r := run(lr, seed, False)) is not None]
-    return {"lr": lr, "grid_val_acc": {f"{g:g}": grid[g]["selected_val_acc"] for g in sorted(grid)},
-            "tuning_seconds": round(sum(r["seconds"] for r in grid.values()), 1), "runs": done}
+    lr, grid, done = tuned
+    return {"lr": lr, "grid_val_acc": grid_val_acc(grid),
+            "tuning_seconds": round(sum(r["seconds"] for r in grid.values()), 1), "runs": list(done.values())}
 
 
 def setting(dataset: str, data, T: int, epochs: int, lrs, batch_size: int, threads: int) -> dict:

@@ -32,7 +32,7 @@ import numpy as np
 
 from .ablation import NETWORKS
 from .degradation import FAMILIES as DEPTH_FAMILIES, RATE_FAMILY as DEPTH_RATE_FAMILY
-from .sweep import LR_LADDER, fmt, spread, train_run, tuned_grid, write_study
+from .sweep import LR_LADDER, fmt, grid_val_acc, spread, train_run, tuned_grid, write_study
 
 DATASET = "motion_events"
 #: the 7B-Net's layout with 16 channels and as many block+pool stages as the input allows (5 at 32x32)
@@ -253,7 +253,7 @@ def _row(cell: str, lr: float, grid: dict, seeded: list[tuple[int, dict]]) -> di
     last = [r["history"][-1] for r in runs]
     c = CELLS[cell]
     return {"network": c.network, "T": c.T, "T_train": c.T_train, "layers": c.layers, "lr": lr,
-            "grid_val_acc": {f"{g:g}": grid[g]["selected_val_acc"] for g in sorted(grid)},
+            "grid_val_acc": grid_val_acc(grid),
             "selected_test_acc": spread([r["selected_test_acc"] for r in runs]),
             "last_test_acc": spread([r["last_test_acc"] for r in runs]),
             "last_train_acc": spread([h["train_acc"] for h in last]),
