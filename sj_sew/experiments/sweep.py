@@ -32,6 +32,28 @@ def run_flags(flags: dict, out: Path, seed: int, progress: bool = False) -> dict
     return {"threads": 1, **flags, "out": str(out), "seed": seed, "progress": progress, "tensorboard": False}
 
 
+def stop_text(meta: dict) -> str:
+    """How long a study's runs trained, for a figure's title: its cap, and its plateau where it has one."""
+    if meta.get("patience"):
+        return f"to a {meta['patience']}-epoch validation plateau within {meta['epochs']} epochs"
+    return f"{meta['epochs']} epochs"
+
+
+def saved_record(path: Path, key: str, wanted: dict) -> dict | None:
+    """The finished run's JSON record at ``path`` (None if there is none). Raises ValueError when the settings it
+    records under ``key`` are not ``wanted`` (a sweep pointed at another sweep's runs); a record written before
+    settings were recorded is read as it is."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    saved, wanted = record.get(key), json.loads(json.dumps(wanted))
+    if saved is not None and saved != wanted:
+        differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+        raise ValueError(f"{path} was trained with other settings ({', '.join(differ)} differ): move it away or "
+                         "write this sweep elsewhere")
+    return record
+
+
 def train_run(flags: dict, out: Path, seed: int, train: bool = True, progress: bool = False) -> dict | None:
     """One run of the RunConfig fields ``flags`` in ``out/seed<seed>`` (or its saved result); the summary carries
     the history and the device it trained on. With ``train=False`` only a finished run is read back (None if there
@@ -41,13 +63,8 @@ def train_run(flags: dict, out: Path, seed: int, train: bool = True, progress: b
 
     out = Path(out) / f"seed{seed}"
     done = out / "summary.json"
-    if done.exists():
-        summary = json.loads(done.read_text())
-        saved, wanted = summary.get("flags"), json.loads(json.dumps(flags))
-        if saved is not None and saved != wanted:  # runs written before flags were recorded are read as they are
-            differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
-            raise ValueError(f"{done} was trained with other settings ({', '.join(differ)} differ): move it away or "
-                             "write this sweep elsewhere")
+    summary = saved_record(done, "flags", flags)
+    if summary is not None:
         return summary
     if not train:
         return None

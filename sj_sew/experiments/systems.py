@@ -10,7 +10,6 @@ class validates. Each run's record is kept as ``<runs>/<tuning|reported>/<networ
 interrupted comparison resumes where it stopped and processes can share the networks."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..progress import progress_bar
 from .surrogate import COMPUTE
-from .sweep import TUNING_SEED, grid_val_acc, tuned_seeds, write_json
+from .sweep import TUNING_SEED, grid_val_acc, saved_record, tuned_seeds, write_json
 
 #: fraction of each class of the training split held out to select the epoch and the rate (the same for every
 #: seed): 538 of the digits' 1347 training images, 50+ per class
@@ -93,10 +92,8 @@ def run_path(runs: Path, name: str, lr: float, seed: int, tuning: bool) -> Path:
 def cached_run(path: Path, setting: dict, train: bool, make) -> dict | None:
     """The run record at ``path`` (``make()`` trains it and it is written there, unless ``train`` is False:
     then None). Raises ValueError when the saved record was trained in another ``setting``."""
-    if path.exists():
-        record = json.loads(path.read_text())
-        if record.get("setting") != json.loads(json.dumps(setting)):
-            raise ValueError(f"{path} was trained in another setting: move it away or write elsewhere")
+    record = saved_record(path, "setting", setting)
+    if record is not None:
         return record
     if not train:
         return None
