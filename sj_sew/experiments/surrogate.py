@@ -30,7 +30,7 @@ PAPER = {("ArcTan", "SEW ADD"): 0.8263, ("ArcTan", "Spiking ResNet"): 0.7733,
 RULE = ("each setting's Adam rate chosen by the best validation accuracy of the tuning seed {seed} (never "
         "reported) over the grid, widened by a half-decade while the chosen rate sits at its edge; the reported "
         "seeds then train at that rate")
-COMPUTE = "one training process, one thread, on a 2-core CPU shared with other training runs"
+COMPUTE = "one thread per training process, on a 2-core CPU shared with other training runs"
 #: every run stops on a validation plateau of PATIENCE epochs within an EPOCHS cap; VAL_FRACTION of each class
 #: of the 1347 training images validates (809 fit / 538 validate, 50+ per class / 450 test)
 EPOCHS, PATIENCE, VAL_FRACTION = 20, 5, 0.4
@@ -81,7 +81,7 @@ def tuned_cell(key: str, flags_at: Callable[[float], dict], out: Path, seeds: li
             "last_test_acc": spread([r["last_test_acc"] for r in runs]),
             "final_train_loss": spread([r["history"][-1]["train_loss"] for r in runs]),
             "seconds_per_run": spread([r["wall_time_s"] for r in runs]),
-            "tuning_seconds": round(sum(r["wall_time_s"] for r in grid.values()), 1),
+            "tuning_seconds": sum(r["wall_time_s"] for r in grid.values()),  # rounded where summed
             "history": [r["history"] for r in runs]}
 
 

@@ -124,7 +124,7 @@ def tuned_network(name: str, net: dict, data, runs: Path, seeds: list[int], comm
         return None
     lr, grid, done = tuned
     return {"lr": lr, "grid_val_acc": grid_val_acc(grid),
-            "tuning_seconds": round(sum(r["seconds"] for r in grid.values()), 1), "runs": list(done.values())}
+            "tuning_seconds": sum(r["seconds"] for r in grid.values()), "runs": list(done.values())}
 
 
 def setting(dataset: str, data, T: int, epochs: int, lrs, batch_size: int, threads: int) -> dict:
