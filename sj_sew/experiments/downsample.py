@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from .claims import statistics_lines
-from .surrogate import EPOCHS, LR_GRID, plot_curves, stop_text, recipe, study_meta, tuned_cell, without_history
-from .sweep import fmt, reported_seeds, write_json, write_study
+from .surrogate import EPOCHS, LR_GRID, plot_curves, recipe, study_meta, tuned_cell, without_history
+from .sweep import fmt, reported_seeds, stop_text, write_json, write_study
 
 #: name -> RunConfig fields; no zero init, as SEW ADD in the surrogate study
 NETWORKS = {"SEW ADD": {"family": "sew", "connect": "ADD", "zero_init": False},

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from .claims import statistics_lines
-from .sweep import (LR_LADDER, TUNING_SEED, fmt, grid_val_acc, reported_seeds, spread, train_run, tuned_seeds,
-                    write_study)
+from .sweep import (LR_LADDER, TUNING_SEED, fmt, grid_val_acc, reported_seeds, spread, stop_text, train_run,
+                    tuned_seeds, write_study)
 
 SURROGATES = {"ArcTan": "atan", "Rectangular": "rectangular", "Constant 1": "constant"}
 #: name -> RunConfig fields; Spiking ResNet gets zero init (the paper's setting for it), SEW ADD none
@@ -164,13 +164,6 @@ def plot(table, path: Path, meta: dict):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def stop_text(meta: dict) -> str:
-    """How long a study's runs trained, for a figure's title: its cap, and its plateau where it has one."""
-    if meta.get("patience"):
-        return f"to a {meta['patience']}-epoch validation plateau within {meta['epochs']} epochs"
-    return f"{meta['epochs']} epochs"
 
 
 def plot_curves(ax, table: dict) -> None:

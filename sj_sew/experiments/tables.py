@@ -69,7 +69,7 @@ def ablation(results: Path) -> list[str]:
 
 def _tuned_heading(what: str, m: dict) -> str:
     """The opening line of a study under the tuning rule of :func:`sj_sew.experiments.surrogate.tuned_cell`."""
-    from .surrogate import stop_text
+    from .sweep import stop_text
 
     stop = stop_text(m) + (f", {100 * m['val_fraction']:.0f}% of each class validating" if m.get("val_fraction") else "")
     return (f"{what} ({m['dataset']}, {m['net']}, T = {m['T']}, {stop}, seeds "
