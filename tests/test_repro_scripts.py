@@ -171,6 +171,9 @@ def test_compare_systems_refuses_a_run_of_another_setting(tmp_path):
     with pytest.raises(ValueError, match=r"other settings \(lr differ\)"):
         systems.cached_run(path, {"lr": 3e-3}, True, lambda: {"seconds": 2.0})
     assert systems.cached_run(tmp_path / "none.json", {}, False, None) is None
+    path.write_text(json.dumps({"seconds": 1.0}))  # a record that says nothing of how it was trained
+    with pytest.raises(ValueError, match="records no 'setting'"):
+        systems.cached_run(path, {"lr": 1e-3}, False, None)
 
 
 @needs_default_line

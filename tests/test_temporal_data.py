@@ -4,6 +4,7 @@ each sweep in the raw events, and the property the set exists for: a linear read
 sits near chance while the frames side by side carry the class (a small setting)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,9 @@ def test_a_saved_run_is_read_back_only_for_its_own_settings(tmp_path):
     assert train_run(flags, tmp_path, 0, train=False)["history"] == first["history"]
     with pytest.raises(ValueError, match=r"other settings \(epochs differ\)"):
         train_run({**flags, "epochs": 2}, tmp_path, 0, train=False)
+    legacy = {k: v for k, v in first.items() if k != "flags"}  # committed summaries from before flags were saved
+    (tmp_path / "seed0" / "summary.json").write_text(json.dumps(legacy))
+    assert train_run(flags, tmp_path, 0, train=False) == json.loads(json.dumps(legacy))
     dirs = {temporal.run_dir(tmp_path, "Plain RTD", 1e-3, e) for e in (None, 4, 10)}
     assert len(dirs) == 3 and temporal.run_dir(tmp_path, "Plain RTD", 1e-3, 4).parts[-3] == "probe_4ep"
 

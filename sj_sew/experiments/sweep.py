@@ -39,14 +39,18 @@ def stop_text(meta: dict) -> str:
     return f"{meta['epochs']} epochs"
 
 
-def saved_record(path: Path, key: str, wanted: dict) -> dict | None:
+def saved_record(path: Path, key: str, wanted: dict, unrecorded_ok: bool = False) -> dict | None:
     """The finished run's JSON record at ``path`` (None if there is none). Raises ValueError when the settings it
-    records under ``key`` are not ``wanted`` (a sweep pointed at another sweep's runs); a record written before
-    settings were recorded is read as it is."""
+    records under ``key`` are not ``wanted`` (a sweep pointed at another sweep's runs), or when it records none
+    and ``unrecorded_ok`` is False; with it True, a record written before settings were recorded is read as it
+    is."""
     if not path.exists():
         return None
     record = json.loads(path.read_text())
     saved, wanted = record.get(key), json.loads(json.dumps(wanted))
+    if saved is None and not unrecorded_ok:
+        raise ValueError(f"{path} records no {key!r}, so it cannot be told apart from another sweep's run: move it "
+                         "away or write this sweep elsewhere")
     if saved is not None and saved != wanted:
         differ = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
         raise ValueError(f"{path} was trained with other settings ({', '.join(differ)} differ): move it away or "
@@ -63,7 +67,7 @@ def train_run(flags: dict, out: Path, seed: int, train: bool = True, progress: b
 
     out = Path(out) / f"seed{seed}"
     done = out / "summary.json"
-    summary = saved_record(done, "flags", flags)
+    summary = saved_record(done, "flags", flags, unrecorded_ok=True)
     if summary is not None:
         return summary
     if not train:

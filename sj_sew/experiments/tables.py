@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .sweep import fmt, spread
+from .sweep import fmt, spread, stop_text
 
 
 def _load(path: Path):
@@ -69,8 +69,6 @@ def ablation(results: Path) -> list[str]:
 
 def _tuned_heading(what: str, m: dict) -> str:
     """The opening line of a study under the tuning rule of :func:`sj_sew.experiments.surrogate.tuned_cell`."""
-    from .sweep import stop_text
-
     stop = stop_text(m) + (f", {100 * m['val_fraction']:.0f}% of each class validating" if m.get("val_fraction") else "")
     return (f"{what} ({m['dataset']}, {m['net']}, T = {m['T']}, {stop}, seeds "
             f"{', '.join(map(str, m['reported_seeds']))} at each chosen rate; {m['train_seconds_all_runs']} s of "
