@@ -122,6 +122,10 @@ def test_every_cell_stops_on_its_validation_plateau():
     t16_rtd, ablation = (temporal.cell_flags(c, 1e-2, 30, options) for c in ("T16 RTD", "SEW ADD RTD"))
     assert t16_rtd == ablation and (t16_rtd["epochs"], t16_rtd["patience"]) == (30, temporal.PATIENCE)
     assert (temporal.rate_cell("T16 RTD"), temporal.rate_cell("SEW ADD RTD")) == ("T8", "SEW ADD RTD")
+    # one setting, one place: a rate both choose is trained once, and the ablation's probes sit with T16 RTD's runs
+    assert temporal.run_dir(Path("r"), "SEW ADD RTD", 3e-3) == temporal.run_dir(Path("r"), "T16 RTD", 3e-3)
+    assert temporal.run_dir(Path("r"), "SEW ADD RTD", 3e-3, 30).parts[-2] == "T16_RTD"
+    assert len({temporal.run_dir(Path("r"), c, 3e-3) for c in temporal.CELLS}) == len(temporal.CELLS) - 1
     for cell in temporal.CELLS:
         assert temporal.cell_flags(cell, 1e-2, 12, {})["epochs"] == 12
         assert temporal.cell_flags(cell, 1e-2, 12, {})["patience"] == temporal.PATIENCE

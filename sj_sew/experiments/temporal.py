@@ -140,11 +140,17 @@ def cell_flags(cell: str, lr: float, epochs: int, data_options: dict) -> dict:
     return flags
 
 
+def setting_of(cell: str) -> str:
+    """The first cell of :data:`CELLS` in ``cell``'s setting: cells that are one setting (T16 RTD and the ablation's
+    SEW ADD RTD) keep their runs in one place, so a run at a rate both choose is trained once."""
+    return next(name for name, c in CELLS.items() if c == CELLS[cell])
+
+
 def run_dir(out: Path, cell: str, lr: float, probe_epochs: int | None = None) -> Path:
-    """Where a cell's runs at rate ``lr`` live: ``<out>/runs/<cell>/lr<lr>``; probe runs of ``probe_epochs``
-    epochs under ``<out>/probe_<E>ep``, so probes of another length never read back as these."""
+    """Where a cell's runs at rate ``lr`` live: ``<out>/runs/<setting>/lr<lr>`` (:func:`setting_of`); probe runs
+    of ``probe_epochs`` epochs under ``<out>/probe_<E>ep``, so probes of another length never read back as these."""
     top = "runs" if probe_epochs is None else f"probe_{probe_epochs}ep"
-    return Path(out) / top / cell.replace(" ", "_").replace("(", "").replace(")", "") / f"lr{lr:g}"
+    return Path(out) / top / setting_of(cell).replace(" ", "_").replace("(", "").replace(")", "") / f"lr{lr:g}"
 
 
 def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
