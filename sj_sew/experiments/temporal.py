@@ -178,7 +178,8 @@ def run_study(out: Path, seeds: int = 5, epochs: int = EPOCHS, lrs=LRS, cells=tu
     def get(cell, lr, seed, mine, probe=False):
         length = tune_epochs if probe else epochs
         where = run_dir(out, cell, lr, length if probe else None)
-        r = train_run(cell_flags(cell, lr, length, data_options), where, seed, train=mine and not report_only, progress=progress)
+        r = train_run(cell_flags(cell, lr, length, data_options), where, seed, train=mine and not report_only,
+                      progress=progress)
         if r is not None:
             finished[r["out"]] = (probe, r)
         return r
