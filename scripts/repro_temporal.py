@@ -8,14 +8,12 @@ classes are the directions of the three sweeps. 32x32 sensor, 2 polarities, 200 
 50 test; a third of train, 50 per class, validates and selects the epoch).
 
 Networks and recipe (reduced for CPU, stated in the output): c16k3s1-BN-PLIF-{Block(c16)-MPk2s2}*5-FC8 (the
-7B-Net's layout with 16 channels), Adam, cosine schedule, batch 16, no zero init; the ablation's cells train for
---epochs (10), the others to a plateau (below). Cells (--cells):
+7B-Net's layout with 16 channels), Adam, cosine schedule, batch 16, no zero init; every run stops once validation
+accuracy has not improved for 5 epochs, within --epochs (default 30). Cells (--cells):
 SEW ADD at T = 16 with RTD (T_train = 12, the paper's) and without, at T = 8 and 4 without RTD; SEW IAND, SEW AND,
 Spiking ResNet and the plain net at T = 16 with RTD. Degradation: the stack of repro_degradation.py on these
 frames, c16k3s2-BN-IF-MPk2s2-{Block(c16)}*n-FC8 with n = 2, 8, 16 (6, 18, 34 layers) and its IF neurons, SEW ADD
-and Spiking ResNet (zero init) at each depth, Spiking ResNet without zero init at 34, T = 16 without RTD. The T
-study's cells (T = 16 with and without RTD, 8, 4) and the degradation cells train until validation accuracy has not
-improved for 5 epochs, within --plateau-epochs (default 30), instead of --epochs (the ablation's). Each Adam
+and Spiking ResNet (zero init) at each depth, Spiking ResNet without zero init at 34, T = 16 without RTD. Each Adam
 rate is chosen from ``--lrs`` (default 1e-3, 3e-3, 1e-2) by probe runs of seed 100, never reported: the T study's
 one rate on its T = 8 cell, each ablation network's on its T = 16 RTD cell, each degradation family's on its
 18-layer cell, used at every depth (Spiking ResNet without zero init takes Spiking ResNet's); probes are as long as
@@ -50,7 +48,9 @@ from sj_sew.experiments import temporal
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = study_parser(__doc__, "temporal", seeds=5, epochs=10, shard="every N-th run",
+    p = study_parser(__doc__, "temporal", seeds=5, epochs=temporal.EPOCHS, shard="every N-th run",
+                     epochs_help=f"epoch cap of every run, which stops on a validation plateau of {temporal.PATIENCE} "
+                                 f"epochs (default {temporal.EPOCHS})",
                      quick="1 epoch, 1 seed, one rate, 6 samples per class, 16x16 sensor")
     p.add_argument("--lrs", type=float, nargs="+", default=list(temporal.LRS),
                    help="Adam rates: one is used as given; several are a grid each rate is chosen from by probe "
@@ -58,9 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
                         "family's on its 18-layer cell)")
     p.add_argument("--tune-epochs", type=int, default=None,
                    help="epochs of each probe run (default: --epochs; probe runs of each length are kept apart)")
-    p.add_argument("--plateau-epochs", type=int, default=temporal.PLATEAU_EPOCHS,
-                   help=f"epoch cap of the T study's and the degradation's cells, which stop on a validation plateau "
-                        f"of {temporal.PLATEAU_PATIENCE} epochs (default {temporal.PLATEAU_EPOCHS})")
     p.add_argument("--cells", nargs="+", choices=list(temporal.CELLS), default=list(temporal.CELLS), metavar="CELL",
                    help="the cells to run (default: all): " + ", ".join(repr(c) for c in temporal.CELLS))
     p.add_argument("--per-class", type=int, default=temporal.PER_CLASS, help="samples per class (default 200)")
@@ -77,14 +74,13 @@ def main(argv=None):
     out = resolve_out(args)
     if args.quick:
         args.seeds, args.epochs, args.tune_epochs, args.per_class, args.sensor_size = 1, 1, 1, 6, 16
-        args.plateau_epochs = 1
         args.lrs = args.lrs[:1]  # a smoke run: no probes
-    for name in ("seeds", "epochs", "per_class", "tune_epochs", "plateau_epochs"):
+    for name in ("seeds", "epochs", "per_class", "tune_epochs"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise SystemExit(f"repro_temporal.py: --{name.replace('_', '-')} must be at least 1")
     data_options = {"per_class": args.per_class, "sensor_size": args.sensor_size}
     study = temporal.run_study(out, args.seeds, args.epochs, args.lrs, args.cells, data_options, args.shard,
-                               args.report_only, args.progress, args.tune_epochs, args.plateau_epochs)
+                               args.report_only, args.progress, args.tune_epochs)
     report = args.report_only or args.shard[1] == 1  # a shard writes no report: it lacks the other shards' rows
     readout = temporal.cached_readout(out, data_options) if report and args.readout else None
     out.mkdir(parents=True, exist_ok=True)

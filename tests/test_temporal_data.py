@@ -115,14 +115,20 @@ def test_study_units_and_rate_choice():
     assert (plain["family"], plain["T_train"], "connect" in plain) == ("plain", 12, False)
 
 
-def test_the_t_study_differs_from_the_ablation_only_in_its_plateau_stop():
-    """T16 RTD is the ablation's SEW ADD RTD trained to a validation plateau (as the other T cells): the two
-    differ in the epoch cap and the patience alone, so each has its own runs."""
+def test_every_cell_stops_on_its_validation_plateau():
+    """T16 RTD and the ablation's SEW ADD RTD are one setting (flags equal at one rate) whose rates are chosen
+    apart (on T8, on itself); every cell, the ablation's included, stops on a plateau within the cap it is given."""
     options = {"per_class": 200, "sensor_size": 32}
-    t16_rtd, ablation = (temporal.cell_flags(c, 1e-2, 10, options) for c in ("T16 RTD", "SEW ADD RTD"))
-    assert {k for k in t16_rtd.keys() | ablation.keys() if t16_rtd.get(k) != ablation.get(k)} == {"epochs", "patience"}
-    assert (t16_rtd["epochs"], t16_rtd["patience"]) == (temporal.PLATEAU_EPOCHS, temporal.PLATEAU_PATIENCE)
-    assert temporal.run_dir(Path("r"), "T16 RTD", 1e-2) != temporal.run_dir(Path("r"), "SEW ADD RTD", 1e-2)
+    t16_rtd, ablation = (temporal.cell_flags(c, 1e-2, 30, options) for c in ("T16 RTD", "SEW ADD RTD"))
+    assert t16_rtd == ablation and (t16_rtd["epochs"], t16_rtd["patience"]) == (30, temporal.PATIENCE)
+    assert (temporal.rate_cell("T16 RTD"), temporal.rate_cell("SEW ADD RTD")) == ("T8", "SEW ADD RTD")
+    # one setting, one place: a rate both choose is trained once, and the ablation's probes sit with T16 RTD's runs
+    assert temporal.run_dir(Path("r"), "SEW ADD RTD", 3e-3) == temporal.run_dir(Path("r"), "T16 RTD", 3e-3)
+    assert temporal.run_dir(Path("r"), "SEW ADD RTD", 3e-3, 30).parts[-2] == "T16_RTD"
+    assert len({temporal.run_dir(Path("r"), c, 3e-3) for c in temporal.CELLS}) == len(temporal.CELLS) - 1
+    for cell in temporal.CELLS:
+        assert temporal.cell_flags(cell, 1e-2, 12, {})["epochs"] == 12
+        assert temporal.cell_flags(cell, 1e-2, 12, {})["patience"] == temporal.PATIENCE
 
 
 def test_depth_cells_are_the_degradation_stack_at_one_rate_per_family():
@@ -131,14 +137,11 @@ def test_depth_cells_are_the_degradation_stack_at_one_rate_per_family():
     assert {c.layers for c in temporal.DEPTH_CELLS.values()} == {6, 18, 34}
     assert {c.network for c in temporal.DEPTH_CELLS.values()} == {"SEW ADD", "Spiking ResNet",
                                                                   "Spiking ResNet (no zero init)"}
-    deep = temporal.cell_flags("SEW ADD 34", 1e-2, 10, {"per_class": 200, "sensor_size": 32}, plateau_epochs=30)
+    deep = temporal.cell_flags("SEW ADD 34", 1e-2, 30, {"per_class": 200, "sensor_size": 32})
     assert deep["notation"] == "c16k3s2-BN-IF-MPk2s2-{Block(c16)}*16-FC8"
     assert (deep["family"], deep["connect"], deep["zero_init"], deep["neuron"], deep["T"], "T_train" in deep) == (
         "sew", "ADD", True, "if", 16, False)
-    assert (deep["epochs"], deep["patience"]) == (30, temporal.PLATEAU_PATIENCE)  # a plateau within its own cap
-    assert "patience" not in temporal.cell_flags("SEW ADD RTD", 1e-2, 10, {}, plateau_epochs=30)
-    for cell in temporal.T_CELLS:  # the T study's cells train to a plateau as well
-        assert temporal.cell_flags(cell, 1e-2, 10, {}, plateau_epochs=30)["patience"] == temporal.PLATEAU_PATIENCE
+    assert (deep["epochs"], deep["patience"]) == (30, temporal.PATIENCE)
     with_zi, without = (temporal.cell_flags(f"Spiking ResNet{s} 34", 1e-2, 10, {}) for s in ("", " (no zero init)"))
     assert {k for k in with_zi.keys() | without.keys() if with_zi.get(k) != without.get(k)} == {"zero_init"}
     assert temporal.rate_cell("Spiking ResNet (no zero init) 34") == temporal.rate_cell("Spiking ResNet 6") == (

@@ -11,8 +11,7 @@ readout finds in the frames summed over time and side by side, and the SEW paper
   Spiking ResNet without zero init at 34, the stack of :mod:`.degradation` on these frames (:data:`DEPTH_NET`)
   with its IF neurons (the paper's Table 2 setting), T = 16 without RTD.
 
-The cells of the T study and of the degradation study (:data:`PLATEAU_CELLS`) train to a validation plateau of
-:data:`PLATEAU_PATIENCE` epochs within :data:`PLATEAU_EPOCHS`; the ablation's cells for a fixed number of epochs.
+Every run stops on a validation plateau of :data:`PATIENCE` epochs within a cap of :data:`EPOCHS`.
 
 A cell is one of :data:`CELLS` (a network at a T, and a depth). Each rate is chosen by probe runs: the T study's
 (one rate for every T) on :data:`T_RATE_CELL`, each ablation cell's on itself, each depth family's on its cell at
@@ -32,7 +31,7 @@ import numpy as np
 
 from .ablation import NETWORKS
 from .degradation import FAMILIES as DEPTH_FAMILIES, RATE_FAMILY as DEPTH_RATE_FAMILY
-from .sweep import LR_LADDER, fmt, grid_val_acc, spread, train_run, tuned_grid, write_study
+from .sweep import LR_LADDER, fmt, grid_val_acc, spread, stop_text, train_run, tuned_grid, write_study
 
 DATASET = "motion_events"
 #: the 7B-Net's layout with 16 channels and as many block+pool stages as the input allows (5 at 32x32)
@@ -86,7 +85,7 @@ ABLATION_CELLS = {f"{net} RTD": Cell(net, 16, 12) for net in NETWORKS}
 #: Table 2's degradation: SEW ADD and Spiking ResNet (zero init) at 6, 18 and 34 layers and Spiking ResNet without
 #: zero init at 34 (the rows its claims compare), T = 16 without RTD. IF nets learn these frames more slowly than
 #: PLIF ones (10-epoch probes of SEW ADD at 18 layers reached 90 % validation accuracy, still rising), so they
-#: train to a validation plateau (PLATEAU_CELLS)
+#: train to a validation plateau, as every cell does
 DEPTH_BLOCKS = (2, 8, 16)
 DEPTH_CELLS = {depth_cell(net, n): Cell(net, 16, None, n)
                for net in ("SEW ADD", "Spiking ResNet") for n in DEPTH_BLOCKS}
@@ -95,10 +94,9 @@ DEPTH_CELLS[depth_cell("Spiking ResNet (no zero init)", 16)] = Cell("Spiking Res
 #: ResNet's, so that zero init is the one difference between the two
 DEPTH_RATE_BLOCKS = 8
 CELLS = {**T_CELLS, **ABLATION_CELLS, **DEPTH_CELLS}
-#: the cells that train to a validation plateau of PLATEAU_PATIENCE epochs within a cap of PLATEAU_EPOCHS: the T
-#: study's (at 10 fixed epochs T = 8 and 4 were still rising at the last epoch on most seeds) and the degradation's
-PLATEAU_CELLS = (*T_CELLS, *DEPTH_CELLS)
-PLATEAU_EPOCHS, PLATEAU_PATIENCE = 30, 5
+#: every run stops once validation accuracy has not improved for PATIENCE epochs, within a cap of EPOCHS (at 10
+#: fixed epochs T = 8 and 4, SEW IAND and Spiking ResNet were still rising at the last epoch on most seeds)
+EPOCHS, PATIENCE = 30, 5
 READOUT_CELLS = {16: "T16", 8: "T8", 4: "T4"}
 TUNE_SEED = 100  # chooses the rate; never reported
 #: the rate grid every probed cell starts from (Adam); its probe runs are as long as the reported ones by default,
@@ -123,11 +121,10 @@ def rate_cell(name: str) -> str:
     return depth_cell(DEPTH_RATE_FAMILY.get(family, family), DEPTH_RATE_BLOCKS)
 
 
-def cell_flags(cell: str, lr: float, epochs: int, data_options: dict, plateau_epochs: int = PLATEAU_EPOCHS) -> dict:
-    """RunConfig fields of one cell: its network with PLIF neurons, Adam, cosine schedule, batch 16, ``epochs``, no
-    zero init; a depth cell with IF neurons and zero init for SEW and Spiking ResNet (:data:`.degradation.FAMILIES`,
-    the paper's Table 2 setting). A cell of :data:`PLATEAU_CELLS` trains over ``plateau_epochs`` instead, the cap
-    of its validation plateau."""
+def cell_flags(cell: str, lr: float, epochs: int, data_options: dict) -> dict:
+    """RunConfig fields of one cell: its network with PLIF neurons, Adam, cosine schedule over ``epochs``, batch
+    16, no zero init, stopped on a validation plateau of :data:`PATIENCE` epochs; a depth cell with IF neurons and
+    zero init for SEW and Spiking ResNet (:data:`.degradation.FAMILIES`, the paper's Table 2 setting)."""
     c = CELLS[cell]
     if c.blocks is None:
         notation, neuron = network(data_options.get("sensor_size", 32)), "plif"
@@ -137,19 +134,23 @@ def cell_flags(cell: str, lr: float, epochs: int, data_options: dict, plateau_ep
         family = {"zero_init": True, **DEPTH_FAMILIES[c.network]}
     flags = {"dataset": DATASET, "data_options": dict(data_options), "notation": notation, **family,
              "neuron": neuron, "T": c.T, "optimizer": "adam", "scheduler": "cosine",
-             "epochs": epochs, "batch_size": BATCH, "val_fraction": VAL_FRACTION, "lr": lr}
+             "epochs": epochs, "patience": PATIENCE, "batch_size": BATCH, "val_fraction": VAL_FRACTION, "lr": lr}
     if c.T_train is not None:
         flags["T_train"] = c.T_train
-    if cell in PLATEAU_CELLS:
-        flags.update(epochs=plateau_epochs, patience=PLATEAU_PATIENCE)
     return flags
 
 
+def setting_of(cell: str) -> str:
+    """The first cell of :data:`CELLS` in ``cell``'s setting: cells that are one setting (T16 RTD and the ablation's
+    SEW ADD RTD) keep their runs in one place, so a run at a rate both choose is trained once."""
+    return next(name for name, c in CELLS.items() if c == CELLS[cell])
+
+
 def run_dir(out: Path, cell: str, lr: float, probe_epochs: int | None = None) -> Path:
-    """Where a cell's runs at rate ``lr`` live: ``<out>/runs/<cell>/lr<lr>``; probe runs of ``probe_epochs``
-    epochs under ``<out>/probe_<E>ep``, so probes of another length never read back as these."""
+    """Where a cell's runs at rate ``lr`` live: ``<out>/runs/<setting>/lr<lr>`` (:func:`setting_of`); probe runs
+    of ``probe_epochs`` epochs under ``<out>/probe_<E>ep``, so probes of another length never read back as these."""
     top = "runs" if probe_epochs is None else f"probe_{probe_epochs}ep"
-    return Path(out) / top / cell.replace(" ", "_").replace("(", "").replace(")", "") / f"lr{lr:g}"
+    return Path(out) / top / setting_of(cell).replace(" ", "_").replace("(", "").replace(")", "") / f"lr{lr:g}"
 
 
 def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
@@ -161,14 +162,14 @@ def units(cells, lrs, seeds) -> list[tuple[str, str, float | None, int]]:
     return tune + [("report", c, None, s) for s in range(seeds) for c in cells]  # seed-major: all cells early
 
 
-def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(CELLS),
+def run_study(out: Path, seeds: int = 5, epochs: int = EPOCHS, lrs=LRS, cells=tuple(CELLS),
               data_options: dict | None = None, shard: tuple[int, int] = (0, 1), report_only: bool = False,
-              progress: bool = False, tune_epochs: int | None = None, plateau_epochs: int = PLATEAU_EPOCHS) -> dict:
+              progress: bool = False, tune_epochs: int | None = None) -> dict:
     """Train the runs of shard ``k`` of ``n`` (every n-th of :func:`units`; a report run whose network's rate is
     not chosen yet is left for a later call) or, with ``report_only``, only read back; aggregate what is finished.
     With one rate in ``lrs`` it is used as given; with several, each network's probe runs (``tune_epochs``
-    epochs, by default ``epochs``, of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it. The cells of
-    :data:`PLATEAU_CELLS` (their probes too) train to their validation plateau within ``plateau_epochs``."""
+    epochs, by default ``epochs``, of :data:`TUNE_SEED` on its :func:`rate_cell`) choose it. Every run, probes
+    too, stops on its validation plateau within its epochs."""
     data_options = {"per_class": PER_CLASS, **(data_options or {})}
     tune_epochs = epochs if tune_epochs is None else tune_epochs
     lrs, (k, n), start = sorted(lrs), shard, time.time()
@@ -176,10 +177,9 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
 
     def get(cell, lr, seed, mine, probe=False):
         length = tune_epochs if probe else epochs
-        flags = cell_flags(cell, lr, length, data_options, plateau_epochs)
-        where = run_dir(out, cell, lr,
-                        flags["epochs"] if probe else None)
-        r = train_run(flags, where, seed, train=mine and not report_only, progress=progress)
+        where = run_dir(out, cell, lr, length if probe else None)
+        r = train_run(cell_flags(cell, lr, length, data_options), where, seed, train=mine and not report_only,
+                      progress=progress)
         if r is not None:
             finished[r["out"]] = (probe, r)
         return r
@@ -226,8 +226,8 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
             runs[cell].append((seed, r))
     table = {cell: _row(cell, rate_of(cell), grids.get(rate_cell(cell), {}), rs)
              for cell, rs in runs.items() if rs}
-    selection = (f"the best validation accuracy of probe runs of seed {TUNE_SEED} (not reported), as long as the "
-                 f"reported runs ({tune_epochs} epochs; a T or depth cell's to its plateau within {plateau_epochs}): "
+    selection = (f"the best validation accuracy of probe runs of seed {TUNE_SEED} (not reported), each to "
+                 f"its plateau within {tune_epochs} epochs: "
                  f"the T study's on {T_RATE_CELL}, used at every T; each ablation network's on its cell; each "
                  f"degradation family's on its {depth_layers(DEPTH_RATE_BLOCKS)}-layer cell, used at every depth; the "
                  f"smaller rate on a tie, a choice at an edge of the rates tried adding the next rate of "
@@ -235,8 +235,8 @@ def run_study(out: Path, seeds: int = 5, epochs: int = 10, lrs=LRS, cells=tuple(
                  if len(lrs) > 1 else "rate fixed as given (no grid)")
     meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
             "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs,
-            "depth_net": DEPTH_NET.format(blocks="n"), "plateau_epochs": plateau_epochs,
-            "plateau_patience": PLATEAU_PATIENCE, "plateau_cells": list(PLATEAU_CELLS),
+            "depth_net": DEPTH_NET.format(blocks="n"), "patience": PATIENCE,
+            "stop": f"validation plateau of {PATIENCE} epochs within {epochs}",
             "seeds": seeds, "batch": BATCH, "optimizer": "adam, cosine schedule", "val_fraction": VAL_FRACTION,
             "lr_grid": lrs, "tune_epochs": tune_epochs if len(lrs) > 1 else None, "selection": selection,
             "epoch": "validation-selected",
@@ -369,9 +369,7 @@ def markdown(data: dict) -> list[str]:
     tuned = {cell: row for cell, row in data["table"].items() if row.get("grid_val_acc") and rate_cell(cell) == cell}
     if tuned:
         rates = sorted({float(lr) for row in tuned.values() for lr in row["grid_val_acc"]})
-        cap = data["meta"].get("plateau_epochs")
-        lengths = f"{data['meta'].get('tune_epochs')} epochs" + (f", {cap} with a plateau stop for the "
-                                                                 "T and depth cells" if cap else "")
+        lengths = stop_text({**data["meta"], "epochs": data["meta"].get("tune_epochs")})
         lines += ["", f"Validation accuracy % of the probe runs (seed {TUNE_SEED}, {lengths}; chosen in bold, - not "
                       "probed):", "",
                   "| cell | " + " | ".join(f"{lr:g}" for lr in rates) + " |", "| --- |" + " --- |" * len(rates)]
@@ -446,7 +444,7 @@ def plot(figure: dict, path: Path, meta: dict):
         axis.legend(fontsize=7)
     b.set_xscale("log", base=2)
     b.set_xlabel("T")
-    fig.suptitle(f"{meta['dataset']}, {meta['epochs']} epochs, devices {', '.join(meta['devices'])}", fontsize=8)
+    fig.suptitle(f"{meta['dataset']}, {stop_text(meta)}, devices {', '.join(meta['devices'])}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
