@@ -280,3 +280,12 @@ def test_reproduction_md_deep_trained_firing_rates_are_recomputed():
             f"{sum(a) / len(a):.3f})") in text
     assert f"the last two ({a[-1]:.3f}) are the highest" in text and max(a[-2:]) == max(a)
     assert f"outputs O^l average {sum(o) / len(o):.2f} (at most {max(o):.2f} per block), not above 1" in text
+
+
+def test_repro_tables_prints_every_claim_once():
+    """scripts/repro_tables.py (tables.render_all) is the one command that prints every verdict table: each claim of
+    claims.CLAIMS has exactly one row in it."""
+    text = tables.render_all(RESULTS)
+    ids = [m.group(1) for m in re.finditer(r"^\| ([A-Z]+[0-9]+) \| .*\| (agrees|disagrees|inconclusive|untestable "
+                                           r"here) \|$", text, re.M)]
+    assert sorted(ids) == sorted(c.id for c in claims.CLAIMS)

@@ -254,10 +254,18 @@ def gates(results: Path) -> list[str]:
                      "reaches a verdict"], rows)]
 
 
+def temporal(results: Path) -> list[str]:
+    """The temporal benchmark (§8): its readout, its cells, the probes and the verdicts of its two studies."""
+    from .temporal import markdown
+
+    data = _load(results / "temporal" / "temporal.json")
+    return [] if data is None else markdown(data)
+
+
 #: Every study's tables, in REPRODUCTION.md's order: (results renderer, study name for baselines and verdicts)
 RENDERERS = ((degradation, "degradation"), (degradation_digits, "degradation_digits"), (ablation, "ablation"),
              (firing_trained, None), (None, "gradients"), (surrogate, "surrogate"), (downsample, "downsample"),
-             (energy, None), (systems, "systems"))
+             (energy, None), (systems, "systems"), (temporal, None))
 
 
 def render_all(results: Path) -> str:

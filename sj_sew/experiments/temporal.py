@@ -341,7 +341,8 @@ def markdown(data: dict) -> list[str]:
     lines = []
     r = data.get("linear_readout")
     if r:
-        lines += ["| linear readout (T = 16) | C (chosen on validation) | validation % | test % |", "| --- | --- | --- | --- |"]
+        lines += ["| linear readout (T = 16) | C (chosen on validation) | validation % | test % |",
+                  "| --- | --- | --- | --- |"]
         for name, key in (("frames summed over time", "summed"), ("frames side by side", "frames")):
             lines.append(f"| {name} | {r[key]['C']:g} | {100 * r[key]['val_acc_chosen']:.1f} | "
                          f"{100 * r[key]['test_acc']:.1f} |")
