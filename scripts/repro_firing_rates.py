@@ -42,11 +42,14 @@ def main(argv=None):
     if args.checkpoint:
         results = firing_rates.trained_rates(args.checkpoint, args.batches)
         name, title = "trained", "Firing rates of trained networks (test data)"
+        setting = {"checkpoints": [str(p) for p in args.checkpoint], "batches": args.batches,
+                   "batch_size": firing_rates.TEST_BATCH}
     else:
         results = firing_rates.init_rates(args.depth, args.size, args.T, args.batch, args.seed, args.progress)
         name = "init"
         title = f"Firing rates at init, ResNet-{args.depth} structure, {args.size}x{args.size}, T={args.T}"
-    meta = firing_rates.meta(args.depth, args.size, args.T, args.batch, args.seed, start)
+        setting = {"depth": args.depth, "size": args.size, "T": args.T, "batch": args.batch, "seed": args.seed}
+    meta = firing_rates.meta(start, **setting)
     write_json(args.out / f"{name}.json", {"meta": meta, "curves": results}, indent=1, default=str)
     firing_rates.plot(results, args.out / f"{name}.png", title)
     print(firing_rates.format_table(results))

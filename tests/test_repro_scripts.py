@@ -130,7 +130,10 @@ def test_repro_ablation_and_energy_quick(tmp_path):
     assert set(ann_macs) == {"sew", "plain"} and all(len(macs) == 1 for macs in ann_macs.values())
 
     load("repro_firing_rates").main(["--from-ablation", str(tmp_path), "--batches", "1", "--out", str(tmp_path / "f")])
-    trained = json.loads((tmp_path / "f" / "trained.json").read_text())["curves"]
+    report = json.loads((tmp_path / "f" / "trained.json").read_text())
+    trained = report["curves"]
+    assert (report["meta"]["batches"], report["meta"]["batch_size"], "depth" in report["meta"]) == (1, 16, False)
+    assert len(report["meta"]["checkpoints"]) == len(trained)  # what was probed, not the init probe's defaults
     assert sorted(trained) == sorted(f"{key.replace(' ', '_')}/lr{row['lr']:g} ({'plain' if 'Plain' in key else 'sew'})"
                                      for key, row in rows.items())
 

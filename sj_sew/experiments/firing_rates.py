@@ -34,6 +34,9 @@ def init_rates(depth, size, T, batch, seed, progress: bool | None = None) -> dic
     return results
 
 
+TEST_BATCH = 16  # test samples per batch of a trained probe
+
+
 def trained_rates(paths, batches) -> dict:
     """Rates of each checkpoint's net, averaged over ``batches`` test batches, labelled by sweep cell."""
     from torch.utils.data import DataLoader
@@ -44,7 +47,7 @@ def trained_rates(paths, batches) -> dict:
     results = {}
     for path in paths:
         model, cfg, test_set = load_trained(path)
-        loader = DataLoader(test_set, batch_size=16, shuffle=False, collate_fn=time_first_collate)
+        loader = DataLoader(test_set, batch_size=TEST_BATCH, shuffle=False, collate_fn=time_first_collate)
         runs = [probe(model, x) for i, (x, _) in zip(range(batches), loader)]
         name = f"{setting_name(path)} ({cfg['family'] or 'sew'})"
         results[name] = {k: [sum(r[k][j] for r in runs) / len(runs) for j in range(len(runs[0][k]))]
@@ -53,11 +56,12 @@ def trained_rates(paths, batches) -> dict:
     return results
 
 
-def meta(depth, size, T, batch, seed, started: float) -> dict:
+def meta(started: float, **setting) -> dict:
+    """What a probe ran on (``setting``: the init probe's depth, size, T, batch and seed, or the trained probe's
+    checkpoints, batches and batch size), its wall time and the SpikingJelly version."""
     from .._compat import SJ_VERSION
 
-    return {"depth": depth, "size": size, "T": T, "batch": batch, "seed": seed,
-            "seconds": round(time.time() - started, 1), "sj_version": SJ_VERSION}
+    return {**setting, "seconds": round(time.time() - started, 1), "sj_version": SJ_VERSION}
 
 
 def format_table(results: dict) -> str:
