@@ -99,6 +99,7 @@ def test_gate_a_study_below_its_linear_readout_reaches_no_verdict(tmp_path):
     high = {e.claim.id: e for e in claims.evaluate_study(_fake_ablation(tmp_path / "high", accs, 0.70), "ablation")}
     assert high["A1"].verdict == stats.AGREES
     assert high["A10"].verdict == stats.UNTESTABLE  # RTD: the data cannot carry it, whatever the numbers
+    assert high["A10"].measured == stats.A_BETTER  # while its statistics still show, as for a study below the gate
     assert high["A5"].verdict == stats.INCONCLUSIVE  # equal values
 
 

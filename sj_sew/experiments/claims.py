@@ -1,7 +1,8 @@
 """Each claim of REPRODUCTION.md as a comparison of two sets of per-seed values read from ``results/``, and its
 verdict computed by :mod:`.stats` (so the prose cannot claim more than the data): the paired difference A - B
-over matched seeds with its 95% interval, the measured verdict (A better / B better / inconclusive / untestable
-here) and the verdict against the paper (agrees / disagrees / inconclusive / untestable here).
+over matched seeds with its 95% interval, what the statistics alone say (A better / B better / inconclusive, or
+untestable here with fewer than two paired seeds) and the verdict against the paper (agrees / disagrees /
+inconclusive / untestable here).
 
 A study whose best network does not beat its strongest linear readout (results/baselines/<study>.json; the 95%
 interval of network - readout above 0) reaches no verdict: every claim of it is "untestable here". So is a claim
@@ -358,7 +359,7 @@ def evaluate_rows(study: str, rows: dict, linear: dict | None) -> list[Evaluated
             d = stats.paired(c.value_a(rows), c.value_b(rows), c.higher_is_better)
         except KeyError:  # a row of the claim has no finished run yet
             continue
-        measured = stats.verdict(d, c.untestable)  # the statistics alone (and the claim's own limit)
+        measured = stats.verdict(d)  # the statistics alone; a claim's own limit bears on the verdict
         verdict = stats.paper_verdict(c.paper_sign, stats.verdict(d, c.untestable or blocked))
         out.append(Evaluated(c, d, measured, verdict, gate_text))
     return out
