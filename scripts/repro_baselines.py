@@ -3,7 +3,7 @@ readout of the frames (summed over time, and side by side), its L2 strength chos
 with the study's SEW ADD layout (ReLU for every spiking neuron, the frames summed over time as input, the study's
 optimiser and epochs), its learning rate chosen on validation. The test split chooses nothing.
 
-    python scripts/repro_baselines.py --out results/baselines                 # every study (~15 min, 1 thread)
+    python scripts/repro_baselines.py --out results/baselines                 # every study (~40 min, 1 thread)
     python scripts/repro_baselines.py --out results/baselines --studies ablation --skip-ann
     python scripts/repro_baselines.py --quick                                  # 12 images/class, 1 epoch (smoke)
 

@@ -141,7 +141,7 @@ def test_reproduction_md_verdicts_are_the_computed_ones():
 def test_reproduction_md_holds_the_rendered_baselines_and_verdicts():
     text = (ROOT / "REPRODUCTION.md").read_text()
     for study in ("degradation", "degradation_digits", "ablation", "gradients", "surrogate", "downsample", "systems",
-                  "temporal"):
+                  "temporal", "temporal_depth"):
         lines = tables.baselines(RESULTS, study) + tables.verdicts(RESULTS, study)
         missing = [line for line in lines if line.startswith("| ") and line not in text]
         assert not missing, f"{study}: rendered rows not in REPRODUCTION.md: {missing[:2]}"

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import ablation, degradation, surrogate, systems
+from . import ablation, degradation, surrogate, systems, temporal
 
 #: inverse L2 strengths of the linear readout (scikit-learn's C), weakest regularisation last
 LINEAR_C = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
@@ -85,6 +85,12 @@ def _ablation() -> dict:
     return ablation.cell_flags("SEW ADD", d["lrs"][0], d["T"], d["epochs"], d["per_class"])
 
 
+def _temporal(cell: str) -> Callable[[], dict]:
+    """A cell of the temporal benchmark on its runs' data (motion_events, 32x32, 200 per class, T = 16)."""
+    return lambda: temporal.cell_flags(cell, 3e-3, temporal.EPOCHS,  # (the twin's rate is its own)
+                                       {"per_class": temporal.PER_CLASS, "sensor_size": 32})
+
+
 #: study -> its setting (the network whose layout the ANN copies: the study's SEW ADD net, in its default setting)
 STUDIES = {
     "degradation": Setting(_degradation(2), (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "SEW ADD, 6 layers (the shallowest)",
@@ -99,6 +105,12 @@ STUDIES = {
     "systems": Setting(lambda: {**surrogate.cell_flags("ArcTan", "SEW ADD", 1e-3, systems.EPOCHS), "batch_size": 64},
                        (3e-4, 1e-3, 3e-3, 1e-2, 3e-2), "SEW ADD (Table 9's net; the systems' own nets are not copied)",
                        data=_systems_splits),
+    "temporal": Setting(_temporal("T16"), (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+                        "SEW ADD (7B-Net layout, 16 channels; the T study's net)"),
+    "temporal_depth": Setting(_temporal(temporal.depth_cell("SEW ADD", 2)), (3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+                              "SEW ADD, 6 layers (IF stack; the shallowest)",
+                              more={f"SEW ADD, {2 * n + 2} layers": _temporal(temporal.depth_cell("SEW ADD", n))
+                                    for n in (8, 16)}),
 }
 
 
