@@ -284,9 +284,11 @@ def test_reproduction_md_deep_trained_firing_rates_are_recomputed():
 
 
 def test_repro_tables_prints_every_claim_once():
-    """scripts/repro_tables.py (tables.render_all) is the one command that prints every verdict table: each claim of
-    claims.CLAIMS has exactly one row in it."""
+    """scripts/repro_tables.py (tables.render_all) is the one command that prints every verdict table and every
+    study's baselines: each claim of claims.CLAIMS has exactly one row in it."""
     text = tables.render_all(RESULTS)
+    for path in (RESULTS / "baselines").glob("*.json"):
+        assert text.count(f"Baselines on the same data and split ({path.stem}):") == 1, path.stem
     ids = [m.group(1) for m in re.finditer(r"^\| ([A-Z]+[0-9]+) \| .*\| (agrees|disagrees|inconclusive|untestable "
                                            r"here) \|$", text, re.M)]
     assert sorted(ids) == sorted(c.id for c in claims.CLAIMS)

@@ -255,11 +255,16 @@ def gates(results: Path) -> list[str]:
 
 
 def temporal(results: Path) -> list[str]:
-    """The temporal benchmark (§8): its readout, its cells, the probes and the verdicts of its two studies."""
+    """The temporal benchmark (§8): its readout, its cells, the probes and the verdicts of its two studies, then
+    the baselines of each."""
     from .temporal import markdown
 
     data = _load(results / "temporal" / "temporal.json")
-    return [] if data is None else markdown(data)
+    lines = [] if data is None else markdown(data)
+    for study in ("temporal", "temporal_depth"):
+        if more := baselines(results, study):
+            lines += ["", *more]
+    return lines
 
 
 #: Every study's tables, in REPRODUCTION.md's order: (results renderer, study name for baselines and verdicts)
