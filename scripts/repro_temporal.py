@@ -44,7 +44,7 @@ from __future__ import annotations
 import argparse
 
 from _sweep import output_paths, resolve_out, study_parser  # noqa: F401  (output_paths: tests)
-from sj_sew.experiments import temporal
+from sj_sew.experiments import tables, temporal
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +90,7 @@ def main(argv=None):
     if args.markdown and report:
         import json
 
-        print("\n".join(temporal.markdown(json.loads((out / "temporal.json").read_text()))))
+        print("\n".join(tables.temporal_markdown(json.loads((out / "temporal.json").read_text()))))
     meta = study["meta"]
     written = f"; wrote {out / 'temporal.json'} and the figure" if report else ""
     print(f"{len(study['table'])} cells with finished runs, complete: {meta['complete']}{written} ({meta['seconds']} s;"

@@ -13,7 +13,7 @@ import torch
 
 from sj_sew.data import build_dataset, dataset_info
 from sj_sew.data.temporal import AXES, CLASSES, MotionConfig, MotionEventSet, _frames, motion_streams
-from sj_sew.experiments import temporal
+from sj_sew.experiments import tables, temporal
 
 SMALL = {"per_class": 12, "sensor_size": 16}
 
@@ -219,5 +219,5 @@ def test_reproduction_section_is_the_committed_results():
         pytest.skip("no committed temporal results")
     text = (root / "REPRODUCTION.md").read_text()
     section = text[text.index("Temporal event benchmark"):]
-    for line in temporal.markdown(json.loads(path.read_text())):
+    for line in tables.temporal_markdown(json.loads(path.read_text())):
         assert line in section, line

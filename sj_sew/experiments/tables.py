@@ -254,13 +254,62 @@ def gates(results: Path) -> list[str]:
                      "reaches a verdict"], rows)]
 
 
+def temporal_markdown(data: dict) -> list[str]:
+    """REPRODUCTION.md's tables of the temporal benchmark (§8), rendered from ``temporal.json``'s ``data``."""
+    from .temporal import DEPTH_NET, TUNE_SEED, rate_cell, verdicts
+
+    lines = []
+    r = data.get("linear_readout")
+    if r:
+        lines += ["| linear readout (T = 16) | C (chosen on validation) | validation % | test % |",
+                  "| --- | --- | --- | --- |"]
+        for name, key in (("frames summed over time", "summed"), ("frames side by side", "frames")):
+            lines.append(f"| {name} | {r[key]['C']:g} | {100 * r[key]['val_acc_chosen']:.1f} | "
+                         f"{100 * r[key]['test_acc']:.1f} |")
+        lines.append("")
+    lines += ["| cell | network | T (T_train) | test % (val-selected) | test % (last) | train % (last) | train - test gap "
+              "(points) | final train loss | lr |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    depth = {cell: row for cell, row in data["table"].items() if row.get("layers")}
+    for cell, row in data["table"].items():
+        if cell in depth:
+            continue
+        frames = f"{row['T']} ({row['T_train']})" if row["T_train"] else f"{row['T']}"
+        lines.append(f"| {cell} | {row.get('network', 'SEW ADD')} | {frames} | "
+                     f"{fmt(row['selected_test_acc'])} | {fmt(row['last_test_acc'])} | {fmt(row['last_train_acc'])} | "
+                     f"{fmt(row['gap_train_test'])} | {fmt(row['final_train_loss'], 1, 3)} | {row['lr']:g} |")
+    if depth:
+        lines += ["", f"Degradation (Table 2) on these frames: {DEPTH_NET.format(blocks='n')} (IF neurons), "
+                      "T = 16 without RTD, SEW ADD and Spiking ResNet with zero init unless noted:", "",
+                  "| network | layers | test % (val-selected) | test % (last) | train % (last) | final train loss "
+                  "| lr |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for row in depth.values():
+            lines.append(f"| {row['network']} | {row['layers']} | {fmt(row['selected_test_acc'])} | "
+                         f"{fmt(row['last_test_acc'])} | {fmt(row['last_train_acc'])} | "
+                         f"{fmt(row['final_train_loss'], 1, 3)} | {row['lr']:g} |")
+    tuned = {cell: row for cell, row in data["table"].items() if row.get("grid_val_acc") and rate_cell(cell) == cell}
+    if tuned:
+        rates = sorted({float(lr) for row in tuned.values() for lr in row["grid_val_acc"]})
+        lengths = stop_text({**data["meta"], "epochs": data["meta"].get("tune_epochs")})
+        lines += ["", f"Validation accuracy % of the probe runs (seed {TUNE_SEED}, {lengths}; chosen in bold, - not "
+                      "probed):", "",
+                  "| cell | " + " | ".join(f"{lr:g}" for lr in rates) + " |", "| --- |" + " --- |" * len(rates)]
+        for cell, row in tuned.items():
+            accs = {float(lr): acc for lr, acc in row["grid_val_acc"].items()}
+            marks = [("-" if lr not in accs else f"**{100 * accs[lr]:.1f}**" if lr == row["lr"]
+                      else f"{100 * accs[lr]:.1f}") for lr in rates]
+            lines.append(f"| {cell} | " + " | ".join(marks) + " |")
+    found = verdicts(data["table"], data.get("linear_readout"))
+    for study in dict.fromkeys(e.claim.study for e in found):
+        lines += ["", *verdict_table(study, [e for e in found if e.claim.study == study])]
+    return lines
+
+
 def temporal(results: Path) -> list[str]:
     """The temporal benchmark (§8): its readout, its cells, the probes and the verdicts of its two studies, then
     the baselines of each."""
-    from .temporal import markdown
-
     data = _load(results / "temporal" / "temporal.json")
-    lines = [] if data is None else markdown(data)
+    lines = [] if data is None else temporal_markdown(data)
     for study in ("temporal", "temporal_depth"):
         if more := baselines(results, study):
             lines += ["", *more]
