@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cells", nargs="+", choices=list(temporal.CELLS), default=list(temporal.CELLS), metavar="CELL",
                    help="the cells to run (default: all): " + ", ".join(repr(c) for c in temporal.CELLS))
     p.add_argument("--per-class", type=int, default=temporal.PER_CLASS, help="samples per class (default 200)")
-    p.add_argument("--sensor-size", type=int, default=32)
+    p.add_argument("--sensor-size", type=int, default=temporal.SENSOR_SIZE)
     p.add_argument("--readout", action=argparse.BooleanOptionalAction, default=True,
                    help="measure the linear readout with the report (default: yes)")
     p.add_argument("--markdown", action="store_true",

@@ -88,7 +88,7 @@ def _ablation() -> dict:
 def _temporal(cell: str) -> Callable[[], dict]:
     """A cell of the temporal benchmark on its runs' data (motion_events, 32x32, 200 per class, T = 16)."""
     return lambda: temporal.cell_flags(cell, 3e-3, temporal.EPOCHS,  # (the twin's rate is its own)
-                                       {"per_class": temporal.PER_CLASS, "sensor_size": 32})
+                                       {"per_class": temporal.PER_CLASS, "sensor_size": temporal.SENSOR_SIZE})
 
 
 #: study -> its setting (the network whose layout the ANN copies: the study's SEW ADD net, in its default setting)

@@ -267,8 +267,8 @@ def temporal_markdown(data: dict) -> list[str]:
             lines.append(f"| {name} | {r[key]['C']:g} | {100 * r[key]['val_acc_chosen']:.1f} | "
                          f"{100 * r[key]['test_acc']:.1f} |")
         lines.append("")
-    lines += ["| cell | network | T (T_train) | test % (val-selected) | test % (last) | train % (last) | train - test gap "
-              "(points) | final train loss | lr |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["| cell | network | T (T_train) | test % (val-selected) | test % (last) | train % (last) | "
+              "train - test gap (points) | final train loss | lr |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     depth = {cell: row for cell, row in data["table"].items() if row.get("layers")}
     for cell, row in data["table"].items():
         if cell in depth:
@@ -308,9 +308,11 @@ def temporal_markdown(data: dict) -> list[str]:
 def temporal(results: Path) -> list[str]:
     """The temporal benchmark (§8): its readout, its cells, the probes and the verdicts of its two studies, then
     the baselines of each."""
+    from .claims import TEMPORAL_STUDIES
+
     data = _load(results / "temporal" / "temporal.json")
     lines = [] if data is None else temporal_markdown(data)
-    for study in ("temporal", "temporal_depth"):
+    for study in TEMPORAL_STUDIES:
         if more := baselines(results, study):
             lines += ["", *more]
     return lines

@@ -107,6 +107,7 @@ T_RATE_CELL = "T8"
 VAL_FRACTION = 1 / 3  # with the default 200 per class: 100 fit, 50 validate, 50 test per class
 BATCH = 16
 PER_CLASS = 200
+SENSOR_SIZE = 32  # the sensor's side in pixels
 PAPER = {"table6_cifar10_dvs": {4: 0.648, 8: 0.702, 16: 0.744}}
 
 
@@ -127,7 +128,7 @@ def cell_flags(cell: str, lr: float, epochs: int, data_options: dict) -> dict:
     zero init for SEW and Spiking ResNet (:data:`.degradation.FAMILIES`, the paper's Table 2 setting)."""
     c = CELLS[cell]
     if c.blocks is None:
-        notation, neuron = network(data_options.get("sensor_size", 32)), "plif"
+        notation, neuron = network(data_options.get("sensor_size", SENSOR_SIZE)), "plif"
         family = {**NETWORKS[c.network][0], "zero_init": False}
     else:
         notation, neuron = DEPTH_NET.format(blocks=c.blocks), "if"
@@ -234,7 +235,8 @@ def run_study(out: Path, seeds: int = 5, epochs: int = EPOCHS, lrs=LRS, cells=tu
                  f"{list(LR_LADDER)} beyond it"
                  if len(lrs) > 1 else "rate fixed as given (no grid)")
     meta = {"dataset": f"{DATASET} (emulated event sensor, a digit sweeping 3 axes; 8 classes of direction)",
-            "data_options": data_options, "net": network(data_options.get("sensor_size", 32)), "epochs": epochs,
+            "data_options": data_options, "net": network(data_options.get("sensor_size", SENSOR_SIZE)),
+            "epochs": epochs,
             "depth_net": DEPTH_NET.format(blocks="n"), "patience": PATIENCE,
             "stop": f"validation plateau of {PATIENCE} epochs within {epochs}",
             "seeds": seeds, "batch": BATCH, "optimizer": "adam, cosine schedule", "val_fraction": VAL_FRACTION,
